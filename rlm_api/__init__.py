@@ -1,0 +1,69 @@
+"""RLM Engine's Flask application: the JSON API and the dashboard, over one database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_migrate import Migrate
+
+from rlm_worker.config import Settings, get_settings
+
+MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
+
+migrate = Migrate()
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URLs platforms hand out (`postgres://`, `postgresql://`) and use psycopg 3."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def create_app(overrides: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
+    """Build the app: settings from the environment, then `overrides` (tests use these)."""
+    settings = settings or get_settings()
+    app = Flask(__name__)
+    app.config.from_mapping(
+        RLM_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=normalize_database_url(settings.database_url),
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        MAX_CONTENT_LENGTH=settings.max_context_size * 4 + 1_000_000,
+        CELERY=celery_config(settings),
+        JSON_SORT_KEYS=False,
+    )
+    if overrides:
+        app.config.update(overrides)
+        if "SQLALCHEMY_DATABASE_URI" in overrides:
+            app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(overrides["SQLALCHEMY_DATABASE_URI"])
+
+    from rlm_api.database import init_database
+
+    init_database(app)
+    from rlm_api.models import db
+
+    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+
+    from rlm_worker.celery_app import celery_init_app
+
+    celery_init_app(app)
+
+    from dashboard import bp as dashboard_bp
+    from rlm_api.api import bp as api_bp
+    from rlm_api.errors import register_error_handlers
+
+    app.register_blueprint(api_bp)
+    app.register_blueprint(dashboard_bp)
+    register_error_handlers(app)
+    return app
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    from rlm_worker.celery_app import celery_settings
+
+    return celery_settings(settings)

@@ -1,0 +1,55 @@
+"""Contexts are stored once per distinct content, keyed by sha256; messages carry only ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import sqlalchemy as sa
+
+from rlm_api.models import Context, db
+
+
+def encode_context(value: Any) -> tuple[str, str]:
+    """(kind, text): a str is kept as is, a list or dict as JSON."""
+    if isinstance(value, str):
+        return "str", value
+    if isinstance(value, list | dict):
+        return ("list" if isinstance(value, list) else "dict"), json.dumps(value, ensure_ascii=False)
+    raise TypeError("context must be a string, a list or an object")
+
+
+def decode_context(kind: str, content: str) -> Any:
+    return content if kind == "str" else json.loads(content)
+
+
+def context_size(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    return len(encode_context(value)[1])
+
+
+def store_context(value: Any) -> Context:
+    """Insert the context unless an identical one exists; return the row either way."""
+    kind, text = encode_context(value)
+    digest = hashlib.sha256(f"{kind}\0".encode() + text.encode("utf-8", "surrogatepass")).hexdigest()
+    existing = db.session.scalar(sa.select(Context).where(Context.sha256 == digest))
+    if existing is not None:
+        return existing
+    row = Context(sha256=digest, kind=kind, size_chars=len(text), content=text)
+    db.session.add(row)
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError:  # a concurrent request stored it first
+        db.session.rollback()
+        row = db.session.scalar(sa.select(Context).where(Context.sha256 == digest))
+        assert row is not None
+    return row
+
+
+def load_context(context_id: str) -> Any:
+    row = db.session.get(Context, context_id)
+    if row is None:
+        raise LookupError(f"context {context_id} not found")
+    return decode_context(row.kind, row.content)

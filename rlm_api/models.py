@@ -1,0 +1,161 @@
+"""The database: contexts, sessions, executions, trace nodes and memory snapshots.
+
+Schema changes go through Flask-Migrate (`flask --app rlm_api db migrate`), never `create_all`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+db = SQLAlchemy(model_class=Base)
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+TZDateTime = sa.DateTime(timezone=True)
+
+EXECUTION_STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "cancelled")
+FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
+NODE_KINDS = ("root", "iteration", "code", "llm_call", "child_rlm")
+
+
+def _uuid() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Context(db.Model):
+    """An input, stored once per distinct content (sha256), so messages carry only its id."""
+
+    __tablename__ = "contexts"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_uuid)
+    sha256: Mapped[str] = mapped_column(sa.String(64), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(8), nullable=False, default="str")
+    size_chars: Mapped[int] = mapped_column(sa.BigInteger, nullable=False)
+    content: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
+
+
+class Session(db.Model):
+    """A context plus memory and REPL variables that persist across executions."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    context_id: Mapped[str | None] = mapped_column(sa.ForeignKey("contexts.id"), nullable=True)
+    memory: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    variables: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    owner: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, onupdate=_now, nullable=False)
+
+
+class Execution(db.Model):
+    """One root run of the agent loop over a context."""
+
+    __tablename__ = "executions"
+    __table_args__ = (sa.Index("ix_executions_status_created", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_uuid)
+    session_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("sessions.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    context_id: Mapped[str] = mapped_column(sa.ForeignKey("contexts.id"), nullable=False)
+    user_query: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    root_model: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    sub_model: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="queued")
+    final_answer: Mapped[str | None] = mapped_column(sa.Text)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    guard_hit: Mapped[str | None] = mapped_column(sa.String(32))
+    forced_final: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    iterations: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    total_input_tokens: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    total_output_tokens: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
+    total_cost_usd: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0)
+    llm_calls: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    sub_calls: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    owner: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    worker: Mapped[str | None] = mapped_column(sa.String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class TraceNode(db.Model):
+    """One step of an execution tree. `path` sorts a whole tree in display order."""
+
+    __tablename__ = "trace_nodes"
+    __table_args__ = (sa.Index("ix_trace_nodes_execution_path", "execution_id", "path", unique=True),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    )
+    parent_id: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)
+    depth: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    seq: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    path: Mapped[str] = mapped_column(sa.String(512), nullable=False)
+    kind: Mapped[str] = mapped_column(sa.String(16), nullable=False)
+    model: Mapped[str | None] = mapped_column(sa.String(200))
+    prompt: Mapped[str | None] = mapped_column(sa.Text)
+    response: Mapped[str | None] = mapped_column(sa.Text)
+    code: Mapped[str | None] = mapped_column(sa.Text)
+    stdout: Mapped[str | None] = mapped_column(sa.Text)
+    stderr: Mapped[str | None] = mapped_column(sa.Text)
+    input_tokens: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    output_tokens: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    cost_usd: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="running")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class MemorySnapshot(db.Model):
+    """The memory blocks after a step, so the dashboard can diff consecutive steps."""
+
+    __tablename__ = "memory_snapshots"
+    __table_args__ = (sa.Index("ix_memory_snapshots_execution_seq", "execution_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("executions.id", ondelete="CASCADE"), nullable=False
+    )
+    node_id: Mapped[str | None] = mapped_column(sa.String(32))
+    seq: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    blocks: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)

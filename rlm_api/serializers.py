@@ -1,0 +1,86 @@
+"""Rows to JSON-ready dicts, one function per resource, shared by the API and the dashboard."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rlm_api.models import Execution, Session, TraceNode
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def execution_dict(e: Execution) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "status": e.status,
+        "session_id": e.session_id,
+        "context_id": e.context_id,
+        "user_query": e.user_query,
+        "root_model": e.root_model,
+        "sub_model": e.sub_model,
+        "options": e.options,
+        "final_answer": e.final_answer,
+        "error": e.error,
+        "guard_hit": e.guard_hit,
+        "forced_final": e.forced_final,
+        "iterations": e.iterations,
+        "total_input_tokens": e.total_input_tokens,
+        "total_output_tokens": e.total_output_tokens,
+        "total_cost_usd": e.total_cost_usd,
+        "llm_calls": e.llm_calls,
+        "sub_calls": e.sub_calls,
+        "created_at": _iso(e.created_at),
+        "started_at": _iso(e.started_at),
+        "finished_at": _iso(e.finished_at),
+        "duration_seconds": e.duration_seconds,
+        "links": execution_links(e.id),
+    }
+
+
+def execution_links(execution_id: str) -> dict[str, str]:
+    return {
+        "self": f"/api/executions/{execution_id}",
+        "trace": f"/api/executions/{execution_id}/trace",
+        "dashboard": f"/executions/{execution_id}",
+    }
+
+
+def session_dict(s: Session, context_size: int | None = None) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "context_id": s.context_id,
+        "context_size": context_size,
+        "memory": s.memory,
+        "variables": s.variables,
+        "created_at": _iso(s.created_at),
+        "updated_at": _iso(s.updated_at),
+    }
+
+
+def node_dict(n: TraceNode) -> dict[str, Any]:
+    return {
+        "id": n.id,
+        "parent_id": n.parent_id,
+        "depth": n.depth,
+        "seq": n.seq,
+        "path": n.path,
+        "kind": n.kind,
+        "model": n.model,
+        "status": n.status,
+        "prompt": n.prompt,
+        "response": n.response,
+        "code": n.code,
+        "stdout": n.stdout,
+        "stderr": n.stderr,
+        "error": n.error,
+        "input_tokens": n.input_tokens,
+        "output_tokens": n.output_tokens,
+        "cost_usd": n.cost_usd,
+        "started_at": _iso(n.started_at),
+        "finished_at": _iso(n.finished_at),
+        "duration_seconds": n.duration_seconds,
+    }

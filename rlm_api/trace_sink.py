@@ -1,0 +1,78 @@
+"""The engine's TraceSink over SQLAlchemy: idempotent upserts of nodes, snapshots, progress.
+
+Writes use short transactions on the engine (thread-safe), not the request-scoped session,
+because agent threads and sub-call threads write concurrently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine as SAEngine
+
+from rlm_api.models import Execution, MemorySnapshot, TraceNode
+from rlm_worker.engine.types import TraceNode as EngineNode
+
+_NODE_COLUMNS = [c.name for c in TraceNode.__table__.columns]
+_UPDATABLE = [c for c in _NODE_COLUMNS if c not in ("id", "execution_id", "path", "parent_id", "seq", "kind")]
+
+
+def _insert(engine: SAEngine, table: sa.Table):
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+class SqlTraceSink:
+    def __init__(self, engine: SAEngine) -> None:
+        self.engine = engine
+        self._snapshot_seq: dict[str, itertools.count] = {}
+        self._lock = threading.Lock()
+
+    def _upsert_nodes(self, nodes: list[EngineNode]) -> None:
+        if not nodes:
+            return
+        rows = [{k: v for k, v in n.to_dict().items() if k in _NODE_COLUMNS} for n in nodes]
+        stmt = _insert(self.engine, TraceNode.__table__)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={c: getattr(stmt.excluded, c) for c in _UPDATABLE}
+        )
+        with self.engine.begin() as conn:
+            conn.execute(stmt, rows)
+
+    def node_started(self, node: EngineNode) -> None:
+        self._upsert_nodes([node])
+
+    def node_finished(self, node: EngineNode) -> None:
+        self._upsert_nodes([node])
+
+    def nodes_recorded(self, nodes: list[EngineNode]) -> None:
+        self._upsert_nodes(nodes)
+
+    def memory_snapshot(self, execution_id: str, node_id: str | None, blocks: dict[str, str]) -> None:
+        with self.engine.begin() as conn:
+            seq = next(self._counter(conn, execution_id))
+            conn.execute(
+                sa.insert(MemorySnapshot.__table__),
+                {"execution_id": execution_id, "node_id": node_id, "seq": seq, "blocks": blocks},
+            )
+
+    def execution_progress(self, execution_id: str, fields: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(Execution.__table__).where(Execution.id == execution_id).values(**fields))
+
+    def _counter(self, conn: sa.Connection, execution_id: str) -> itertools.count:
+        with self._lock:
+            if execution_id not in self._snapshot_seq:
+                start = conn.scalar(
+                    sa.select(sa.func.coalesce(sa.func.max(MemorySnapshot.seq) + 1, 0)).where(
+                        MemorySnapshot.execution_id == execution_id
+                    )
+                )
+                self._snapshot_seq[execution_id] = itertools.count(int(start or 0))
+            return self._snapshot_seq[execution_id]

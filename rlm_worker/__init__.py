@@ -1,0 +1,1 @@
+"""RLM Engine worker side: the framework-free engine, the sandbox, and the Celery adapter."""

@@ -1,0 +1,47 @@
+"""Twelve-factor configuration: every setting comes from the environment, with one default each.
+
+The README's configuration table documents exactly these fields.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    database_url: str = Field("sqlite:///rlm.db", description="SQLAlchemy URL of the trace database.")
+    celery_broker_url: str = Field("redis://127.0.0.1:6379/0", description="Celery broker.")
+    celery_result_backend: str = Field("redis://127.0.0.1:6379/1", description="Celery result backend.")
+    dispatch: str = Field("celery", description="`celery` (distributed) or `embedded` (in-process threads).")
+    default_model: str = Field("openai/gpt-4o-mini", description="litellm model string of the root agent.")
+    sub_model: str | None = Field(None, description="Model of sub-calls; defaults to DEFAULT_MODEL.")
+    llm_api_base: str | None = Field(None, description="OpenAI-compatible base URL for `openai/...` models.")
+    llm_api_key: str | None = Field(None, description="API key sent to LLM_API_BASE.")
+    llm_timeout_seconds: float = Field(120.0, description="Timeout of one model HTTP call.")
+    llm_max_retries: int = Field(4, description="Retries of a transient model error.")
+    max_context_size: int = Field(10_000_000, description="Largest accepted context, in characters.")
+    default_chunk_size: int = Field(50_000, description="Chunk size suggested to the root model.")
+    max_recursion_depth: int = Field(10, description="Deepest rlm_query nesting.")
+    max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")
+    execution_timeout: float = Field(300.0, description="Wall-clock limit of one execution, seconds.")
+    model_prices: str | None = Field(
+        None, description='JSON prices for models litellm does not know: {"model": {"input_cost_per_token": ..}}.'
+    )
+    llm_batch_size: int = Field(8, description="Sub-calls carried by one rlm.llm task message.")
+    api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; unset = open API.")
+    flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
+    secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")
+
+    @property
+    def effective_sub_model(self) -> str:
+        return self.sub_model or self.default_model
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,122 @@
+"""Model calls through litellm: one client per process, retries for transient errors, cost from usage."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from typing import Any
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from rlm_worker.engine.ports import ModelError
+from rlm_worker.engine.types import ModelReply
+
+# litellm fetches its price map from the internet unless told not to; these machines have no route out.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+_TRANSIENT_NAMES = (
+    "RateLimitError",
+    "APIConnectionError",
+    "Timeout",
+    "APITimeoutError",
+    "InternalServerError",
+    "ServiceUnavailableError",
+    "BadGatewayError",
+)
+_import_lock = threading.Lock()
+_litellm: Any = None
+
+
+def _lib() -> Any:
+    """Import litellm once per process (it takes ~2 s)."""
+    global _litellm
+    if _litellm is None:
+        with _import_lock:
+            if _litellm is None:
+                import litellm
+
+                litellm.suppress_debug_info = True
+                litellm.telemetry = False
+                _litellm = litellm
+    return _litellm
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, ModelError) and exc.transient
+
+
+def classify(exc: Exception) -> ModelError:
+    """Turn a provider exception into a ModelError that knows whether a retry can help."""
+    name = type(exc).__name__
+    status = getattr(exc, "status_code", None)
+    transient = name in _TRANSIENT_NAMES or (isinstance(status, int) and (status == 429 or status >= 500))
+    message = str(exc).splitlines()[0][:500] if str(exc) else name
+    return ModelError(f"{name}: {message}", transient=transient)
+
+
+class LiteLLMClient:
+    """The production ModelClient. `api_base` serves every `openai/...` model from one server."""
+
+    def __init__(
+        self,
+        api_base: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        prices: dict[str, dict[str, float]] | None = None,
+    ) -> None:
+        self.api_base = api_base
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.prices = prices or {}
+        self._complete_with_retry = retry(
+            retry=retry_if_exception(_is_transient),
+            stop=stop_after_attempt(max_retries + 1),
+            wait=wait_exponential_jitter(initial=0.5, max=20, jitter=random.uniform(0.1, 1.0)),
+            reraise=True,
+        )(self._complete_once)
+
+    def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        return self._complete_with_retry(model, messages)
+
+    def _request_kwargs(self, model: str) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"timeout": self.timeout, "num_retries": 0}
+        if self.api_base and model.startswith("openai/"):
+            kwargs["api_base"] = self.api_base
+            kwargs["api_key"] = self.api_key or "not-needed"
+        return kwargs
+
+    def _complete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        litellm = _lib()
+        try:
+            response = litellm.completion(model=model, messages=messages, **self._request_kwargs(model))
+        except Exception as exc:  # provider errors come in many classes; classify them all
+            raise classify(exc) from None
+        text = response.choices[0].message.content or ""
+        usage = getattr(response, "usage", None)
+        input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        output_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        cost, known = self._cost(model, response, input_tokens, output_tokens)
+        return ModelReply(
+            text=text,
+            model=model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cost_usd=cost,
+            cost_known=known,
+        )
+
+    def _cost(self, model: str, response: Any, input_tokens: int, output_tokens: int) -> tuple[float, bool]:
+        price = self.prices.get(model)
+        if price:
+            return (
+                input_tokens * price.get("input_cost_per_token", 0.0)
+                + output_tokens * price.get("output_cost_per_token", 0.0),
+                True,
+            )
+        try:
+            return float(_lib().completion_cost(completion_response=response, model=model) or 0.0), True
+        except Exception:  # ModelNotMappedError and friends: unknown price, not an error
+            return 0.0, False

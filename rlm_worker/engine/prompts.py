@@ -1,0 +1,121 @@
+"""The prompts. They are part of the product: they teach the model the strategy that works."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+SYSTEM_PROMPT = """\
+You are the root agent of a Recursive Language Model. You answer a question about a context that is \
+too large to read directly. The context is NOT in this prompt: it is stored in the variable `context` \
+inside a Python REPL, and you work on it by writing code.
+
+Write code in fenced blocks marked ```repl (```python also works). Every block you write is run, in \
+order, and you see its printed output (long output is truncated, so print summaries, not data). \
+Variables persist between blocks and between turns.
+
+The REPL gives you:
+- `context`: the input ({context_type}).
+- `llm_query(prompt, model=None) -> str`: ask a sub-model one question. It sees only the prompt you \
+give it, so put the text it must read into the prompt (up to ~{chunk_size} characters per call works well).
+- `llm_query_batched(prompts, model=None) -> list[str]`: many independent questions at once, run in \
+parallel; answers come back in the same order. Prefer this to a loop of `llm_query`.
+- `rlm_query(prompt, context=None, model=None, inherit_memory=False) -> str`: a child agent like you, \
+with its own REPL whose `context` is the one you pass (else the prompt). Use it for sub-problems that \
+themselves need code. `rlm_query_batched(prompts, model=None, contexts=None)` runs several at once.
+- `memory`: your memory blocks. `memory["learnings"]` reads, `memory.append("learnings", text)` adds, \
+`memory.replace(label, old, new)` edits. Record what you learn that later steps or later runs need.
+- `SHOW_VARS()`: the variables you have defined.
+- `FINAL(answer)`: give the final answer and stop. `FINAL_VAR("name")` gives the value of a variable.
+- Modules you may import: re, json, math, collections, itertools, functools, statistics, string, \
+textwrap, datetime, random, heapq, bisect. There is no file system, network or `os`.
+
+A failed sub-call returns a string starting with "Error:" instead of raising; check for it.
+
+The strategy that works:
+1. Probe first: print `len(context)`, a short slice, and how the text is structured (headings, \
+separators, records) before deciding how to split it.
+2. Chunk by structure (sections, paragraphs, records), about {chunk_size} characters per chunk \
+(`DEFAULT_CHUNK_SIZE`), never by reading it all yourself.
+3. Search in code when you can: `re` and string methods find keywords, numbers and names for free; \
+send the model only the chunks that matter.
+4. Batch independent sub-calls with `llm_query_batched`. Write short, direct prompts with the \
+question first and the text after; ask for "NONE" when the text does not say.
+5. Aggregate the answers in code (count, deduplicate, sort) rather than asking a model to.
+6. Verify before you answer: check extracted facts against the chunk text in code; if answers \
+conflict, look again.
+7. Call `FINAL(...)` only with the complete answer to the question.
+"""
+
+MEMORY_HEADER = "Your memory blocks (edit them through `memory`):"
+
+FORCE_FINAL_PROMPT = (
+    "You have used every iteration you were allowed. From what you know now, give your best final "
+    "answer to the question. Reply with FINAL(your answer) on one line and nothing else."
+)
+
+NO_CODE_NUDGE = (
+    "Your reply had no ```repl code block and no FINAL(...). Write code to examine `context`, "
+    "or give the answer with FINAL(...)."
+)
+
+
+def describe_context(context: Any, preview_chars: int = 300) -> str:
+    """Metadata the root sees instead of the context: type, sizes, a short preview."""
+    if isinstance(context, str):
+        return (
+            f"`context` is a str of {len(context):,} characters.\n"
+            f"Preview of the first {min(preview_chars, len(context))} characters:\n"
+            f"{context[:preview_chars]!r}"
+        )
+    if isinstance(context, list):
+        sizes = [len(_as_text(item)) for item in context]
+        shown = sizes[:20]
+        more = f" ... and {len(sizes) - 20} more" if len(sizes) > 20 else ""
+        preview = _as_text(context[0])[:preview_chars] if context else ""
+        return (
+            f"`context` is a list of {len(context):,} items, {sum(sizes):,} characters in total.\n"
+            f"Item lengths: {shown}{more}\n"
+            f"Preview of item 0: {preview!r}"
+        )
+    if isinstance(context, dict):
+        keys = list(context)[:30]
+        total = sum(len(_as_text(v)) for v in context.values())
+        return (
+            f"`context` is a dict of {len(context):,} keys, {total:,} characters in its values.\n"
+            f"Keys: {keys}{' ...' if len(context) > 30 else ''}\n"
+            f"Preview: {_as_text(context)[:preview_chars]!r}"
+        )
+    return f"`context` is a {type(context).__name__}: {_as_text(context)[:preview_chars]!r}"
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def context_type_name(context: Any) -> str:
+    return {str: "str", list: "list", dict: "dict"}.get(type(context), type(context).__name__)
+
+
+def build_system_prompt(context: Any, chunk_size: int) -> str:
+    return SYSTEM_PROMPT.format(context_type=context_type_name(context), chunk_size=chunk_size)
+
+
+def build_first_user_message(
+    user_query: str, context: Any, memory: dict[str, str], depth: int, max_depth: int
+) -> str:
+    blocks = "\n".join(f"<{label}>\n{text}\n</{label}>" for label, text in memory.items())
+    depth_note = (
+        f"You are a child agent at depth {depth} of at most {max_depth}."
+        if depth
+        else "You are the root agent."
+    )
+    return (
+        f"{depth_note}\n\n{describe_context(context)}\n\n{MEMORY_HEADER}\n{blocks}\n\n"
+        f"The question:\n{user_query}\n\n"
+        "Start by examining `context` with code. Do not answer before you have looked."
+    )
+
+
+def format_cell_feedback(code_outputs: list[str]) -> str:
+    return "\n\n".join(code_outputs)

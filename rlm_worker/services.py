@@ -1,0 +1,33 @@
+"""Per-process singletons of a worker: the model client and the sandbox factory.
+
+litellm takes ~2 s to import, so one client serves every task of a process.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+from rlm_worker.config import get_settings
+from rlm_worker.engine.llm import LiteLLMClient
+from rlm_worker.engine.ports import SandboxFactory
+
+
+@lru_cache(maxsize=1)
+def model_client() -> LiteLLMClient:
+    s = get_settings()
+    prices = json.loads(s.model_prices) if s.model_prices else None
+    return LiteLLMClient(
+        api_base=s.llm_api_base,
+        api_key=s.llm_api_key,
+        timeout=s.llm_timeout_seconds,
+        max_retries=s.llm_max_retries,
+        prices=prices,
+    )
+
+
+@lru_cache(maxsize=1)
+def sandbox_factory() -> SandboxFactory:
+    from rlm_worker.sandbox import SandboxConfig, make_sandbox_factory
+
+    return make_sandbox_factory(SandboxConfig())

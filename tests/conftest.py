@@ -1,0 +1,95 @@
+"""Shared fixtures: real Postgres, Redis and Celery workers, and a scripted model server on loopback."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.support.scripted_model import ScriptedModelServer, default_responder
+from tests.support.services import CeleryWorker, create_database, free_redis_db, upgrade_database
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+# Settings every worker and app in the suite shares; the secret proves nothing leaks.
+TEST_SECRET = "sk-test-SECRET-do-not-leak-1234"
+
+
+@pytest.fixture(scope="session")
+def model_server():
+    server = ScriptedModelServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def scripted(model_server):
+    """The model server, reset to the default script; tests may set `.responder` and `.latency`."""
+    model_server.reset(responder=default_responder, latency=0.0)
+    yield model_server
+    model_server.reset(responder=default_responder, latency=0.0)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url():
+    url, drop = create_database()
+    upgrade_database(url)
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def stack_env(pg_database_url, model_server):
+    broker, backend = free_redis_db()
+    env = {
+        **os.environ,
+        "DATABASE_URL": pg_database_url,
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": backend,
+        "LLM_API_BASE": model_server.url,
+        "LLM_API_KEY": "scripted",
+        "DEFAULT_MODEL": "openai/scripted-root",
+        "SUB_MODEL": "openai/scripted-sub",
+        "OPENAI_API_KEY": TEST_SECRET,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "MODEL_PRICES": '{"openai/scripted-root": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},'
+        ' "openai/scripted-sub": {"input_cost_per_token": 1e-07, "output_cost_per_token": 4e-07}}',
+        "DISPATCH": "celery",
+    }
+    return env
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack_env):
+    from rlm_worker.config import Settings
+
+    keys = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "LLM_API_BASE", "LLM_API_KEY",
+            "DEFAULT_MODEL", "SUB_MODEL", "MODEL_PRICES", "DISPATCH")
+    return Settings(**{k.lower(): stack_env[k] for k in keys})
+
+
+@pytest.fixture(scope="session")
+def stack_app(stack_settings):
+    from rlm_api import create_app
+
+    return create_app(settings=stack_settings)
+
+
+@pytest.fixture(scope="session")
+def celery_workers(stack_app, stack_env):
+    """One root worker and one llm worker, real processes, on the test broker."""
+    celery = stack_app.extensions["celery"]
+    root = CeleryWorker("rlm.root", stack_env, pool="threads", concurrency=4, name="root")
+    llm = CeleryWorker("rlm.llm", stack_env, pool="threads", concurrency=16, name="llm")
+    try:
+        root.wait_ready(celery)
+        llm.wait_ready(celery)
+        yield {"root": root, "llm": llm}
+    finally:
+        root.stop()
+        llm.stop()
+
+
+@pytest.fixture()
+def stack_client(stack_app, celery_workers):
+    return stack_app.test_client()

@@ -1,0 +1,112 @@
+"""Real services for the test suite: a throwaway Postgres database, Redis databases, Celery workers.
+
+Everything is started for real and torn down after; waits poll a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
+REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition"):
+    """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except Exception as exc:  # the service may not be up yet
+            last_error = exc
+        else:
+            if value:
+                return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}" + (f": {last_error}" if last_error else ""))
+
+
+def create_database(prefix: str = "rlm_test") -> tuple[str, Callable[[], None]]:
+    """A fresh, empty Postgres database; returns its SQLAlchemy URL and a dropper."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+
+    def drop() -> None:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://')}/{name}", drop
+
+
+def upgrade_database(database_url: str) -> None:
+    """Run the real migrations (`flask db upgrade`) against `database_url`."""
+    env = {**os.environ, "DATABASE_URL": database_url}
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "rlm_api", "db", "upgrade"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+
+def free_redis_db(client_dbs: tuple[int, int] = (13, 14)) -> tuple[str, str]:
+    for db in client_dbs:
+        redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
+    broker, backend = client_dbs
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}/{broker}", f"redis://{REDIS_HOST}:{REDIS_PORT}/{backend}"
+
+
+class CeleryWorker:
+    """A real `celery worker` subprocess on the given queues."""
+
+    def __init__(self, queues: str, env: dict[str, str], pool: str = "threads", concurrency: int = 4, name: str = "w"):
+        self.name = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
+        self.log_path = Path(ROOT / "tests" / "artifacts" / f"{self.name.split('@')[0]}.log")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "rlm_worker.celery_app", "worker",
+                "-Q", queues, "-P", pool, "-c", str(concurrency), "-n", self.name,
+                "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, celery_app, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log_path.read_text()[-3000:]}")
+            replies = celery_app.control.ping(destination=[self.name], timeout=0.5)
+            return bool(replies)
+
+        wait_for(ready, timeout, interval=0.2, what=f"celery worker {self.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()

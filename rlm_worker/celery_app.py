@@ -16,7 +16,7 @@ from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTI
 
 
 def celery_settings(settings: Settings) -> dict[str, Any]:
-    longest_run = int(settings.execution_timeout) + 600
+    visibility = settings.broker_visibility_timeout or max(3600, 2 * int(settings.execution_timeout) + 600)
     return {
         "broker_url": settings.celery_broker_url,
         "result_backend": settings.celery_result_backend,
@@ -31,9 +31,15 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "broker_transport_options": {"visibility_timeout": max(3600, longest_run * 2)},
+        # Above the longest execution, so a long run is not delivered twice; a dead worker's
+        # execution is recovered sooner through its lease (rlm_worker/lease.py, reaper.py).
+        "broker_transport_options": {"visibility_timeout": visibility},
+        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "result_expires": 3600,
         "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "task_track_started": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
         "worker_hijack_root_logger": False,
         "imports": ("rlm_worker.tasks",),
     }
@@ -49,6 +55,9 @@ def celery_init_app(app: Flask) -> Celery:
     celery.config_from_object(app.config["CELERY"])
     celery.set_default()
     app.extensions["celery"] = celery
+    from rlm_worker.logging_setup import install_celery_logging
+
+    install_celery_logging()
     return celery
 
 

@@ -30,9 +30,25 @@ class Settings(BaseSettings):
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")
     execution_timeout: float = Field(300.0, description="Wall-clock limit of one execution, seconds.")
     model_prices: str | None = Field(
-        None, description='JSON prices for models litellm does not know: {"model": {"input_cost_per_token": ..}}.'
+        None,
+        description='JSON prices for models litellm does not know: {"model": {"input_cost_per_token": ..}}.',
     )
     llm_batch_size: int = Field(8, description="Sub-calls carried by one rlm.llm task message.")
+    lease_seconds: float = Field(20.0, description="A running execution's lease; a worker renews it every quarter.")
+    max_attempts: int = Field(3, description="Worker losses an execution survives before it is failed.")
+    reaper_interval: float = Field(5.0, description="Seconds between scans for executions whose worker vanished.")
+    broker_visibility_timeout: int | None = Field(
+        None, description="Redis visibility timeout, s; default twice the longest execution (min 1 h)."
+    )
+    subcall_redispatch_seconds: float = Field(
+        120.0, description="A sub-call batch unanswered this long (its worker died) is sent again."
+    )
+    subcall_inflight_per_execution: int = Field(
+        256, description="Sub-calls one execution may have queued or running at once."
+    )
+    model_rate_limits: str | None = Field(
+        None, description='JSON requests per minute per model, shared through Redis: {"openai/gpt-4o": 500}.'
+    )
     api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; unset = open API.")
     flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
     secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")

@@ -2,53 +2,141 @@
 
 from __future__ import annotations
 
-from celery import Celery, group
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult, ResultSet
 
 from rlm_worker.engine.ports import ModelClient, TraceSink
 from rlm_worker.engine.subcall import execute_llm_calls
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
 from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
 
+#: How long one wait on the result backend lasts before stop checks and redispatch run again.
+WAIT_SLICE_SECONDS = 1.0
+
 
 def _failed(calls: list[LLMCall], reason: str) -> list[LLMCallOutcome]:
     return [LLMCallOutcome(node_id=c.node_id, text=None, error=reason, model=c.model) for c in calls]
 
 
-class CeleryDispatcher:
-    """Puts every batch of sub-calls on `rlm.llm` at once as one group and waits for all of it.
+@dataclass
+class _Sent:
+    index: int
+    result: AsyncResult
+    sent_at: float
 
-    Several calls ride in one task message (`batch_size`), which halves the broker's per-call
-    overhead; each still gets its own trace node.
+
+class CeleryDispatcher:
+    """Sends sub-calls to `rlm.llm` and gathers them in order, blocking on the result backend.
+
+    - Several calls ride in one task message (`batch_size`): fewer messages, one bulk trace write.
+    - At most `max_inflight` calls of this execution are queued or running at once, so one huge
+      fan-out cannot starve other executions of the llm pool.
+    - A batch unanswered after `redispatch_after` seconds (its worker died holding it) is sent
+      again; calls are idempotent by node id, and the first answer wins.
+    - `should_stop` (cancellation, a lost lease) and the timeout revoke what is still pending.
     """
 
-    def __init__(self, celery: Celery, batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        celery: Celery,
+        batch_size: int = 8,
+        max_inflight: int = 256,
+        redispatch_after: float = 120.0,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         self.celery = celery
         self.batch_size = max(1, batch_size)
+        self.max_inflight = max(1, max_inflight)
+        self.redispatch_after = redispatch_after
+        self.should_stop = should_stop or (lambda: False)
 
     def run_llm_calls(self, calls: list[LLMCall], timeout: float | None = None) -> list[LLMCallOutcome]:
         if not calls:
             return []
-        batches = [calls[i : i + self.batch_size] for i in range(0, len(calls), self.batch_size)]
-        job = group(
-            self.celery.signature(LLM_CALLS_TASK, args=([c.to_dict() for c in batch],), queue=LLM_QUEUE)
-            for batch in batches
-        )
-        result = job.apply_async()
-        try:
-            per_batch = result.get(timeout=timeout, propagate=False, disable_sync_subtasks=False)
-        except CeleryTimeout:
-            result.revoke()
-            return _failed(calls, "sub-call timed out: the execution's time limit was reached")
-        finally:
-            result.forget()
+        size = self._batch_size_for(len(calls))
+        batches = [calls[i : i + size] for i in range(0, len(calls), size)]
+        deadline = time.monotonic() + timeout if timeout is not None else None
+        unsent = deque(range(len(batches)))
+        pending: dict[str, _Sent] = {}
+        done: dict[int, Any] = {}
+        while len(done) < len(batches):
+            inflight = sum(len(batches[s.index]) for s in pending.values())
+            while unsent and (not pending or inflight + len(batches[unsent[0]]) <= self.max_inflight):
+                index = unsent.popleft()
+                sent = self._send(index, batches[index])
+                pending[sent.result.id] = sent
+                inflight += len(batches[index])
+            reason = self._stop_reason(deadline)
+            if reason:
+                for sent in pending.values():
+                    sent.result.revoke()
+                break
+            self._collect(pending, done, deadline, more_to_send=bool(unsent))
+            self._redispatch_stale(pending, batches)
         outcomes: list[LLMCallOutcome] = []
-        for batch, value in zip(batches, per_batch, strict=True):
+        for index, batch in enumerate(batches):
+            value = done.get(index)
             if isinstance(value, list):
                 outcomes.extend(LLMCallOutcome.from_dict(item) for item in value)
+            elif index in done:
+                outcomes.extend(_failed(batch, f"sub-call task failed: {value}"))
             else:
-                outcomes.extend(_failed(batch, f"sub-call task failed: {value!r}"))
+                outcomes.extend(_failed(batch, f"sub-call not run: {reason}"))
         return outcomes
+
+    def _batch_size_for(self, count: int) -> int:
+        """Small fan-outs get one call per message (lowest latency); big ones share messages."""
+        return 1 if count <= 16 else self.batch_size
+
+    def _send(self, index: int, batch: list[LLMCall]) -> _Sent:
+        result = self.celery.send_task(LLM_CALLS_TASK, args=([c.to_dict() for c in batch],), queue=LLM_QUEUE)
+        return _Sent(index, result, time.monotonic())
+
+    def _stop_reason(self, deadline: float | None) -> str | None:
+        if self.should_stop():
+            return "the execution was stopped"
+        if deadline is not None and time.monotonic() >= deadline:
+            return "the execution's time limit was reached"
+        return None
+
+    def _collect(self, pending: dict[str, _Sent], done: dict[int, Any], deadline: float | None, more_to_send: bool) -> None:
+        """Wait up to one slice; take every result that arrives (pub/sub, not polling)."""
+        wait = WAIT_SLICE_SECONDS
+        if deadline is not None:
+            wait = max(0.01, min(wait, deadline - time.monotonic()))
+        results = ResultSet([s.result for s in pending.values()], app=self.celery)
+        try:
+            for task_id, meta in self.celery.backend.iter_native(results, timeout=wait, no_ack=False):
+                sent = pending.pop(task_id, None)
+                if sent is None or sent.index in done:
+                    continue
+                status = meta.get("status")
+                done[sent.index] = meta.get("result") if status == "SUCCESS" else f"{status}: {meta.get('result')!r}"
+                for other_id in [k for k, s in pending.items() if s.index == sent.index]:
+                    pending.pop(other_id)  # a redispatched twin; the first answer won
+                if more_to_send:
+                    return
+        except (CeleryTimeout, TimeoutError):
+            return
+        finally:
+            for s in results.results:
+                if s.id not in pending:
+                    s.forget()
+
+    def _redispatch_stale(self, pending: dict[str, _Sent], batches: list[list[LLMCall]]) -> None:
+        now = time.monotonic()
+        for task_id, sent in list(pending.items()):
+            if now - sent.sent_at >= self.redispatch_after:
+                pending.pop(task_id)
+                again = self._send(sent.index, batches[sent.index])
+                pending[again.result.id] = again
 
 
 class InProcessDispatcher:

@@ -10,20 +10,25 @@ from functools import lru_cache
 
 from rlm_worker.config import get_settings
 from rlm_worker.engine.llm import LiteLLMClient
-from rlm_worker.engine.ports import SandboxFactory
+from rlm_worker.engine.ports import ModelClient, SandboxFactory
 
 
 @lru_cache(maxsize=1)
-def model_client() -> LiteLLMClient:
+def model_client() -> ModelClient:
     s = get_settings()
     prices = json.loads(s.model_prices) if s.model_prices else None
-    return LiteLLMClient(
+    client = LiteLLMClient(
         api_base=s.llm_api_base,
         api_key=s.llm_api_key,
         timeout=s.llm_timeout_seconds,
         max_retries=s.llm_max_retries,
         prices=prices,
     )
+    if not s.model_rate_limits:
+        return client
+    from rlm_worker.rate_limit import RateLimitedClient, limiter_from_settings
+
+    return RateLimitedClient(client, limiter_from_settings())
 
 
 @lru_cache(maxsize=1)

@@ -63,8 +63,17 @@ def stack_env(pg_database_url, model_server):
 def stack_settings(stack_env):
     from rlm_worker.config import Settings
 
-    keys = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "LLM_API_BASE", "LLM_API_KEY",
-            "DEFAULT_MODEL", "SUB_MODEL", "MODEL_PRICES", "DISPATCH")
+    keys = (
+        "DATABASE_URL",
+        "CELERY_BROKER_URL",
+        "CELERY_RESULT_BACKEND",
+        "LLM_API_BASE",
+        "LLM_API_KEY",
+        "DEFAULT_MODEL",
+        "SUB_MODEL",
+        "MODEL_PRICES",
+        "DISPATCH",
+    )
     return Settings(**{k.lower(): stack_env[k] for k in keys})
 
 

@@ -65,6 +65,8 @@ def upgrade():
     sa.Column('owner', sa.String(length=64), nullable=True),
     sa.Column('worker', sa.String(length=200), nullable=True),
     sa.Column('lease_expires_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), server_default='0', nullable=False),
+    sa.Column('enqueued_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('started_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
@@ -74,6 +76,7 @@ def upgrade():
     )
     with op.batch_alter_table('executions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_executions_owner'), ['owner'], unique=False)
+        batch_op.create_index(batch_op.f('ix_executions_lease_expires_at'), ['lease_expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_executions_session_id'), ['session_id'], unique=False)
         batch_op.create_index('ix_executions_status_created', ['status', 'created_at'], unique=False)
 

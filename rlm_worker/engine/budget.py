@@ -66,7 +66,9 @@ class Budget:
                 )
             self.sub_calls += count
 
-    def add_usage(self, input_tokens: int, output_tokens: int, cost_usd: float, cost_known: bool = True) -> None:
+    def add_usage(
+        self, input_tokens: int, output_tokens: int, cost_usd: float, cost_known: bool = True
+    ) -> None:
         with self._lock:
             self.model_calls += 1
             self.input_tokens += input_tokens

@@ -9,6 +9,7 @@ from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from rlm_worker.engine import local_model
 from rlm_worker.engine.ports import ModelError
 from rlm_worker.engine.types import ModelReply
 
@@ -82,8 +83,10 @@ class LiteLLMClient:
         return self._complete_with_retry(model, messages)
 
     def _request_kwargs(self, model: str) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"timeout": self.timeout, "num_retries": 0}
-        if self.api_base and model.startswith("openai/"):
+        kwargs: dict[str, Any] = {"model": model, "timeout": self.timeout, "num_retries": 0}
+        if local_model.is_local(model):  # `local/<name>`: openai/<name> at this process's llama.cpp server
+            kwargs.update(local_model.litellm_kwargs(model))
+        elif self.api_base and model.startswith("openai/"):
             kwargs["api_base"] = self.api_base
             kwargs["api_key"] = self.api_key or "not-needed"
         return kwargs
@@ -91,7 +94,7 @@ class LiteLLMClient:
     def _complete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         litellm = _lib()
         try:
-            response = litellm.completion(model=model, messages=messages, **self._request_kwargs(model))
+            response = litellm.completion(messages=messages, **self._request_kwargs(model))
         except Exception as exc:  # provider errors come in many classes; classify them all
             raise classify(exc) from None
         text = response.choices[0].message.content or ""
@@ -109,6 +112,8 @@ class LiteLLMClient:
         )
 
     def _cost(self, model: str, response: Any, input_tokens: int, output_tokens: int) -> tuple[float, bool]:
+        if local_model.is_local(model):
+            return 0.0, True
         price = self.prices.get(model)
         if price:
             return (

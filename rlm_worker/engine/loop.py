@@ -25,7 +25,7 @@ from rlm_worker.engine.ports import (
     TraceSink,
 )
 from rlm_worker.engine.tree import TreeCursor
-from rlm_worker.engine.types import CellResult, LLMCall, TraceNode, utcnow
+from rlm_worker.engine.types import CellResult, LLMCall, LLMCallOutcome, TraceNode, utcnow
 
 
 @dataclass
@@ -38,6 +38,14 @@ class ExecutionRequest:
     options: ExecutionOptions = field(default_factory=ExecutionOptions)
     memory: dict[str, str] = field(default_factory=dict)
     variables: dict[str, Any] = field(default_factory=dict)
+    #: A fixed root program (a built-in strategy or the user's own code) run instead of a root model.
+    root_code: str | None = None
+    root_code_label: str = "root_code"
+    #: Finished nodes of an earlier attempt, by id: a resumed execution answers model calls and
+    #: sub-calls it already paid for from here instead of calling the model again.
+    recorded: dict[str, TraceNode] = field(default_factory=dict)
+    #: Export the REPL's JSON-serialisable variables at the end (sessions keep them).
+    keep_variables: bool = True
 
 
 @dataclass
@@ -101,15 +109,21 @@ class Engine:
             model=request.root_model,
             memory=memory,
             variables=request.variables,
-            export_variables=True,
+            export_variables=request.keep_variables,
         )
-        outcome = agent.run()
+        outcome = (
+            agent.run_program(request.root_code, request.root_code_label)
+            if request.root_code
+            else agent.run()
+        )
         guard = budget.tripped.guard if budget.tripped else None
         status = _status_for(outcome, guard)
         root.status = "succeeded" if status == "succeeded" else status
         root.response, root.error, root.finished_at = outcome.final, outcome.error, utcnow()
         root.input_tokens, root.output_tokens = budget.input_tokens, budget.output_tokens
         root.cost_usd = budget.cost_usd
+        if outcome.dropped:
+            root.stderr = f"not kept for the session (not JSON-serialisable): {', '.join(outcome.dropped)}"
         self.sink.node_finished(root)
         return ExecutionResult(
             status=status,
@@ -230,9 +244,57 @@ class Agent:
             sandbox.close()
         return outcome
 
+    def run_program(self, code: str, label: str) -> AgentOutcome:
+        """Run a fixed root program in the same sandbox with the same API; no root model writes code."""
+        outcome = AgentOutcome(iterations=1)
+        options = self.run_state.options
+        try:
+            sandbox = self.run_state.engine.sandbox_factory(
+                self.context,
+                self.variables,
+                {"DEFAULT_CHUNK_SIZE": options.chunk_size, "QUESTION": self.query},
+            )
+        except Exception as exc:
+            outcome.error = f"could not start the REPL: {exc}"
+            return outcome
+        node = self.cursor.child(
+            "iteration",
+            self.depth,
+            model=f"({label}: no root model)",
+            prompt=f"{label} program (no root model wrote this code)",
+        )
+        self.sink.node_started(node)
+        try:
+            result = self._run_cell(code, TreeCursor(self.run_state.execution_id, node), sandbox)
+            if result.final is not None:
+                outcome.final = result.final
+            else:
+                outcome.error = f"the {label} program ended without FINAL: {result.error or 'no answer'}"
+                node.status, node.error = "failed", outcome.error
+        except GuardTripped as exc:
+            outcome.error = f"stopped by guard {exc.guard}: {exc}"
+        finally:
+            self._finish(node)
+            self._progress(1)
+            if self.export_variables:
+                outcome.variables, outcome.dropped = self._safe_variables(sandbox)
+            sandbox.close()
+        return outcome
+
     def _model_turn(self, messages: list[dict[str, str]], kind: str) -> tuple[str, TraceNode]:
         self.budget.check()
         node = self.cursor.child(kind, self.depth, model=self.model, prompt=messages[-1]["content"])
+        earlier = self.run_state.request.recorded.get(node.id)
+        if earlier is not None and earlier.status == "succeeded" and earlier.response is not None:
+            self.budget.add_usage(earlier.input_tokens, earlier.output_tokens, earlier.cost_usd)
+            node.response, node.input_tokens, node.output_tokens, node.cost_usd = (
+                earlier.response,
+                earlier.input_tokens,
+                earlier.output_tokens,
+                earlier.cost_usd,
+            )
+            node.started_at = earlier.started_at
+            return earlier.response, node
         self.sink.node_started(node)
         try:
             reply = self.run_state.engine.model_client.complete(self.model, messages)
@@ -362,7 +424,9 @@ class Agent:
             return self._llm_queries(_texts(args.get("prompts")), model, cursor)
         if fn == "rlm_query":
             prompt = _text(args.get("prompt"), "prompt")
-            return self._rlm_queries([prompt], [args.get("context")], model, args.get("inherit_memory"), cursor)[0]
+            return self._rlm_queries(
+                [prompt], [args.get("context")], model, args.get("inherit_memory"), cursor
+            )[0]
         if fn == "rlm_query_batched":
             batch = _texts(args.get("prompts"))
             contexts = args.get("contexts") or [None] * len(batch)
@@ -381,7 +445,9 @@ class Agent:
             return None
         if fn == "memory_replace":
             self.memory.replace(
-                _text(args.get("label"), "label"), _text(args.get("old"), "old"), _text(args.get("new"), "new")
+                _text(args.get("label"), "label"),
+                _text(args.get("old"), "old"),
+                _text(args.get("new"), "new"),
             )
             return None
         raise CallRejected(f"unknown REPL function {fn!r}")
@@ -404,10 +470,31 @@ class Agent:
             )
             for (seq, path, node_id), prompt in zip(cursor.next(len(prompt_list)), prompt_list, strict=True)
         ]
-        outcomes = self.run_state.engine.dispatcher.run_llm_calls(calls, timeout=self.budget.remaining_seconds())
+        outcomes = self._replayed_or_dispatched(calls)
         for o in outcomes:
             self.budget.add_usage(o.input_tokens, o.output_tokens, o.cost_usd)
         return [o.as_repl_value() for o in outcomes]
+
+    def _replayed_or_dispatched(self, calls: list[LLMCall]) -> list[LLMCallOutcome]:
+        """Sub-calls an earlier attempt already finished come from its trace; the rest are dispatched."""
+        recorded = self.run_state.request.recorded
+        outcomes: dict[str, LLMCallOutcome] = {}
+        for call in calls:
+            earlier = recorded.get(call.node_id)
+            if earlier is not None and earlier.status == "succeeded" and earlier.response is not None:
+                outcomes[call.node_id] = LLMCallOutcome(
+                    node_id=call.node_id,
+                    text=earlier.response,
+                    input_tokens=earlier.input_tokens,
+                    output_tokens=earlier.output_tokens,
+                    cost_usd=earlier.cost_usd,
+                    model=earlier.model,
+                )
+        missing = [c for c in calls if c.node_id not in outcomes]
+        if missing:
+            fresh = self.run_state.engine.dispatcher.run_llm_calls(missing, timeout=self.budget.remaining_seconds())
+            outcomes.update((o.node_id, o) for o in fresh)
+        return [outcomes[c.node_id] for c in calls]
 
     def _rlm_queries(
         self,
@@ -441,7 +528,9 @@ class Agent:
         if len(children) == 1:
             outcomes = [children[0].run()]
         else:
-            with ThreadPoolExecutor(max_workers=min(len(children), 16), thread_name_prefix="rlm-child") as pool:
+            with ThreadPoolExecutor(
+                max_workers=min(len(children), 16), thread_name_prefix="rlm-child"
+            ) as pool:
                 outcomes = list(pool.map(lambda agent: agent.run(), children))
         answers = []
         for child, outcome in zip(children, outcomes, strict=True):
@@ -453,7 +542,9 @@ class Agent:
             node.finished_at = utcnow()
             self.sink.node_finished(node)
             self.sink.memory_snapshot(self.run_state.execution_id, node.id, self.memory.snapshot())
-            answers.append(outcome.final if outcome.final is not None else f"Error: {outcome.error or 'no answer'}")
+            answers.append(
+                outcome.final if outcome.final is not None else f"Error: {outcome.error or 'no answer'}"
+            )
         self.budget.check()
         return answers
 

@@ -75,4 +75,6 @@ class MemoryBlocks:
         if label not in self._blocks and len(self._blocks) >= MAX_BLOCKS:
             raise MemoryError_(f"at most {MAX_BLOCKS} memory blocks")
         if len(text) > self._limit:
-            raise MemoryError_(f"memory block {label!r} would hold {len(text)} characters; the limit is {self._limit}")
+            raise MemoryError_(
+                f"memory block {label!r} would hold {len(text)} characters; the limit is {self._limit}"
+            )

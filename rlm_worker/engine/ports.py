@@ -67,6 +67,4 @@ class Sandbox(Protocol):
 
 
 class SandboxFactory(Protocol):
-    def __call__(
-        self, context: Any, variables: dict[str, Any], constants: dict[str, Any]
-    ) -> Sandbox: ...
+    def __call__(self, context: Any, variables: dict[str, Any], constants: dict[str, Any]) -> Sandbox: ...

@@ -22,7 +22,9 @@ REDIS_HOST = os.environ.get("TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("TEST_REDIS_PORT", "6379"))
 
 
-def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition"):
+def wait_for(
+    condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = "condition"
+):
     """Poll `condition` until it returns something truthy; fail with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     last_error: BaseException | None = None
@@ -35,7 +37,9 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
             if value:
                 return value
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout} s waiting for {what}" + (f": {last_error}" if last_error else ""))
+    raise TimeoutError(
+        f"timed out after {timeout} s waiting for {what}" + (f": {last_error}" if last_error else "")
+    )
 
 
 def create_database(prefix: str = "rlm_test") -> tuple[str, Callable[[], None]]:
@@ -74,16 +78,33 @@ def free_redis_db(client_dbs: tuple[int, int] = (13, 14)) -> tuple[str, str]:
 class CeleryWorker:
     """A real `celery worker` subprocess on the given queues."""
 
-    def __init__(self, queues: str, env: dict[str, str], pool: str = "threads", concurrency: int = 4, name: str = "w"):
+    def __init__(
+        self, queues: str, env: dict[str, str], pool: str = "threads", concurrency: int = 4, name: str = "w"
+    ):
         self.name = f"{name}-{uuid.uuid4().hex[:6]}@localhost"
         self.log_path = Path(ROOT / "tests" / "artifacts" / f"{self.name.split('@')[0]}.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "rlm_worker.celery_app", "worker",
-                "-Q", queues, "-P", pool, "-c", str(concurrency), "-n", self.name,
-                "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "rlm_worker.celery_app",
+                "worker",
+                "-Q",
+                queues,
+                "-P",
+                pool,
+                "-c",
+                str(concurrency),
+                "-n",
+                self.name,
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
             ],
             cwd=ROOT,
             env=env,

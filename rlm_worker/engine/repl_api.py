@@ -1,0 +1,183 @@
+"""The worker side of the REPL API: what `llm_query`, `rlm_query` and `memory` do when called.
+
+The sandbox's stubs send (function, arguments); `ReplCalls.handle` validates them and answers.
+Leaf sub-calls go to the dispatcher (answered from the trace on a resumed run); recursive
+children are new agents with their own REPL, run on threads of this process.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from rlm_worker.engine.budget import GuardTripped
+from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
+from rlm_worker.engine.ports import CallRejected
+from rlm_worker.engine.tree import TreeCursor
+from rlm_worker.engine.types import LLMCall, LLMCallOutcome, utcnow
+
+if TYPE_CHECKING:
+    from rlm_worker.engine.loop import Agent
+
+
+class ReplCalls:
+    """Answers the REPL calls of one code cell of one agent; children hang under `cursor`'s node."""
+
+    def __init__(self, agent: Agent, cursor: TreeCursor) -> None:
+        self.agent = agent
+        self.cursor = cursor
+
+    def handle(self, fn: str, args: dict[str, Any]) -> Any:
+        try:
+            return self._dispatch_call(fn, args)
+        except GuardTripped as exc:
+            raise CallRejected(f"execution stopped by guard {exc.guard}: {exc}") from None
+        except MemoryError_ as exc:
+            raise CallRejected(str(exc)) from None
+
+    def _dispatch_call(self, fn: str, args: dict[str, Any]) -> Any:
+        model = args.get("model")
+        if fn == "llm_query":
+            return self._llm_queries([_text(args.get("prompt"), "prompt")], model)[0]
+        if fn == "llm_query_batched":
+            return self._llm_queries(_texts(args.get("prompts")), model)
+        if fn == "rlm_query":
+            prompt = _text(args.get("prompt"), "prompt")
+            return self._rlm_queries([prompt], [args.get("context")], model, args.get("inherit_memory"))[0]
+        if fn == "rlm_query_batched":
+            batch = _texts(args.get("prompts"))
+            contexts = args.get("contexts") or [None] * len(batch)
+            if not isinstance(contexts, list) or len(contexts) != len(batch):
+                raise CallRejected("contexts must be a list as long as prompts")
+            return self._rlm_queries(batch, contexts, model, args.get("inherit_memory"))
+        if fn == "memory_read":
+            return self.agent.memory.read(_text(args.get("label"), "label"))
+        if fn == "memory_blocks":
+            return self.agent.memory.snapshot()
+        if fn == "memory_set":
+            self.agent.memory.set(_text(args.get("label"), "label"), _text(args.get("text"), "text"))
+            return None
+        if fn == "memory_append":
+            self.agent.memory.append(_text(args.get("label"), "label"), _text(args.get("text"), "text"))
+            return None
+        if fn == "memory_replace":
+            self.agent.memory.replace(
+                _text(args.get("label"), "label"),
+                _text(args.get("old"), "old"),
+                _text(args.get("new"), "new"),
+            )
+            return None
+        raise CallRejected(f"unknown REPL function {fn!r}")
+
+    def _llm_queries(self, prompt_list: list[str], model: str | None) -> list[str]:
+        model = model or self.agent.run_state.request.sub_model
+        self.agent.budget.reserve_sub_calls(len(prompt_list))
+        cursor = self.cursor
+        parent = cursor.parent
+        assert parent is not None
+        calls = [
+            LLMCall(
+                execution_id=self.agent.run_state.execution_id,
+                node_id=node_id,
+                parent_id=parent.id,
+                path=path,
+                depth=self.agent.depth + 1,
+                seq=seq,
+                model=model,
+                prompt=prompt,
+            )
+            for (seq, path, node_id), prompt in zip(cursor.next(len(prompt_list)), prompt_list, strict=True)
+        ]
+        outcomes = self._replayed_or_dispatched(calls)
+        for o in outcomes:
+            self.agent.budget.add_usage(o.input_tokens, o.output_tokens, o.cost_usd)
+        return [o.as_repl_value() for o in outcomes]
+
+    def _replayed_or_dispatched(self, calls: list[LLMCall]) -> list[LLMCallOutcome]:
+        """Sub-calls an earlier attempt already finished come from its trace; the rest are dispatched."""
+        recorded = self.agent.run_state.request.recorded
+        outcomes: dict[str, LLMCallOutcome] = {}
+        for call in calls:
+            earlier = recorded.get(call.node_id)
+            if earlier is not None and earlier.status == "succeeded" and earlier.response is not None:
+                outcomes[call.node_id] = LLMCallOutcome(
+                    node_id=call.node_id,
+                    text=earlier.response,
+                    input_tokens=earlier.input_tokens,
+                    output_tokens=earlier.output_tokens,
+                    cost_usd=earlier.cost_usd,
+                    model=earlier.model,
+                )
+        missing = [c for c in calls if c.node_id not in outcomes]
+        if missing:
+            fresh = self.agent.run_state.engine.dispatcher.run_llm_calls(
+                missing, timeout=self.agent.budget.remaining_seconds()
+            )
+            outcomes.update((o.node_id, o) for o in fresh)
+        return [outcomes[c.node_id] for c in calls]
+
+    def _rlm_queries(
+        self,
+        prompt_list: list[str],
+        contexts: list[Any],
+        model: str | None,
+        inherit_memory: bool | None,
+    ) -> list[str]:
+        cursor = self.cursor
+        if self.agent.depth + 1 > self.agent.run_state.options.max_recursion_depth:
+            return self._llm_queries(prompt_list, model)
+        self.agent.budget.reserve_sub_calls(len(prompt_list))
+        inherit = (
+            self.agent.run_state.options.inherit_memory if inherit_memory is None else bool(inherit_memory)
+        )
+        child_model = model or self.agent.model
+        before = self.agent.memory.snapshot()
+        children = []
+        for prompt, context in zip(prompt_list, contexts, strict=True):
+            node = cursor.child("child_rlm", self.agent.depth + 1, model=child_model, prompt=prompt)
+            self.agent.sink.node_started(node)
+            children.append(
+                self.agent.child(
+                    node=node,
+                    query=prompt,
+                    context=context if context is not None else prompt,
+                    model=child_model,
+                    memory=MemoryBlocks(before if inherit else {}),
+                )
+            )
+        if len(children) == 1:
+            outcomes = [children[0].run()]
+        else:
+            with ThreadPoolExecutor(
+                max_workers=min(len(children), 16), thread_name_prefix="rlm-child"
+            ) as pool:
+                outcomes = list(pool.map(lambda agent: agent.run(), children))
+        answers = []
+        for child, outcome in zip(children, outcomes, strict=True):
+            if inherit:
+                self.agent.memory.merge_learnings(child.memory.snapshot(), before)
+            node = child.node
+            node.response, node.error = outcome.final, outcome.error
+            node.status = "succeeded" if outcome.final is not None and not outcome.error else "failed"
+            node.finished_at = utcnow()
+            self.agent.sink.node_finished(node)
+            self.agent.sink.memory_snapshot(
+                self.agent.run_state.execution_id, node.id, self.agent.memory.snapshot()
+            )
+            answers.append(
+                outcome.final if outcome.final is not None else f"Error: {outcome.error or 'no answer'}"
+            )
+        self.agent.budget.check()
+        return answers
+
+
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise CallRejected(f"{name} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _texts(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise CallRejected("prompts must be a list of str")
+    return value

@@ -1,0 +1,27 @@
+# RLM Engine: one image for web, workers, flower and migrations (the command picks the process).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    LITELLM_LOCAL_MODEL_COST_MAP=True
+
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin rlm
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml alone, so code changes reuse this layer.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
+
+COPY . .
+# Editable, so the migrations folder next to the packages is found at run time. The code stays
+# owned by root: the app user can read it, not change it.
+RUN pip install --no-deps -e .
+
+USER rlm
+EXPOSE 8000
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "rlm_api:create_app()"]

@@ -1,0 +1,149 @@
+"""Live progress of one execution on stderr: iteration, sub-calls done/total, tokens, cost.
+
+A side thread reads the execution row and its trace nodes every `interval` seconds (the same
+rows the dashboard shows) and, in embedded mode, the in-process sub-call tally. On a terminal it
+draws a rich progress bar; elsewhere (a pipe, a log file, a test) it prints one plain line each
+time something changed, so captured output stays readable.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import Flask
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from rlm_api.models import Execution, TraceNode, db
+from rlm_worker.embedded import SubCallTally
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    status: str
+    iterations: int
+    subcalls_done: int
+    subcalls_total: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+    @property
+    def iteration(self) -> int:
+        """The iteration under way while running (the row counts finished ones)."""
+        return self.iterations + 1 if self.status in ("queued", "running") else self.iterations
+
+    def line(self) -> str:
+        return (
+            f"[rlm] {self.status} · iteration {self.iteration} · "
+            f"sub-calls {self.subcalls_done}/{self.subcalls_total} · "
+            f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out · ${self.cost_usd:.4f}"
+        )
+
+
+def read_snapshot(execution_id: str, tally: SubCallTally | None = None) -> Snapshot:
+    """Call inside an app context."""
+    with db.engine.connect() as conn:
+        row = conn.execute(
+            sa.select(
+                Execution.status,
+                Execution.iterations,
+                Execution.total_input_tokens,
+                Execution.total_output_tokens,
+                Execution.total_cost_usd,
+            ).where(Execution.id == execution_id)
+        ).one()
+        total, done = conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count().filter(TraceNode.status != "running"),
+            ).where(TraceNode.execution_id == execution_id, TraceNode.kind == "llm_call")
+        ).one()
+    answered, submitted = tally.read() if tally else (0, 0)
+    return Snapshot(
+        status=row.status,
+        iterations=row.iterations,
+        subcalls_done=max(done, answered),
+        subcalls_total=max(total, submitted),
+        input_tokens=row.total_input_tokens,
+        output_tokens=row.total_output_tokens,
+        cost_usd=row.total_cost_usd,
+    )
+
+
+class ProgressDisplay:
+    """Start before the run, stop after it; `stop()` always shows the last state."""
+
+    def __init__(
+        self,
+        app: Flask,
+        execution_id: str,
+        console: Console,
+        tally: SubCallTally | None = None,
+        interval: float = 0.2,
+    ) -> None:
+        self.app, self.execution_id, self.console, self.tally = app, execution_id, console, tally
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rlm-progress", daemon=True)
+        self._last: Snapshot | None = None
+        self._bar: Progress | None = None
+        self._task = None
+
+    def start(self) -> ProgressDisplay:
+        if self.console.is_terminal:
+            self._bar = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("sub-calls · {task.fields[tokens]} tokens · ${task.fields[cost]:.4f}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._task = self._bar.add_task("starting", total=None, tokens="0", cost=0.0)
+            self._bar.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._show()
+        if self._bar is not None:
+            self._bar.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._show()
+            except Exception as exc:  # a busy database must not end the run; try again next tick
+                self.console.print(f"[rlm] progress unavailable: {exc}", markup=False, highlight=False)
+
+    def _show(self) -> None:
+        with self.app.app_context():
+            snap = read_snapshot(self.execution_id, self.tally)
+        if snap == self._last:
+            return
+        self._last = snap
+        if self._bar is None:
+            self.console.print(snap.line(), markup=False, highlight=False, soft_wrap=True)
+            return
+        self._bar.update(
+            self._task,  # type: ignore[arg-type]
+            description=f"{snap.status} · iteration {snap.iteration}",
+            completed=snap.subcalls_done,
+            total=snap.subcalls_total or None,
+            tokens=f"{snap.input_tokens + snap.output_tokens:,}",
+            cost=snap.cost_usd,
+        )

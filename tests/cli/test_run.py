@@ -1,0 +1,110 @@
+"""`rlm run` and `rlm trace` end to end: the README's commands, in a fresh data folder, against the
+scripted model server. Real subprocesses, real SQLite, the real engine and sandbox."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+from samples.make_ship_log import FACTS
+from tests.cli.readme import readme_command, run_shell
+from tests.cli.scripts import program_responder, ship_log_responder
+from tests.support.scripted_model import ScriptedError
+
+PROGRESS = re.compile(r"\[rlm\] (\w+) · iteration (\d+) · sub-calls (\d+)/(\d+) · tokens ([\d,]+) in")
+
+
+def embedded_db(env: dict[str, str]) -> Path:
+    return Path(env["XDG_DATA_HOME"]) / "rlm-engine" / "rlm.db"
+
+
+def test_quick_start_answers_from_the_sample_and_shows_progress(cli_env, scripted):
+    scripted.responder = ship_log_responder
+    command = readme_command('rlm run samples/northern_tern_log.txt -q "On which')
+
+    done = run_shell(command, cli_env)
+
+    assert done.returncode == 0, done.stderr
+    for port, day in FACTS["arrivals"].items():
+        assert port in done.stdout and day in done.stdout, done.stdout
+    progress = PROGRESS.findall(done.stderr)
+    assert progress, done.stderr
+    last = progress[-1]
+    assert last[0] == "succeeded" and int(last[1]) >= 1
+    assert last[2] == last[3] == "4"  # 145 entries asked in parts of 40
+    assert "$" in done.stderr
+    # 1 root call + 4 sub-calls reached the model; the trace is in the per-user SQLite file.
+    assert scripted.stats()["by_model"] == {"scripted-root": 1, "scripted-sub": 4}
+    with sqlite3.connect(embedded_db(cli_env)) as conn:
+        kinds = dict(conn.execute("SELECT kind, count(*) FROM trace_nodes GROUP BY kind").fetchall())
+    assert kinds["llm_call"] == 4 and kinds["root"] == 1
+
+
+def test_stdin_and_json_print_the_execution_record(cli_env, scripted):
+    scripted.responder = ship_log_responder
+    command = readme_command("cat samples/northern_tern_log.txt | rlm run -")
+
+    done = run_shell(command, cli_env)
+
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    name, day = FACTS["died"]
+    assert record["status"] == "succeeded"
+    assert record["final_answer"] == f"{name} died on {day}"
+    assert record["total_input_tokens"] > 0 and record["total_cost_usd"] > 0
+    assert record["links"]["dashboard"] == f"/executions/{record['id']}"
+
+
+def test_a_session_keeps_variables_between_runs(cli_env, scripted):
+    command = readme_command('rlm run samples/northern_tern_log.txt -q "Where did')
+    scripted.responder = program_responder('anchorages = context.count("Came to anchor")\nFINAL("noted")')
+    first = run_shell(command, cli_env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "noted"
+
+    scripted.responder = program_responder("FINAL(str(anchorages + 1))")
+    second = run_shell(command, cli_env)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == "5"
+
+    with sqlite3.connect(embedded_db(cli_env)) as conn:
+        sessions = conn.execute("SELECT id FROM sessions WHERE name = 'voyage'").fetchall()
+        runs = conn.execute("SELECT count(*) FROM executions WHERE session_id = ?", sessions[0]).fetchone()
+    assert len(sessions) == 1 and runs == (2,)
+
+
+def test_a_failed_execution_exits_non_zero_with_the_reason(cli_env, scripted, tmp_path):
+    def refuse(request):
+        raise ScriptedError(401, "invalid api key")
+
+    scripted.responder = refuse
+    note = tmp_path / "note.txt"
+    note.write_text("a short note")
+
+    done = run_shell(f"rlm run {note} -q 'What does it say?'", cli_env)
+
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert re.search(r"rlm: execution \w+ failed: .*invalid api key", done.stderr), done.stderr
+
+
+def test_trace_prints_the_tree(cli_env, scripted):
+    scripted.responder = ship_log_responder
+    run = run_shell(readme_command("cat samples/northern_tern_log.txt | rlm run -"), cli_env)
+    execution_id = json.loads(run.stdout)["id"]
+    command = readme_command("rlm trace").replace("<execution id>", execution_id[:8])
+
+    done = run_shell(command, {**cli_env, "COLUMNS": "200"})
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"execution {execution_id}" in out and "succeeded" in out
+    assert out.count("llm_call") == 4
+    assert "scripted-sub" in out and "iteration" in out and "code" in out
+    assert "entries = context.split" in out  # the start of the code cell
+    assert f"answer  {FACTS['died'][0]}" in out
+
+    missing = run_shell("rlm trace ffffffffffff", cli_env)
+    assert missing.returncode != 0 and "matches no execution" in missing.stderr

@@ -45,7 +45,26 @@ def open_app(database_url: str, dispatch: str = "embedded", quiet: bool = False)
     app = create_app({"RLM_DISPATCH": dispatch, "SQLALCHEMY_DATABASE_URI": database_url})
     with app.app_context():
         upgrade_database(quiet)
+        if dispatch == "embedded":
+            close_orphans()
     return app
+
+
+def close_orphans() -> int:
+    """Embedded runs whose process died (their lease lapsed) can never resume here: fail them."""
+    import sqlalchemy as sa
+
+    from rlm_api.models import Execution, db
+    from rlm_worker.engine.types import utcnow
+
+    now = utcnow()
+    closed = db.session.execute(
+        sa.update(Execution)
+        .where(Execution.status == "running", Execution.lease_expires_at < now)
+        .values(status="failed", error="the process running it exited before it finished", finished_at=now)
+    ).rowcount
+    db.session.commit()
+    return closed
 
 
 def schema_is_current() -> bool:

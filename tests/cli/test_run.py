@@ -108,3 +108,31 @@ def test_trace_prints_the_tree(cli_env, scripted):
 
     missing = run_shell("rlm trace ffffffffffff", cli_env)
     assert missing.returncode != 0 and "matches no execution" in missing.stderr
+
+
+def test_an_embedded_run_whose_process_died_is_closed_on_the_next_start(tmp_path):
+    """A killed `rlm run` leaves its execution running with a lapsed lease; the next start fails it."""
+    from datetime import timedelta
+
+    from rlm_api.cli.local_app import open_app
+    from rlm_api.models import Context, Execution, db
+    from rlm_worker.engine.types import utcnow
+
+    url = f"sqlite:///{tmp_path / 'orphans.db'}"
+    app = open_app(url, quiet=True)
+    with app.app_context():
+        ctx = Context(sha256="0" * 64, kind="str", size_chars=1, content="x")
+        db.session.add(ctx)
+        db.session.flush()
+        lapsed = Execution(context_id=ctx.id, user_query="q", root_model="m", sub_model="m", options={},
+                           status="running", lease_expires_at=utcnow() - timedelta(seconds=5))
+        live = Execution(context_id=ctx.id, user_query="q", root_model="m", sub_model="m", options={},
+                         status="running", lease_expires_at=utcnow() + timedelta(minutes=5))
+        db.session.add_all([lapsed, live])
+        db.session.commit()
+        lapsed_id, live_id = lapsed.id, live.id
+    app = open_app(url, quiet=True)
+    with app.app_context():
+        assert db.session.get(Execution, lapsed_id).status == "failed"
+        assert "exited" in db.session.get(Execution, lapsed_id).error
+        assert db.session.get(Execution, live_id).status == "running"

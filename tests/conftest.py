@@ -6,8 +6,17 @@ import os
 
 import pytest
 
-from tests.support.scripted_model import ScriptedModelServer, default_responder
-from tests.support.services import CeleryWorker, create_database, free_redis_db, upgrade_database
+from tests.support.private_redis import ensure_private_redis
+
+ensure_private_redis()  # before anything reads TEST_REDIS_PORT
+
+from tests.support.scripted_model import ScriptedModelServer, default_responder  # noqa: E402
+from tests.support.services import (  # noqa: E402
+    CeleryWorker,
+    create_database,
+    free_redis_db,
+    upgrade_database,
+)
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 

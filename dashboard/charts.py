@@ -1,0 +1,83 @@
+"""Geometry for the stats page's server-rendered SVG charts (the template draws them, autoescaped)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class Bar:
+    label: str
+    value: float
+    text: str
+    x: float
+    y: float
+    width: float
+    height: float
+    css: str = ""
+
+
+@dataclass
+class Chart:
+    bars: list[Bar]
+    width: int
+    height: int
+    title: str
+
+
+def bar_chart(
+    title: str,
+    items: Sequence[tuple[str, float]],
+    fmt: Callable[[float], str],
+    css: Callable[[str], str] | None = None,
+    width: int = 560,
+    row: int = 26,
+    label_width: int = 180,
+) -> Chart:
+    """Horizontal bars, one row per item, scaled to the largest value."""
+    top = max((value for _, value in items), default=0) or 1
+    track = width - label_width - 90
+    bars = []
+    for i, (label, value) in enumerate(items):
+        bars.append(
+            Bar(
+                label=label,
+                value=value,
+                text=fmt(value),
+                x=label_width,
+                y=i * row + 4,
+                width=round(max(value / top * track, 1 if value else 0), 2),
+                height=row - 8,
+                css=css(label) if css else "",
+            )
+        )
+    return Chart(bars=bars, width=width, height=max(row, len(items) * row), title=title)
+
+
+def column_chart(
+    title: str,
+    items: Sequence[tuple[str, float]],
+    fmt: Callable[[float], str],
+    width: int = 560,
+    height: int = 180,
+) -> Chart:
+    """Vertical columns over time (one per day), scaled to the largest value; labels under them."""
+    top = max((value for _, value in items), default=0) or 1
+    plot = height - 36
+    slot = width / max(len(items), 1)
+    bars = []
+    for i, (label, value) in enumerate(items):
+        h = round(max(value / top * plot, 1 if value else 0), 2)
+        bars.append(
+            Bar(
+                label=label,
+                value=value,
+                text=fmt(value),
+                x=round(i * slot + (slot - min(slot * 0.7, 40)) / 2, 2),
+                y=round(16 + plot - h, 2),
+                width=round(min(slot * 0.7, 40), 2),
+                height=h,
+            )
+        )
+    return Chart(bars=bars, width=width, height=height, title=title)

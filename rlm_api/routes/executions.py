@@ -1,0 +1,202 @@
+"""Executions: submit (never waiting on a worker unless asked to), list, read, trace, stream, cancel."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+import sqlalchemy as sa
+from flask import Response, current_app, stream_with_context
+
+from rlm_api.auth import auth_enabled, current_owner, max_active_executions, owned
+from rlm_api.contexts import store_context
+from rlm_api.errors import APIError, not_found
+from rlm_api.events import execution_events
+from rlm_api.launch import launch_execution
+from rlm_api.models import Execution, Session, TraceNode, db
+from rlm_api.routes import bp
+from rlm_api.routes.inputs import check_context_size, parse_body, parse_query
+from rlm_api.routes.pages import page
+from rlm_api.routes.sessions import get_owned_session
+from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
+from rlm_api.serializers import execution_dict, execution_links, node_dict
+from rlm_worker.engine.options import ExecutionOptions
+from rlm_worker.engine.types import utcnow
+
+log = logging.getLogger("rlm.api")
+ACTIVE_STATUSES = ("queued", "running")
+QUOTA_RETRY_SECONDS = 5
+
+
+def _settings():
+    return current_app.config["RLM_SETTINGS"]
+
+
+def effective_options(overrides: ExecutionOptions) -> dict:
+    """Settings give the defaults; what the request set explicitly wins."""
+    s = _settings()
+    defaults = {
+        "max_iterations": s.max_iterations,
+        "max_recursion_depth": s.max_recursion_depth,
+        "timeout_seconds": s.execution_timeout,
+        "chunk_size": s.default_chunk_size,
+    }
+    return ExecutionOptions(**{**defaults, **overrides.model_dump(exclude_unset=True)}).model_dump()
+
+
+def get_owned_execution(execution_id: str) -> Execution:
+    execution = None
+    if re.fullmatch(ID_PATTERN, execution_id):
+        execution = db.session.scalar(
+            owned(sa.select(Execution).where(Execution.id == execution_id), Execution)
+        )
+    if execution is None:
+        raise not_found("execution", execution_id)
+    return execution
+
+
+def _check_quota() -> None:
+    owner = current_owner()
+    if not auth_enabled() or owner is None:
+        return
+    active = db.session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Execution)
+        .where(Execution.owner == owner, Execution.status.in_(ACTIVE_STATUSES))
+    )
+    limit = max_active_executions()
+    if (active or 0) >= limit:
+        raise APIError(
+            429,
+            "quota_exceeded",
+            f"this token has {active} executions queued or running; the limit is {limit}",
+            headers={"Retry-After": str(QUOTA_RETRY_SECONDS)},
+        )
+
+
+def _launch(execution: Execution) -> None:
+    """Hand it over; if the broker refuses, the execution is failed rather than left queued forever."""
+    try:
+        launch_execution(execution.id)
+    except Exception as exc:
+        log.error("execution %s could not be enqueued: %s", execution.id, type(exc).__name__)
+        execution.status, execution.error, execution.finished_at = "failed", "could not be enqueued", utcnow()
+        db.session.commit()
+        raise APIError(503, "broker_unavailable", "the execution could not be enqueued; try again") from None
+
+
+def _wait_for(execution_id: str, seconds: float) -> Execution | None:
+    deadline = time.monotonic() + seconds
+    delay = 0.05
+    while True:
+        db.session.rollback()  # a fresh snapshot each look
+        execution = db.session.get(Execution, execution_id)
+        if execution is not None and execution.is_finished:
+            return execution
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 1.5, 0.5)
+
+
+@bp.post("/execute")
+def execute():
+    body = parse_body(ExecuteRequest)
+    settings = _settings()
+    session: Session | None = get_owned_session(body.session_id) if body.session_id else None
+    if body.context is not None:
+        check_context_size(body.context)
+        context_id = store_context(body.context).id
+    elif session is not None and session.context_id:
+        context_id = session.context_id
+    else:
+        raise APIError(
+            400,
+            "missing_field",
+            "missing field: context (send a context, or a session_id of a session that has one)",
+            [{"field": "context", "message": "Field required"}],
+        )
+    _check_quota()
+    root_model = body.model or settings.default_model
+    execution = Execution(
+        session_id=session.id if session else None,
+        context_id=context_id,
+        user_query=body.user_query,
+        root_model=root_model,
+        sub_model=body.sub_model or settings.sub_model or root_model,
+        options=effective_options(body.options),
+        status="queued",
+        owner=current_owner(),
+    )
+    db.session.add(execution)
+    db.session.commit()
+    _launch(execution)
+    if body.wait:
+        cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
+        finished = _wait_for(execution.id, min(body.wait, cap))
+        if finished is not None:
+            return execution_dict(finished), 200
+    links = execution_links(execution.id)
+    accepted = {"execution_id": execution.id, "status": "queued", "links": links}
+    return accepted, 202, {"Location": links["self"]}
+
+
+@bp.get("/executions")
+def list_executions():
+    query = parse_query(ExecutionQuery)
+    stmt = owned(sa.select(Execution), Execution)
+    if query.status:
+        stmt = stmt.where(Execution.status == query.status)
+    if query.session_id:
+        stmt = stmt.where(Execution.session_id == query.session_id)
+    rows, next_cursor = page(stmt, Execution, query.limit, query.cursor)
+    return {"items": [execution_dict(e) for e in rows], "next_cursor": next_cursor}
+
+
+@bp.get("/executions/<execution_id>")
+def get_execution(execution_id: str):
+    return execution_dict(get_owned_execution(execution_id))
+
+
+@bp.get("/executions/<execution_id>/trace")
+def get_trace(execution_id: str):
+    get_owned_execution(execution_id)
+    nodes = db.session.scalars(
+        sa.select(TraceNode).where(TraceNode.execution_id == execution_id).order_by(TraceNode.path)
+    )
+    return {"execution_id": execution_id, "nodes": [node_dict(n) for n in nodes]}
+
+
+@bp.post("/executions/<execution_id>/cancel")
+def cancel_execution(execution_id: str):
+    """The worker's engine polls the status, so marking the row `cancelled` stops the whole tree."""
+    execution = get_owned_execution(execution_id)
+    changed = db.session.execute(
+        sa.update(Execution)
+        .where(Execution.id == execution.id, Execution.status.in_(ACTIVE_STATUSES))
+        .values(status="cancelled", error="cancelled through the API", finished_at=utcnow())
+    ).rowcount
+    db.session.commit()
+    db.session.refresh(execution)
+    if not changed:
+        raise APIError(409, "conflict", f"execution {execution.id} already finished: {execution.status}")
+    return execution_dict(execution)
+
+
+@bp.get("/executions/<execution_id>/events")
+def execution_events_stream(execution_id: str):
+    get_owned_execution(execution_id)
+    db.session.rollback()  # no transaction held open for the stream's life
+    config = current_app.config
+    stream = execution_events(
+        execution_id,
+        poll=float(config.get("API_EVENTS_POLL_SECONDS", 0.25)),
+        max_seconds=float(config.get("API_EVENTS_MAX_SECONDS", 600)),
+    )
+    return Response(
+        stream_with_context(stream),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

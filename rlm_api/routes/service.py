@@ -1,0 +1,84 @@
+"""About the service rather than one resource: usage stats, health, the OpenAPI document."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import current_app
+
+from rlm_api.auth import owned
+from rlm_api.health import health_report
+from rlm_api.models import EXECUTION_STATUSES, Execution, TraceNode, db
+from rlm_api.openapi import openapi_document
+from rlm_api.routes import bp
+
+#: Node kinds whose own tokens and cost are one model call (a root's totals repeat its children's).
+MODEL_CALL_KINDS = ("iteration", "llm_call")
+
+
+def dispatch_mode() -> str:
+    settings = current_app.config["RLM_SETTINGS"]
+    return "embedded" if current_app.config.get("RLM_DISPATCH", settings.dispatch) == "embedded" else "celery"
+
+
+@bp.get("/stats")
+def stats():
+    """Totals over the caller's executions, and model calls per model."""
+    totals = db.session.execute(
+        owned(
+            sa.select(
+                Execution.status,
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(Execution.total_input_tokens), 0),
+                sa.func.coalesce(sa.func.sum(Execution.total_output_tokens), 0),
+                sa.func.coalesce(sa.func.sum(Execution.total_cost_usd), 0.0),
+            ).group_by(Execution.status),
+            Execution,
+        )
+    ).all()
+    by_model = db.session.execute(
+        owned(
+            sa.select(
+                TraceNode.model,
+                sa.func.count(),
+                sa.func.coalesce(sa.func.sum(TraceNode.input_tokens), 0),
+                sa.func.coalesce(sa.func.sum(TraceNode.output_tokens), 0),
+                sa.func.coalesce(sa.func.sum(TraceNode.cost_usd), 0.0),
+            )
+            .join(Execution, Execution.id == TraceNode.execution_id)
+            .where(TraceNode.kind.in_(MODEL_CALL_KINDS), TraceNode.model.is_not(None))
+            .group_by(TraceNode.model)
+            .order_by(sa.func.sum(TraceNode.cost_usd).desc(), TraceNode.model),
+            Execution,
+        )
+    ).all()
+    by_status = dict.fromkeys(EXECUTION_STATUSES, 0)
+    for status, count, *_ in totals:
+        by_status[status] = int(count)
+    return {
+        "executions": sum(int(row[1]) for row in totals),
+        "by_status": by_status,
+        "total_input_tokens": sum(int(row[2]) for row in totals),
+        "total_output_tokens": sum(int(row[3]) for row in totals),
+        "total_cost_usd": round(sum(float(row[4]) for row in totals), 6),
+        "by_model": [
+            {
+                "model": model,
+                "calls": int(calls),
+                "input_tokens": int(tokens_in),
+                "output_tokens": int(tokens_out),
+                "cost_usd": round(float(cost), 6),
+            }
+            for model, calls, tokens_in, tokens_out, cost in by_model
+        ],
+    }
+
+
+@bp.get("/health")
+def health():
+    report, status = health_report(dispatch_mode(), current_app.extensions["celery"])
+    return report, status
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return openapi_document()

@@ -1,0 +1,180 @@
+"""API tokens: who may call, whose rows they see, how often, and that no token ever leaks."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from rlm_api.auth import token_hash
+from rlm_api.models import Execution, Session, db
+from tests.api.conftest import ALICE, BOB, bearer, make_app
+
+
+def test_without_a_valid_token_every_api_call_is_401(token_client):
+    for headers in (
+        {},
+        bearer("wrong-token"),
+        {"Authorization": f"Basic {ALICE}"},
+        {"Authorization": "Bearer"},
+    ):
+        for method, path in (("get", "/api/executions"), ("post", "/api/execute"), ("get", "/api/stats")):
+            response = getattr(token_client, method)(path, headers=headers)
+            assert response.status_code == 401, (method, path, headers)
+            assert response.get_json()["error"]["code"] == "unauthorized"
+            assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_health_and_the_openapi_document_need_no_token(token_client):
+    assert token_client.get("/api/health").status_code == 200
+    assert token_client.get("/api/openapi.json").get_json()["openapi"].startswith("3.1")
+
+
+def test_rows_belong_to_the_token_that_made_them(token_client, token_app):
+    session = token_client.post("/api/sessions", json={"name": "mine", "context": "c"}, headers=bearer(ALICE))
+    started = token_client.post(
+        "/api/execute",
+        json={"user_query": "q", "session_id": session.get_json()["id"]},
+        headers=bearer(ALICE),
+    )
+    assert session.status_code == 201 and started.status_code == 202
+    session_id, execution_id = session.get_json()["id"], started.get_json()["execution_id"]
+
+    for path in (
+        f"/api/sessions/{session_id}",
+        f"/api/executions/{execution_id}",
+        f"/api/executions/{execution_id}/trace",
+    ):
+        assert token_client.get(path, headers=bearer(BOB)).status_code == 404
+        assert token_client.get(path, headers=bearer(ALICE)).status_code == 200
+    assert token_client.post(f"/api/executions/{execution_id}/cancel", headers=bearer(BOB)).status_code == 404
+    assert token_client.delete(f"/api/sessions/{session_id}", headers=bearer(BOB)).status_code == 404
+    borrowed = token_client.post(
+        "/api/execute", json={"user_query": "q", "session_id": session_id}, headers=bearer(BOB)
+    )
+    assert borrowed.status_code == 404
+    assert token_client.get("/api/executions", headers=bearer(BOB)).get_json()["items"] == []
+    assert token_client.get("/api/sessions", headers=bearer(BOB)).get_json()["items"] == []
+    assert token_client.get("/api/stats", headers=bearer(BOB)).get_json()["executions"] == 0
+    assert len(token_client.get("/api/executions", headers=bearer(ALICE)).get_json()["items"]) == 1
+
+    with token_app.app_context():
+        owners = {db.session.get(Session, session_id).owner, db.session.get(Execution, execution_id).owner}
+    assert owners == {token_hash(ALICE)}
+
+
+def test_a_token_may_have_only_so_many_active_executions(token_client):
+    def start():
+        return token_client.post(
+            "/api/execute", json={"user_query": "q", "context": "c"}, headers=bearer(ALICE)
+        )
+
+    first, second = start(), start()
+    assert first.status_code == second.status_code == 202
+    refused = start()
+    assert refused.status_code == 429
+    assert refused.get_json()["error"]["code"] == "quota_exceeded" and int(refused.headers["Retry-After"]) > 0
+    assert (
+        token_client.post(
+            "/api/execute", json={"user_query": "q", "context": "c"}, headers=bearer(BOB)
+        ).status_code
+        == 202
+    )
+    token_client.post(f"/api/executions/{first.get_json()['execution_id']}/cancel", headers=bearer(ALICE))
+    assert start().status_code == 202
+
+
+@pytest.fixture()
+def limited_app(api_db_url, broker, clean):
+    broker.flushdb()
+    return make_app(api_db_url, api_tokens=f"{ALICE},{BOB}", api_rate_limit="3/minute")
+
+
+def test_each_token_has_a_request_rate_shared_through_redis(limited_app, api_db_url, broker):
+    client = limited_app.test_client()
+    assert [client.get("/api/stats", headers=bearer(ALICE)).status_code for _ in range(3)] == [200] * 3
+    refused = client.get("/api/stats", headers=bearer(ALICE))
+    assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert client.get("/api/stats", headers=bearer(BOB)).status_code == 200
+    # a second app (another gunicorn process) over the same Redis sees the same count
+    other = make_app(api_db_url, api_tokens=f"{ALICE},{BOB}", api_rate_limit="3/minute").test_client()
+    assert other.get("/api/stats", headers=bearer(ALICE)).status_code == 429
+    assert any(key.startswith(b"LIMITS") for key in broker.keys())
+
+
+def test_tokens_never_appear_in_responses_rows_or_logs(token_client, token_app, caplog):
+    caplog.set_level(logging.DEBUG)
+    bodies = [
+        token_client.post("/api/sessions", json={"name": "n", "context": "c"}, headers=bearer(ALICE)),
+        token_client.post("/api/execute", json={"user_query": "q", "context": "c"}, headers=bearer(ALICE)),
+        token_client.get("/api/executions", headers=bearer(ALICE)),
+        token_client.get("/api/stats", headers=bearer(ALICE)),
+        token_client.get("/api/health"),
+        token_client.get("/api/openapi.json"),
+        token_client.get("/api/executions", headers=bearer(ALICE + "x")),
+    ]
+    for response in bodies:
+        text = response.get_data(as_text=True)
+        assert ALICE not in text and BOB not in text and token_hash(ALICE) not in text
+    assert ALICE not in caplog.text and BOB not in caplog.text
+    with token_app.app_context(), db.engine.connect() as conn:
+        for table in ("sessions", "executions"):
+            for row in conn.execute(sa.text(f"SELECT * FROM {table}")):
+                assert ALICE not in str(row)
+
+
+# -- the dashboard ------------------------------------------------------------------------------
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+def test_the_dashboard_asks_for_a_login(token_client):
+    response = token_client.get("/sessions")
+    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    page = token_client.get(response.headers["Location"])
+    assert page.status_code == 200 and 'name="token"' in page.get_data(as_text=True)
+
+
+def test_logging_in_needs_a_valid_token_and_the_csrf_token(token_client):
+    form = token_client.get("/login?next=/sessions").get_data(as_text=True)
+    csrf = csrf_of(form)
+    assert token_client.post("/login", data={"token": ALICE, "next": "/sessions"}).status_code == 400
+    wrong = token_client.post("/login", data={"token": "nope", "csrf_token": csrf, "next": "/sessions"})
+    assert wrong.status_code == 401 and "not valid" in wrong.get_data(as_text=True)
+    ok = token_client.post("/login", data={"token": ALICE, "csrf_token": csrf, "next": "/sessions"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/sessions"
+    assert token_client.get("/sessions").status_code == 200
+
+
+def test_login_never_redirects_off_site(token_client):
+    csrf = csrf_of(token_client.get("/login").get_data(as_text=True))
+    ok = token_client.post("/login", data={"token": ALICE, "csrf_token": csrf, "next": "//evil.example/x"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/executions"
+
+
+def test_dashboard_forms_need_the_csrf_token_once_logged_in(token_client):
+    csrf = csrf_of(token_client.get("/login").get_data(as_text=True))
+    token_client.post("/login", data={"token": ALICE, "csrf_token": csrf})
+    page = token_client.get("/sessions").get_data(as_text=True)
+    forged = token_client.post("/sessions", data={"name": "forged", "context": "c"})
+    assert forged.status_code == 400
+    posted = token_client.post(
+        "/sessions", data={"name": "real", "context": "c", "csrf_token": csrf_of(page)}
+    )
+    assert posted.status_code in (200, 302, 303), posted.get_data(as_text=True)[:300]
+    logout = token_client.post("/logout", data={"csrf_token": csrf_of(page)})
+    assert logout.status_code == 302
+    assert token_client.get("/sessions").status_code == 302
+
+
+def test_without_tokens_the_api_and_dashboard_are_open(client):
+    assert client.get("/api/executions").status_code == 200
+    assert client.get("/sessions").status_code == 200
+    assert client.get("/login").status_code == 302

@@ -13,6 +13,7 @@ from flask import current_app
 from pydantic import ValidationError
 from werkzeug.datastructures import FileStorage
 
+from rlm_api.auth import current_owner
 from rlm_api.contexts import store_context
 from rlm_api.launch import launch_execution
 from rlm_api.models import Execution, Session, db
@@ -56,7 +57,7 @@ def create_session(form: Any, files: Any) -> FormResult:
     if result.errors:
         return result
     context_id = store_context(context).id if context is not None else None
-    session = Session(name=name, context_id=context_id, memory={}, variables={})
+    session = Session(name=name, context_id=context_id, memory={}, variables={}, owner=current_owner())
     db.session.add(session)
     db.session.commit()
     result.created_id = session.id
@@ -105,6 +106,7 @@ def start_execution(session: Session, form: Any) -> FormResult:
         sub_model=result.values["sub_model"].strip() or settings.sub_model or root_model,
         options=options,
         status="queued",
+        owner=current_owner(),
     )
     db.session.add(execution)
     db.session.commit()

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rlm_api.auth import owned
 from rlm_api.models import Context, Execution, MemorySnapshot, Session, TraceNode, db
 
 PREVIEW_CHARS = 160
@@ -140,7 +141,7 @@ def executions_page(status: str | None, session_id: str | None, page: int) -> Pa
         filters.append(Execution.status == status)
     if session_id:
         filters.append(Execution.session_id == session_id)
-    total = db.session.scalar(sa.select(sa.func.count(Execution.id)).where(*filters)) or 0
+    total = db.session.scalar(owned(sa.select(sa.func.count(Execution.id)).where(*filters), Execution)) or 0
     stmt = (
         sa.select(Execution, Session.name.label("session_name"))
         .join(Session, Session.id == Execution.session_id, isouter=True)
@@ -149,18 +150,18 @@ def executions_page(status: str | None, session_id: str | None, page: int) -> Pa
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     )
-    items = [(row.Execution, row.session_name) for row in db.session.execute(stmt)]
+    items = [(row.Execution, row.session_name) for row in db.session.execute(owned(stmt, Execution))]
     return Page(items=items, page=page, per_page=PAGE_SIZE, total=total)
 
 
 def session_names() -> list[tuple[str, str]]:
     stmt = sa.select(Session.id, Session.name).order_by(Session.created_at.desc()).limit(500)
-    return [(row.id, row.name) for row in db.session.execute(stmt)]
+    return [(row.id, row.name) for row in db.session.execute(owned(stmt, Session))]
 
 
 def sessions_page(page: int) -> Page:
     """Sessions, newest first, with context size and how many executions each has."""
-    total = db.session.scalar(sa.select(sa.func.count(Session.id))) or 0
+    total = db.session.scalar(owned(sa.select(sa.func.count(Session.id)), Session)) or 0
     runs = (
         sa.select(sa.func.count(Execution.id))
         .where(Execution.session_id == Session.id)
@@ -174,7 +175,7 @@ def sessions_page(page: int) -> Page:
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     )
-    items = [(row.Session, row.size_chars, row.runs) for row in db.session.execute(stmt)]
+    items = [(row.Session, row.size_chars, row.runs) for row in db.session.execute(owned(stmt, Session))]
     return Page(items=items, page=page, per_page=PAGE_SIZE, total=total)
 
 
@@ -195,7 +196,7 @@ class Totals:
 
 
 def totals() -> Totals:
-    row = db.session.execute(
+    row = owned(
         sa.select(
             sa.func.count(Execution.id),
             sa.func.coalesce(sa.func.sum(Execution.total_input_tokens), 0),
@@ -203,13 +204,17 @@ def totals() -> Totals:
             sa.func.coalesce(sa.func.sum(Execution.total_cost_usd), 0.0),
             sa.func.coalesce(sa.func.sum(Execution.llm_calls), 0),
             sa.func.coalesce(sa.func.sum(Execution.sub_calls), 0),
-        )
-    ).one()
+        ).select_from(Execution),
+        Execution,
+    )
+    row = db.session.execute(row).one()
     return Totals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), int(row[5]))
 
 
 def executions_by_status() -> dict[str, int]:
-    stmt = sa.select(Execution.status, sa.func.count(Execution.id)).group_by(Execution.status)
+    stmt = owned(
+        sa.select(Execution.status, sa.func.count(Execution.id)).group_by(Execution.status), Execution
+    )
     return {status: int(count) for status, count in db.session.execute(stmt)}
 
 
@@ -222,11 +227,12 @@ def usage_by_model() -> list[sa.Row]:
             sa.func.sum(TraceNode.input_tokens + TraceNode.output_tokens).label("tokens"),
             sa.func.sum(TraceNode.cost_usd).label("cost"),
         )
+        .join(Execution, Execution.id == TraceNode.execution_id)
         .where(TraceNode.kind.in_(MODEL_CALL_KINDS), TraceNode.model.is_not(None))
         .group_by(TraceNode.model)
         .order_by(sa.desc("cost"), TraceNode.model)
     )
-    return list(db.session.execute(stmt))
+    return list(db.session.execute(owned(stmt, Execution)))
 
 
 def usage_by_day(days: int = 30) -> list[tuple[date, int, int, float]]:
@@ -244,7 +250,7 @@ def usage_by_day(days: int = 30) -> list[tuple[date, int, int, float]]:
         .limit(days)
     )
     out = []
-    for value, runs, tokens, cost in db.session.execute(stmt):
+    for value, runs, tokens, cost in db.session.execute(owned(stmt, Execution)):
         when = value if isinstance(value, date) else datetime.fromisoformat(str(value)).date()
         out.append((when, int(runs), int(tokens or 0), float(cost or 0.0)))
     return list(reversed(out))

@@ -16,6 +16,7 @@ from dashboard.formatting import FILTERS, count, money
 from dashboard.highlight import highlight_python
 from dashboard.memory import execution_changes, node_change
 from dashboard.tree import build_tree, build_waterfall, cost_breakdown
+from rlm_api.auth import current_owner
 from rlm_api.models import EXECUTION_STATUSES, Execution, Session, db
 
 bp = Blueprint(
@@ -71,7 +72,7 @@ def executions():
 
 def _get_execution(execution_id: str) -> Execution:
     execution = db.session.get(Execution, execution_id)
-    if execution is None:
+    if execution is None or not visible(execution):
         abort(404, description=f"There is no execution {execution_id}.")
     return execution
 
@@ -144,7 +145,7 @@ def create_session():
 
 def _get_session(session_id: str) -> Session:
     session = db.session.get(Session, session_id)
-    if session is None:
+    if session is None or not visible(session):
         abort(404, description=f"There is no session {session_id}.")
     return session
 
@@ -208,3 +209,9 @@ def stats():
             "Tokens by day", [(d.strftime("%m-%d"), float(tokens)) for d, _, tokens, _ in by_day], count
         ),
     )
+
+
+def visible(row: Execution | Session) -> bool:
+    """With tokens configured, a login sees only what its token created (as the API does)."""
+    owner = current_owner()
+    return owner is None or row.owner == owner

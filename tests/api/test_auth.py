@@ -178,3 +178,21 @@ def test_without_tokens_the_api_and_dashboard_are_open(client):
     assert client.get("/api/executions").status_code == 200
     assert client.get("/sessions").status_code == 200
     assert client.get("/login").status_code == 302
+
+
+def test_a_dashboard_login_sees_only_its_own_tokens_rows(token_client):
+    mine = token_client.post("/api/sessions", json={"name": "alice-s", "context": "a"}, headers=bearer(ALICE))
+    theirs = token_client.post("/api/sessions", json={"name": "bob-s", "context": "b"}, headers=bearer(BOB))
+    assert mine.status_code == theirs.status_code == 201
+    csrf = csrf_of(token_client.get("/login").get_data(as_text=True))
+    token_client.post("/login", data={"token": ALICE, "csrf_token": csrf})
+    listing = token_client.get("/sessions").get_data(as_text=True)
+    assert "alice-s" in listing and "bob-s" not in listing
+    assert token_client.get(f"/sessions/{mine.get_json()['id']}").status_code == 200
+    assert token_client.get(f"/sessions/{theirs.get_json()['id']}").status_code == 404
+    page = token_client.get("/sessions").get_data(as_text=True)
+    created = token_client.post("/sessions", data={"name": "alice-form", "context": "c", "csrf_token": csrf_of(page)})
+    assert created.status_code in (302, 303)
+    session_id = created.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+    assert token_client.get(f"/api/sessions/{session_id}", headers=bearer(ALICE)).status_code == 200
+    assert token_client.get(f"/api/sessions/{session_id}", headers=bearer(BOB)).status_code == 404

@@ -66,13 +66,7 @@ def create_session(form: Any, files: Any) -> FormResult:
 
 def _options(form: Any, errors: dict[str, str]) -> dict[str, Any]:
     """The settings' defaults, with the guards the form set (blank fields keep the default)."""
-    s = current_app.config["RLM_SETTINGS"]
-    values: dict[str, Any] = {
-        "max_iterations": s.max_iterations,
-        "max_recursion_depth": s.max_recursion_depth,
-        "timeout_seconds": s.execution_timeout,
-        "chunk_size": s.default_chunk_size,
-    }
+    values: dict[str, Any] = current_app.config["RLM_SETTINGS"].execution_defaults()
     for name in ("max_iterations", "max_recursion_depth", "timeout_seconds", "max_cost_usd"):
         raw = (form.get(name) or "").strip()
         if raw:

@@ -6,6 +6,7 @@ The README's configuration table documents exactly these fields.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,15 @@ class Settings(BaseSettings):
     )
     flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
     secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")
+
+    def execution_defaults(self) -> dict[str, Any]:
+        """The guards every execution starts with; a request's own `options` override them."""
+        return {
+            "max_iterations": self.max_iterations,
+            "max_recursion_depth": self.max_recursion_depth,
+            "timeout_seconds": self.execution_timeout,
+            "chunk_size": self.default_chunk_size,
+        }
 
     @property
     def effective_sub_model(self) -> str:

@@ -17,12 +17,7 @@ def execution_options(settings: Any) -> dict[str, Any]:
     """The guards every execution starts with: the environment's defaults (see the README)."""
     from rlm_worker.engine.options import ExecutionOptions
 
-    return ExecutionOptions(
-        max_iterations=settings.max_iterations,
-        max_recursion_depth=settings.max_recursion_depth,
-        timeout_seconds=settings.execution_timeout,
-        chunk_size=settings.default_chunk_size,
-    ).model_dump()
+    return ExecutionOptions(**settings.execution_defaults()).model_dump()
 
 
 def session_named(name: str, context_id: str) -> Any:

@@ -35,13 +35,7 @@ def _settings():
 
 def effective_options(overrides: ExecutionOptions) -> dict:
     """Settings give the defaults; what the request set explicitly wins."""
-    s = _settings()
-    defaults = {
-        "max_iterations": s.max_iterations,
-        "max_recursion_depth": s.max_recursion_depth,
-        "timeout_seconds": s.execution_timeout,
-        "chunk_size": s.default_chunk_size,
-    }
+    defaults = _settings().execution_defaults()
     return ExecutionOptions(**{**defaults, **overrides.model_dump(exclude_unset=True)}).model_dump()
 
 

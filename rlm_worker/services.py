@@ -5,6 +5,7 @@ litellm takes ~2 s to import, so one client serves every task of a process.
 
 from __future__ import annotations
 
+import ctypes
 import json
 from functools import lru_cache
 
@@ -35,4 +36,18 @@ def model_client() -> ModelClient:
 def sandbox_factory() -> SandboxFactory:
     from rlm_worker.sandbox import SandboxConfig, make_sandbox_factory
 
+    forbid_same_user_inspection()
     return make_sandbox_factory(SandboxConfig())
+
+
+def forbid_same_user_inspection() -> bool:
+    """Mark this worker non-dumpable, so a sandbox process of the same (non-root) user cannot read
+    its `/proc/<pid>/environ` or memory, where the API keys are. Root is not stopped by this:
+    run workers as an unprivileged user (the Dockerfile does). True if the flag is now set."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_dumpable, pr_get_dumpable = 4, 3
+        libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
+        return libc.prctl(pr_get_dumpable, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):  # not Linux
+        return False

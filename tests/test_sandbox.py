@@ -407,3 +407,21 @@ def test_close_removes_the_process_and_directory(factory):
     box.close()
     assert not os.path.exists(directory)
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_the_worker_marks_itself_non_dumpable_before_starting_sandboxes():
+    """Same-user sandboxes then cannot read the worker's /proc/<pid>/environ (docs/security.md)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from rlm_worker.services import sandbox_factory, forbid_same_user_inspection\n"
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None)\n"
+        "assert libc.prctl(3, 0, 0, 0, 0) == 1\n"
+        "sandbox_factory()\n"
+        "assert libc.prctl(3, 0, 0, 0, 0) == 0\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "ok", out.stderr

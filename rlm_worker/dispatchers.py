@@ -11,6 +11,9 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult, ResultSet
+from kombu.exceptions import OperationalError as BrokerUnreachable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rlm_worker.engine.ports import ModelClient, TraceSink
 from rlm_worker.engine.subcall import execute_llm_calls
@@ -19,6 +22,8 @@ from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
 
 #: How long one wait on the result backend lasts before stop checks and redispatch run again.
 WAIT_SLICE_SECONDS = 1.0
+#: The broker or result backend restarting: wait and go on (lost messages are redispatched).
+_BROKER_DOWN = (BrokerUnreachable, RedisConnectionError, RedisTimeoutError, ConnectionError)
 
 
 def _failed(calls: list[LLMCall], reason: str) -> list[LLMCallOutcome]:
@@ -69,14 +74,21 @@ class CeleryDispatcher:
         while len(done) < len(batches):
             inflight = sum(len(batches[s.index]) for s in pending.values())
             while unsent and (not pending or inflight + len(batches[unsent[0]]) <= self.max_inflight):
-                index = unsent.popleft()
-                sent = self._send(index, batches[index])
+                index = unsent[0]
+                try:
+                    sent = self._send(index, batches[index])
+                except _BROKER_DOWN:
+                    break  # sent again after the next wait
+                unsent.popleft()
                 pending[sent.result.id] = sent
                 inflight += len(batches[index])
             reason = self._stop_reason(deadline)
             if reason:
                 for sent in pending.values():
-                    sent.result.revoke()
+                    try:
+                        sent.result.revoke()
+                    except _BROKER_DOWN:
+                        pass  # a refused or stopped execution's calls are also refused by the leaf task
                 break
             self._collect(pending, done, deadline, more_to_send=bool(unsent))
             self._redispatch_stale(pending, batches)
@@ -106,36 +118,53 @@ class CeleryDispatcher:
             return "the execution's time limit was reached"
         return None
 
-    def _collect(self, pending: dict[str, _Sent], done: dict[int, Any], deadline: float | None, more_to_send: bool) -> None:
+    def _collect(
+        self, pending: dict[str, _Sent], done: dict[int, Any], deadline: float | None, more_to_send: bool
+    ) -> None:
         """Wait up to one slice; take every result that arrives (pub/sub, not polling)."""
         wait = WAIT_SLICE_SECONDS
         if deadline is not None:
             wait = max(0.01, min(wait, deadline - time.monotonic()))
         results = ResultSet([s.result for s in pending.values()], app=self.celery)
         try:
-            for task_id, meta in self.celery.backend.iter_native(results, timeout=wait, no_ack=False):
+            # interval=0: Celery first polls the backend once and, when anything is still pending,
+            # sleeps `interval` (default 0.5 s) before listening on pub/sub; every sub-call paid it.
+            for task_id, meta in self.celery.backend.iter_native(
+                results, timeout=wait, interval=0, no_ack=False
+            ):
                 sent = pending.pop(task_id, None)
                 if sent is None or sent.index in done:
                     continue
                 status = meta.get("status")
-                done[sent.index] = meta.get("result") if status == "SUCCESS" else f"{status}: {meta.get('result')!r}"
+                done[sent.index] = (
+                    meta.get("result") if status == "SUCCESS" else f"{status}: {meta.get('result')!r}"
+                )
                 for other_id in [k for k, s in pending.items() if s.index == sent.index]:
                     pending.pop(other_id)  # a redispatched twin; the first answer won
                 if more_to_send:
                     return
         except (CeleryTimeout, TimeoutError):
             return
+        except _BROKER_DOWN:
+            time.sleep(min(wait, 0.5))  # reconnects on the next wait
+            return
         finally:
             for s in results.results:
                 if s.id not in pending:
-                    s.forget()
+                    try:
+                        s.forget()
+                    except _BROKER_DOWN:
+                        pass  # results expire anyway
 
     def _redispatch_stale(self, pending: dict[str, _Sent], batches: list[list[LLMCall]]) -> None:
         now = time.monotonic()
         for task_id, sent in list(pending.items()):
             if now - sent.sent_at >= self.redispatch_after:
+                try:
+                    again = self._send(sent.index, batches[sent.index])
+                except _BROKER_DOWN:
+                    return
                 pending.pop(task_id)
-                again = self._send(sent.index, batches[sent.index])
                 pending[again.result.id] = again
 
 

@@ -1,0 +1,164 @@
+"""Benchmark 2, engine overhead per sub-call, at zero model latency.
+
+One execution makes N sequential `llm_query` calls; the program times each one in the sandbox, so a
+figure covers the whole trip: sandbox pipe → enqueue → litellm call → trace row written → result
+back in the sandbox. Beside it, the bare `litellm.completion` to the same server, timed the same way
+in its own process, so the engine's own share (the difference) is visible. The embedded mode (no
+Celery: an in-process thread pool and SQLite) is measured the same way.
+
+Bare and embedded run in a child process: `python -m bench.overhead {bare,embedded} --base-url URL`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench import programs
+from bench.report import Section, Target, table
+from bench.stack import ROOT, BenchStack
+from bench.workload import percentile
+
+
+def _distribution(values: list[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99)}
+
+
+def _from_program(final_answer: str, calls: int) -> list[float]:
+    report = json.loads(final_answer)
+    if report["count"] != calls:
+        raise RuntimeError(f"{report['count']} of {calls} sub-calls answered")
+    return report["durations"]
+
+
+def _arrival_gaps(stack: BenchStack, calls: int) -> list[float]:
+    """Without a clock in the sandbox: the gaps between the last `calls` sub-calls reaching the server."""
+    times = sorted(c["t"] for c in stack.model_calls()["calls"] if not c["root"])[-calls:]
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def distributed(stack: BenchStack, calls: int) -> list[float]:
+    stack.reset_model(latency=0.0)
+    stack.run(programs.query("sequential", 20), "warm-up")
+    stack.reset_model()
+    done = stack.run(programs.query("sequential", calls), "a short context")
+    durations = _from_program(done.execution["final_answer"], calls)
+    return durations or _arrival_gaps(stack, calls)
+
+
+def in_child(mode: str, base_url: str, calls: int) -> list[float]:
+    env = {
+        **os.environ,
+        "LLM_API_BASE": base_url,
+        "LLM_API_KEY": "bench",
+        "DEFAULT_MODEL": "openai/bench-root",
+        "SUB_MODEL": "openai/bench-sub",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "MODEL_PRICES": '{"openai/bench-sub": {"input_cost_per_token": 1e-07, "output_cost_per_token": 4e-07}}',
+    }
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.overhead", mode, "--base-url", base_url, "--calls", str(calls)],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=900,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def benchmark(
+    stack: BenchStack, calls: int = 2000, command: str = "python -m bench.run_all --only overhead"
+) -> Section:
+    base_url = f"{stack.model_url}/v1"
+    previous = stack.latency
+    stack.reset_model(latency=0.0)
+    try:
+        bare = _distribution(in_child("bare", base_url, calls))
+        celery = _distribution(distributed(stack, calls))
+        stack.reset_model()
+        embedded = _distribution(in_child("embedded", base_url, calls) or _arrival_gaps(stack, calls))
+    finally:
+        stack.reset_model(latency=previous)
+
+    def ms(value: float) -> str:
+        return f"{value * 1000:.2f} ms"
+
+    rows = [
+        ["bare `litellm.completion`", ms(bare["p50"]), ms(bare["p95"]), ms(bare["p99"]), "–"],
+        ["distributed (Celery, Postgres)", ms(celery["p50"]), ms(celery["p95"]), ms(celery["p99"]),
+         f"{ms(celery['p50'] - bare['p50'])} / {ms(celery['p99'] - bare['p99'])}"],
+        ["embedded (threads, SQLite)", ms(embedded["p50"]), ms(embedded["p95"]), ms(embedded["p99"]),
+         f"{ms(embedded['p50'] - bare['p50'])} / {ms(embedded['p99'] - bare['p99'])}"],
+    ]  # fmt: skip
+    over50, over99 = celery["p50"] - bare["p50"], celery["p99"] - bare["p99"]
+    notes = [
+        f"{calls:,} sequential sub-calls each, 0 ms model latency, percentiles by nearest rank. The engine's "
+        "share is the round trip minus the bare litellm call at the same percentile."
+    ]
+    targets = [
+        Target("overhead beyond litellm, p50", ms(over50), "< 5 ms", over50 < 0.005),
+        Target("overhead beyond litellm, p99", ms(over99), "< 25 ms", over99 < 0.025),
+    ]
+    header = ["sub-call round trip", "p50", "p95", "p99", "engine share p50 / p99"]
+    return Section("2. Engine overhead per sub-call", command, table(header, rows), notes, targets)
+
+
+# -- the child process --------------------------------------------------------------------------
+def _bare(base_url: str, calls: int) -> list[float]:
+    from rlm_worker.engine.llm import _lib
+
+    litellm = _lib()
+    kwargs = {"model": "openai/bench-sub", "api_base": base_url, "api_key": "bench", "num_retries": 0}
+    messages = [{"role": "user", "content": "ping"}]
+    for _ in range(20):
+        litellm.completion(messages=messages, **kwargs)
+    durations = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        litellm.completion(messages=messages, **kwargs)
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def _embedded(calls: int) -> list[float]:
+    from rlm_api.cli.local_app import open_app
+
+    with tempfile.TemporaryDirectory() as folder:
+        app = open_app(f"sqlite:///{folder}/bench.db", "embedded", quiet=True)
+        client = app.test_client()
+
+        def run(n: int) -> dict:
+            response = client.post(
+                "/api/execute", json={"user_query": programs.query("sequential", n), "context": "x"}
+            )
+            execution_id = response.get_json()["execution_id"]
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                body = client.get(f"/api/executions/{execution_id}").get_json()
+                if body["status"] not in ("queued", "running"):
+                    return body
+                time.sleep(0.05)
+            raise TimeoutError("embedded execution did not finish")
+
+        run(20)
+        body = run(calls)
+        if body["status"] != "succeeded":
+            raise RuntimeError(f"embedded execution {body['status']}: {body['error']}")
+        return _from_program(body["final_answer"], calls)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["bare", "embedded"])
+    parser.add_argument("--base-url", required=True)
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+    durations = _bare(args.base_url, args.calls) if args.mode == "bare" else _embedded(args.calls)
+    print(json.dumps(durations), flush=True)
+
+
+if __name__ == "__main__":
+    main()

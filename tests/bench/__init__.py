@@ -1,0 +1,1 @@
+"""Smoke versions of the benchmarks (tiny sizes), so `bench/` cannot rot unnoticed."""

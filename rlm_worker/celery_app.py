@@ -6,6 +6,7 @@ runs inside its app context, so tasks use the same models and database as the AP
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery, Task
@@ -33,7 +34,13 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         # Above the longest execution, so a long run is not delivered twice; a dead worker's
         # execution is recovered sooner through its lease (rlm_worker/lease.py, reaper.py).
-        "broker_transport_options": {"visibility_timeout": visibility},
+        # The sweep that redelivers unacked messages runs every tenth of the timeout (kombu's
+        # default is ~100 s whatever the timeout); a redelivered, finished execution is dropped.
+        "broker_transport_options": {
+            "visibility_timeout": visibility,
+            "unacked_restore_interval": max(1, min(60, visibility // 10)),
+            "unacked_restore_throttle": 1,
+        },
         "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
         "result_expires": 3600,
         "broker_connection_retry_on_startup": True,
@@ -45,12 +52,43 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
     }
 
 
+log = logging.getLogger("rlm.celery")
+
+
+def survive_broker_restarts() -> None:
+    """Keep a worker alive when the Redis broker drops while acks_late tasks run (kombu 5.7).
+
+    After a lost connection the consumer's old channel is closed, and later the running task is
+    acknowledged on it, after its transport has already let go of the connection parameters.
+    kombu then raises AttributeError, which Celery treats as unrecoverable: the worker exits. A
+    detached channel now raises a broker connection error instead, which Celery handles (it logs
+    "Couldn't ack" and carries on). The unacknowledged message stays in Redis's unacked set and
+    comes back after the visibility timeout, where the claim (root) or the trace (leaf) drops it.
+    """
+    from kombu.transport import redis as kombu_redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    original = kombu_redis.Channel._connparams
+    if getattr(original, "rlm_survives_restarts", False):
+        return
+
+    def connparams(self: Any, asynchronous: bool = False) -> Any:
+        transport = getattr(self, "connection", None)
+        if transport is None or transport.client is None:
+            raise RedisConnectionError("this broker channel was closed when the connection dropped")
+        return original(self, asynchronous=asynchronous)
+
+    connparams.rlm_survives_restarts = True  # type: ignore[attr-defined]
+    kombu_redis.Channel._connparams = connparams
+
+
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
                 return self.run(*args, **kwargs)
 
+    survive_broker_restarts()
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(app.config["CELERY"])
     celery.set_default()

@@ -1,13 +1,19 @@
-"""A per-model request rate limit shared by every worker, kept in Redis (GCRA, one atomic script).
+"""Limits shared by every worker through Redis: a request rate per model or provider, and a cap on
+sub-calls running at once across the whole fleet.
 
-Configured by MODEL_RATE_LIMITS, e.g. `{"openai/gpt-4o": 500}` requests per minute; models not
-listed are not limited. A call over the limit waits for its slot instead of failing.
+- MODEL_RATE_LIMITS, e.g. `{"openai/gpt-4o": 500, "anthropic": 1000}`: requests per minute for a
+  model string, or for every model of a provider (the part before the `/`). GCRA in one atomic
+  script; a call over the limit waits for its slot instead of failing.
+- SUBCALL_CONCURRENCY_LIMIT: sub-calls in flight at once over all llm workers (a provider's
+  concurrency quota, or a local model server that serves N requests at a time). Slots carry an
+  expiry, so a worker killed while holding some does not leak them.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from functools import lru_cache
 
 import redis
@@ -29,6 +35,29 @@ redis.call('SET', KEYS[1], tat + interval, 'PX', interval * (burst + 1) + 1000)
 return 0
 """
 
+# Takes a slot if fewer than the limit are held. Keys: the slot set. Args: limit, slot id, ttl ms.
+_TAKE_SLOT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+  return 1
+end
+return 0
+"""
+
+SLOTS_KEY = "rlm:subcall-slots"
+
+
+def redis_url_from_settings() -> str:
+    from rlm_worker.config import get_settings
+
+    settings = get_settings()
+    backend = settings.celery_result_backend
+    return backend if backend.startswith("redis") else settings.celery_broker_url
+
 
 class ModelRateLimiter:
     def __init__(self, redis_url: str, limits_per_minute: dict[str, float], burst: int = 5) -> None:
@@ -37,17 +66,45 @@ class ModelRateLimiter:
         self._redis = redis.Redis.from_url(redis_url) if limits_per_minute else None
         self._script = self._redis.register_script(_GCRA) if self._redis else None
 
+    def limits_for(self, model: str) -> list[tuple[str, float]]:
+        """(limit key, requests per minute) of the model itself and of its provider."""
+        provider = model.split("/", 1)[0] if "/" in model else None
+        keys = [model, provider] if provider else [model]
+        return [(key, self.limits[key]) for key in keys if self.limits.get(key)]
+
     def acquire(self, model: str) -> None:
         """Block until `model` may be called again."""
-        per_minute = self.limits.get(model)
-        if not per_minute or self._script is None:
+        if self._script is None:
             return
-        interval_ms = max(1, int(60_000 / per_minute))
-        while True:
-            wait_ms = int(self._script(keys=[f"rlm:rate:{model}"], args=[interval_ms, self.burst]))
-            if wait_ms <= 0:
-                return
-            time.sleep(wait_ms / 1000)
+        for key, per_minute in self.limits_for(model):
+            interval_ms = max(1, int(60_000 / per_minute))
+            while True:
+                wait_ms = int(self._script(keys=[f"rlm:rate:{key}"], args=[interval_ms, self.burst]))
+                if wait_ms <= 0:
+                    break
+                time.sleep(wait_ms / 1000)
+
+
+class ConcurrencyLimiter:
+    """At most `limit` holders at once over every process sharing the Redis; a context manager."""
+
+    def __init__(self, redis_url: str, limit: int, slot_seconds: float, key: str = SLOTS_KEY) -> None:
+        self.limit, self.key = limit, key
+        self.slot_ms = int(slot_seconds * 1000)
+        self._redis = redis.Redis.from_url(redis_url)
+        self._take = self._redis.register_script(_TAKE_SLOT)
+
+    def acquire(self) -> str:
+        """Wait for a free slot and return its id (the wait backs off to 50 ms between looks)."""
+        slot = uuid.uuid4().hex
+        delay = 0.002
+        while not self._take(keys=[self.key], args=[self.limit, slot, self.slot_ms]):
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return slot
+
+    def release(self, slot: str) -> None:
+        self._redis.zrem(self.key, slot)
 
 
 class RateLimitedClient:
@@ -61,12 +118,39 @@ class RateLimitedClient:
         return self.inner.complete(model, messages)
 
 
+class ConcurrencyLimitedClient:
+    """A ModelClient that holds one fleet-wide slot for the length of every call."""
+
+    def __init__(self, inner: ModelClient, limiter: ConcurrencyLimiter) -> None:
+        self.inner, self.limiter = inner, limiter
+
+    def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        slot = self.limiter.acquire()
+        try:
+            return self.inner.complete(model, messages)
+        finally:
+            self.limiter.release(slot)
+
+
 @lru_cache(maxsize=1)
 def limiter_from_settings() -> ModelRateLimiter:
     from rlm_worker.config import get_settings
 
     settings = get_settings()
     limits = json.loads(settings.model_rate_limits) if settings.model_rate_limits else {}
-    backend = settings.celery_result_backend
-    redis_url = backend if backend.startswith("redis") else settings.celery_broker_url
-    return ModelRateLimiter(redis_url, limits)
+    return ModelRateLimiter(redis_url_from_settings(), limits)
+
+
+@lru_cache(maxsize=1)
+def subcall_client() -> ModelClient:
+    """The model client of leaf sub-calls: the process's client, under the fleet-wide cap if set."""
+    from rlm_worker.config import get_settings
+    from rlm_worker.services import model_client
+
+    settings = get_settings()
+    if not settings.subcall_concurrency_limit:
+        return model_client()
+    # A slot outlives one call's timeout, so in practice only a dead worker's slots expire.
+    slot_seconds = settings.llm_timeout_seconds + 30
+    limiter = ConcurrencyLimiter(redis_url_from_settings(), settings.subcall_concurrency_limit, slot_seconds)
+    return ConcurrencyLimitedClient(model_client(), limiter)

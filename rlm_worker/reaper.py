@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from celery import Celery
@@ -35,35 +35,44 @@ def reap_once(engine: SAEngine, celery: Celery, settings: Settings) -> dict[str,
     resend_before = now - timedelta(seconds=max(settings.lease_seconds, 5.0))
     with engine.begin() as conn:
         lapsed = conn.execute(
-            sa.select(Execution.id, Execution.attempts, Execution.started_at, Execution.options, Execution.enqueued_at)
-            .where(Execution.status == "running", Execution.lease_expires_at < now)
+            sa.select(
+                Execution.id,
+                Execution.attempts,
+                Execution.started_at,
+                Execution.options,
+                Execution.enqueued_at,
+            ).where(Execution.status == "running", Execution.lease_expires_at < now)
         ).all()
     for row in lapsed:
         timeout = float((row.options or {}).get("timeout_seconds", settings.execution_timeout))
-        if row.started_at and _aware(row.started_at) + timedelta(seconds=timeout + TIMEOUT_GRACE_SECONDS) < now:
-            counts["timed_out"] += _close(engine, row.id, "timed_out", "the worker running it vanished after its time limit")
+        if (
+            row.started_at
+            and _aware(row.started_at) + timedelta(seconds=timeout + TIMEOUT_GRACE_SECONDS) < now
+        ):
+            counts["timed_out"] += _close(
+                engine, row.id, "timed_out", "the worker running it vanished after its time limit"
+            )
         elif row.attempts >= settings.max_attempts:
             message = f"the worker running it vanished {row.attempts} times; giving up"
             counts["failed"] += _close(engine, row.id, "failed", message)
         elif row.enqueued_at is None or _aware(row.enqueued_at) < resend_before:
-            counts["resumed"] += _resend(engine, celery, row.id, now)
+            counts["resumed"] += _resend(engine, celery, row.id, now, resend_before)
     with engine.begin() as conn:
         stale = now - timedelta(seconds=REQUEUE_AFTER_SECONDS)
         queued = conn.execute(
             sa.select(Execution.id).where(
-                Execution.status == "queued", sa.func.coalesce(Execution.enqueued_at, Execution.created_at) < stale
+                Execution.status == "queued",
+                sa.func.coalesce(Execution.enqueued_at, Execution.created_at) < stale,
             )
         ).all()
     for row in queued:
-        counts["requeued"] += _resend(engine, celery, row.id, now)
+        counts["requeued"] += _resend(engine, celery, row.id, now, stale)
     if any(counts.values()):
         log.info("reaper: %s", counts)
     return counts
 
 
-def _aware(value):  # SQLite hands back naive datetimes; they are UTC
-    from datetime import UTC
-
+def _aware(value: datetime) -> datetime:  # SQLite hands back naive datetimes; they are UTC
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -71,16 +80,30 @@ def _close(engine: SAEngine, execution_id: str, status: str, error: str) -> int:
     with engine.begin() as conn:
         return conn.execute(
             sa.update(Execution)
-            .where(Execution.id == execution_id, Execution.status == "running", Execution.lease_expires_at < utcnow())
+            .where(
+                Execution.id == execution_id,
+                Execution.status == "running",
+                Execution.lease_expires_at < utcnow(),
+            )
             .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
         ).rowcount
 
 
-def _resend(engine: SAEngine, celery: Celery, execution_id: str, now) -> int:
+def _resend(engine: SAEngine, celery: Celery, execution_id: str, now: datetime, sent_before: datetime) -> int:
+    """Send the execution again, unless another reaper did since `sent_before`: one message per round
+    for the whole fleet, however many workers run a reaper."""
     with engine.begin() as conn:
-        conn.execute(sa.update(Execution).where(Execution.id == execution_id).values(enqueued_at=now))
-    celery.send_task(RUN_EXECUTION_TASK, args=[execution_id], queue=ROOT_QUEUE)
-    return 1
+        taken = conn.execute(
+            sa.update(Execution)
+            .where(
+                Execution.id == execution_id,
+                sa.or_(Execution.enqueued_at.is_(None), Execution.enqueued_at < sent_before),
+            )
+            .values(enqueued_at=now)
+        ).rowcount
+    if taken:
+        celery.send_task(RUN_EXECUTION_TASK, args=[execution_id], queue=ROOT_QUEUE)
+    return taken
 
 
 class Reaper(threading.Thread):

@@ -2,15 +2,22 @@
 
 Both adapters call this: the Celery root task and the embedded launcher. Only the dispatcher differs.
 A second attempt (the first worker died) resumes from the recorded trace: see `recorded_nodes`.
+Database writes wait out a database restart (`through_outage`) instead of failing the execution.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
+import weakref
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from rlm_api.contexts import load_context
 from rlm_api.models import Execution, Session, TraceNode, db
@@ -18,18 +25,86 @@ from rlm_api.trace_sink import SqlTraceSink
 from rlm_worker.config import get_settings
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
 from rlm_worker.engine.options import ExecutionOptions
-from rlm_worker.engine.ports import Dispatcher
+from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSink
 from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
-from rlm_worker.lease import WORKER_ID, Heartbeat, claim
+from rlm_worker.lease import Heartbeat, claim, holds_lease
 from rlm_worker.services import model_client, sandbox_factory
+from rlm_worker.strategies import root_program
 
 log = logging.getLogger("rlm.runner")
 
 _NODE_FIELDS = [f for f in EngineNode.__dataclass_fields__]
+#: How long a database write waits for the database to come back before it gives up.
+DATABASE_OUTAGE_SECONDS = 120.0
+
+#: How long past its time limit a busy cell may run before its REPL process is killed.
+STOP_GRACE_SECONDS = 0.5
+
+T = TypeVar("T")
 
 
-def status_probe(execution_id: str, heartbeat: Heartbeat | None = None, every: float = 0.5) -> Callable[[], bool]:
+def database_down(exc: BaseException) -> bool:
+    """A lost or refused connection (a restart, a failover), as opposed to a bad statement."""
+    if not isinstance(exc, sa.exc.DBAPIError):
+        return False
+    return exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+
+
+def through_outage(work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`work(*args, **kwargs)`, tried again while the database is unreachable (up to a limit)."""
+    retrying = Retrying(
+        retry=retry_if_exception(database_down),
+        stop=stop_after_delay(DATABASE_OUTAGE_SECONDS),
+        wait=wait_exponential(multiplier=0.1, max=2.0),
+        reraise=True,
+        before_sleep=lambda state: log.warning(
+            "database unreachable (%s); retrying", type(state.outcome.exception()).__name__
+        ),
+    )
+    return retrying(work, *args, **kwargs)
+
+
+def in_transaction(work: Callable[[], T]) -> T:
+    """Run `work` in a session transaction and commit, again from the start if the database dropped."""
+
+    def once() -> T:
+        try:
+            result = work()
+            db.session.commit()
+            return result
+        except BaseException:
+            db.session.rollback()
+            raise
+
+    return through_outage(once)
+
+
+class DurableTraceSink:
+    """A TraceSink whose writes wait out a database restart: a run pauses rather than fails."""
+
+    def __init__(self, inner: TraceSink) -> None:
+        self.inner = inner
+
+    def node_started(self, node: EngineNode) -> None:
+        through_outage(self.inner.node_started, node)
+
+    def node_finished(self, node: EngineNode) -> None:
+        through_outage(self.inner.node_finished, node)
+
+    def nodes_recorded(self, nodes: list[EngineNode]) -> None:
+        through_outage(self.inner.nodes_recorded, nodes)
+
+    def memory_snapshot(self, execution_id: str, node_id: str | None, blocks: dict[str, str]) -> None:
+        through_outage(self.inner.memory_snapshot, execution_id, node_id, blocks)
+
+    def execution_progress(self, execution_id: str, fields: dict[str, Any]) -> None:
+        through_outage(self.inner.execution_progress, execution_id, fields)
+
+
+def status_probe(
+    execution_id: str, heartbeat: Heartbeat | None = None, every: float = 0.5
+) -> Callable[[], bool]:
     """A cheap `is_cancelled` for the engine: reads the status at most every `every` seconds.
 
     Also true when our lease was lost to another worker: then this attempt must stop.
@@ -51,28 +126,104 @@ def status_probe(execution_id: str, heartbeat: Heartbeat | None = None, every: f
     return probe
 
 
+class StoppableSandboxes:
+    """The sandbox factory of one run. It remembers the REPL processes it started, so a stop
+    (cancellation, a lost lease, the time limit) kills them even in the middle of a busy cell."""
+
+    def __init__(self, factory: SandboxFactory) -> None:
+        self.factory = factory
+        self.stopped = False
+        self._made: list[weakref.ref[Sandbox]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, context: Any, variables: dict[str, Any], constants: dict[str, Any]) -> Sandbox:
+        sandbox = self.factory(context, variables, constants)
+        with self._lock:
+            self._made.append(weakref.ref(sandbox))
+            if self.stopped:
+                _kill_repl(sandbox)
+        return sandbox
+
+    def stop_all(self) -> None:
+        with self._lock:
+            self.stopped = True
+            for ref in self._made:
+                sandbox = ref()
+                if sandbox is not None:
+                    _kill_repl(sandbox)
+
+
+def _kill_repl(sandbox: Sandbox) -> None:
+    """SIGKILL the REPL's process group; the running cell then fails and the engine stops."""
+    pid = getattr(sandbox, "pid", None)  # SubprocessSandbox runs in a session of its own
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+class StopWatch(threading.Thread):
+    """Calls `on_stop` once, as soon as `should_stop()` turns true or `deadline` passes."""
+
+    def __init__(self, should_stop: Callable[[], bool], deadline: float, on_stop: Callable[[], None]) -> None:
+        super().__init__(name="rlm-stopwatch", daemon=True)
+        self.should_stop, self.deadline, self.on_stop = should_stop, deadline, on_stop
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(0.5):
+            if self.should_stop() or time.monotonic() >= self.deadline:
+                self.on_stop()
+                return
+
+    def __enter__(self) -> StopWatch:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+
+
 def recorded_nodes(execution_id: str) -> dict[str, EngineNode]:
-    """Finished nodes of earlier attempts, so a resumed run does not pay twice."""
+    """What earlier attempts already paid for, so a resumed run does not pay twice: finished
+    nodes, and model turns whose reply arrived (their code may have been cut short)."""
     rows = db.session.scalars(
-        sa.select(TraceNode).where(TraceNode.execution_id == execution_id, TraceNode.status == "succeeded")
+        sa.select(TraceNode).where(
+            TraceNode.execution_id == execution_id,
+            sa.or_(
+                TraceNode.status == "succeeded",
+                sa.and_(TraceNode.kind == "iteration", TraceNode.response.is_not(None)),
+            ),
+        )
     )
     return {row.id: EngineNode(**{f: getattr(row, f) for f in _NODE_FIELDS}) for row in rows}
 
 
 def build_request(execution: Execution, session: Session | None) -> ExecutionRequest:
-    options = dict(execution.options or {})
+    options = ExecutionOptions(**dict(execution.options or {}))
+    program = root_program(options.strategy, options.root_code)  # a fixed root program, if asked for
     return ExecutionRequest(
         execution_id=execution.id,
         user_query=execution.user_query,
         context=load_context(execution.context_id),
         root_model=execution.root_model,
         sub_model=execution.sub_model,
-        options=ExecutionOptions(**options),
+        options=options,
+        root_code=program[0] if program else None,
+        root_code_label=program[1] if program else "root_code",
         memory=dict(session.memory) if session else {},
         variables=dict(session.variables) if session else {},
         recorded=recorded_nodes(execution.id) if execution.attempts > 1 else {},
         keep_variables=session is not None,
     )
+
+
+def _load_request(execution_id: str) -> ExecutionRequest:
+    execution = db.session.get(Execution, execution_id, populate_existing=True)
+    assert execution is not None
+    session = db.session.get(Session, execution.session_id) if execution.session_id else None
+    return build_request(execution, session)
 
 
 DispatcherFactory = Callable[[Callable[[], bool]], Dispatcher]
@@ -85,42 +236,52 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
     or a lost lease, so waits on sub-calls end too.
     """
     settings = get_settings()
-    if not claim(db.engine, execution_id, settings.lease_seconds, settings.max_attempts):
+    attempt = through_outage(claim, db.engine, execution_id, settings.lease_seconds, settings.max_attempts)
+    if attempt is None:
         status = db.session.scalar(sa.select(Execution.status).where(Execution.id == execution_id))
+        db.session.rollback()
         log.info("execution %s not claimed (status %s); dropping this delivery", execution_id, status)
         return None
-    execution = db.session.get(Execution, execution_id)
-    assert execution is not None
-    session = db.session.get(Session, execution.session_id) if execution.session_id else None
-    if execution.attempts > 1:
-        log.info("execution %s: attempt %d resumes from its trace", execution_id, execution.attempts)
-    with Heartbeat(db.engine, execution_id, settings.lease_seconds) as heartbeat:
+    if attempt > 1:
+        log.info("execution %s: attempt %d resumes from its trace", execution_id, attempt)
+    with Heartbeat(db.engine, execution_id, settings.lease_seconds, attempt) as heartbeat:
         should_stop = status_probe(execution_id, heartbeat)
-        engine = Engine(model_client(), make_dispatcher(should_stop), SqlTraceSink(db.engine), sandbox_factory())
+        sink = DurableTraceSink(SqlTraceSink(db.engine))
+        sandboxes = StoppableSandboxes(sandbox_factory())
+        engine = Engine(model_client(), make_dispatcher(should_stop), sink, sandboxes)
         try:
-            request = build_request(execution, session)
-            db.session.commit()  # end the read transaction; the run takes a while
-            result = engine.run(request, is_cancelled=should_stop)
+            request = in_transaction(lambda: _load_request(execution_id))
+            # The engine stops itself between steps; this also stops a cell that is busy computing.
+            deadline = time.monotonic() + request.options.timeout_seconds + STOP_GRACE_SECONDS
+            with StopWatch(status_probe(execution_id, heartbeat), deadline, sandboxes.stop_all):
+                result = engine.run(request, is_cancelled=should_stop)
         except Exception as exc:  # the engine failing is a failed execution, never a lost one
             log.exception("execution %s crashed", execution_id)
             db.session.rollback()
-            _finish(execution_id, status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
+            _finish(
+                execution_id, attempt, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"
+            )
             return "failed"
-    if heartbeat.lost:
-        log.warning("execution %s: lease lost to another worker; discarding this attempt", execution_id)
-        return None
-    return _store_result(execution_id, result)
+    return in_transaction(lambda: _store_result(execution_id, attempt, result))
 
 
-def _store_result(execution_id: str, result: ExecutionResult) -> str:
-    db.session.expire_all()
-    execution = db.session.get(Execution, execution_id)
+def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> str | None:
+    """Write the outcome if `attempt` still owns the execution (or it was cancelled meanwhile)."""
+    execution = db.session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
     assert execution is not None
-    if execution.status == "cancelled":
-        result.status = "cancelled"
-    execution.status = result.status
+    if execution.attempts != attempt or execution.status not in ("running", "cancelled"):
+        log.warning(
+            "execution %s: attempt %d was superseded (now attempt %d, %s); discarding its result",
+            execution_id,
+            attempt,
+            execution.attempts,
+            execution.status,
+        )
+        return None
+    cancelled = execution.status == "cancelled"
+    execution.status = "cancelled" if cancelled else result.status
     execution.final_answer = result.final_answer
-    execution.error = result.error
+    execution.error = execution.error if cancelled else result.error
     execution.guard_hit = result.guard_hit
     execution.forced_final = result.forced_final
     execution.iterations = result.iterations
@@ -129,21 +290,21 @@ def _store_result(execution_id: str, result: ExecutionResult) -> str:
     execution.total_cost_usd = result.cost_usd
     execution.llm_calls = result.llm_calls
     execution.sub_calls = result.sub_calls
-    execution.finished_at = utcnow()
+    execution.finished_at = (execution.finished_at if cancelled else None) or utcnow()
     execution.lease_expires_at = None
     if execution.session_id:
         session = db.session.get(Session, execution.session_id)
         if session is not None:
             session.memory = result.memory
             session.variables = result.variables
-    db.session.commit()
-    return result.status
+    return execution.status
 
 
-def _finish(execution_id: str, status: str, error: str) -> None:
-    db.session.execute(
-        sa.update(Execution)
-        .where(Execution.id == execution_id, Execution.worker == WORKER_ID)
-        .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
+def _finish(execution_id: str, attempt: int, status: str, error: str) -> None:
+    in_transaction(
+        lambda: db.session.execute(
+            sa.update(Execution)
+            .where(holds_lease(execution_id, attempt))
+            .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
+        )
     )
-    db.session.commit()

@@ -1,10 +1,14 @@
 """Celery tasks: the root execution on `rlm.root`, batches of leaf model calls on `rlm.llm`.
 
 Leaf tasks never wait on other tasks; root tasks wait only on leaf tasks (docs/architecture.md).
+A leaf task may run twice (a redelivery after its worker died, a redispatch of a slow batch): a
+call whose trace node already succeeded is answered from the trace, so it neither calls the model
+again nor writes a second row.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any
 
@@ -12,7 +16,7 @@ import sqlalchemy as sa
 from celery import current_app, shared_task
 from celery.signals import worker_process_init, worker_ready
 
-from rlm_api.models import FINISHED_STATUSES, Execution, db
+from rlm_api.models import FINISHED_STATUSES, Execution, TraceNode, db
 from rlm_api.trace_sink import SqlTraceSink
 from rlm_worker.celery_app import worker_flask_app
 from rlm_worker.config import get_settings
@@ -20,7 +24,9 @@ from rlm_worker.dispatchers import CeleryDispatcher
 from rlm_worker.engine.subcall import execute_llm_calls
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
 from rlm_worker.queues import LLM_CALLS_TASK, RUN_EXECUTION_TASK
+from rlm_worker.rate_limit import subcall_client
 from rlm_worker.reaper import Reaper
+from rlm_worker.runner import DurableTraceSink
 from rlm_worker.runner import run_execution as run_stored_execution
 from rlm_worker.services import model_client
 
@@ -46,20 +52,59 @@ def run_execution(execution_id: str) -> str | None:
 @shared_task(name=LLM_CALLS_TASK, acks_late=True)
 def llm_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     batch = [LLMCall.from_dict(c) for c in calls]
-    if batch and _execution_stopped(batch[0].execution_id):
-        return [
-            LLMCallOutcome(node_id=c.node_id, text=None, error="the execution was stopped", model=c.model).to_dict()
-            for c in batch
-        ]
-    outcomes = execute_llm_calls(batch, model_client(), SqlTraceSink(db.engine))
-    return [o.to_dict() for o in outcomes]
+    if not batch:
+        return []
+    stopped, answered = _what_is_known(batch)
+    if stopped:
+        return [_refused(c).to_dict() for c in batch]
+    fresh = [c for c in batch if c.node_id not in answered]
+    sink = DurableTraceSink(SqlTraceSink(db.engine))
+    outcomes = {o.node_id: o for o in execute_llm_calls(fresh, subcall_client(), sink)}
+    outcomes.update(answered)
+    return [outcomes[c.node_id].to_dict() for c in batch]
 
 
-def _execution_stopped(execution_id: str) -> bool:
-    """A sub-call of a cancelled or finished execution is never sent to the model."""
-    with db.engine.connect() as conn:
-        status = conn.scalar(sa.select(Execution.status).where(Execution.id == execution_id))
-    return status in FINISHED_STATUSES
+def _refused(call: LLMCall) -> LLMCallOutcome:
+    return LLMCallOutcome(
+        node_id=call.node_id, text=None, error="the execution was stopped", model=call.model
+    )
+
+
+def _what_is_known(batch: list[LLMCall]) -> tuple[bool, dict[str, LLMCallOutcome]]:
+    """Whether the execution is finished or cancelled (then no call reaches the model), and the
+    calls of this batch an earlier run of it already answered. With the database unreachable,
+    nothing is known: the calls are made and their trace write waits for the database."""
+    prompts = {c.node_id: c.prompt for c in batch}
+    try:
+        with db.engine.connect() as conn:
+            status = conn.scalar(sa.select(Execution.status).where(Execution.id == batch[0].execution_id))
+            if status in FINISHED_STATUSES:
+                return True, {}
+            rows = conn.execute(
+                sa.select(TraceNode).where(TraceNode.id.in_(prompts), TraceNode.status == "succeeded")
+            ).all()
+    except sa.exc.DBAPIError as exc:
+        log.warning("sub-call batch: database unreachable (%s); calling the model", type(exc).__name__)
+        return False, {}
+    answered = {
+        row.id: LLMCallOutcome(
+            node_id=row.id,
+            text=row.response,
+            input_tokens=row.input_tokens,
+            output_tokens=row.output_tokens,
+            cost_usd=row.cost_usd,
+            model=row.model,
+        )
+        for row in rows
+        if row.response is not None and row.prompt == prompts[row.id]
+    }
+    return False, answered
+
+
+def _warm_up() -> None:
+    """Import the model library now (~2 s of CPU) rather than inside the first execution's time."""
+    importlib.import_module("litellm")
+    model_client()
 
 
 @worker_process_init.connect
@@ -68,10 +113,13 @@ def _fresh_connections(**_: Any) -> None:
     is removed when each task's app context ends)."""
     with worker_flask_app().app_context():
         db.engine.dispose(close=False)
+    _warm_up()
 
 
 @worker_ready.connect
 def _start_reaper(sender: Any = None, **_: Any) -> None:
     app = worker_flask_app()
+    if "prefork" not in type(getattr(sender, "pool", None)).__module__:
+        _warm_up()  # the tasks run in this process (a prefork pool's children warm up themselves)
     with app.app_context():
         Reaper(db.engine, app.extensions["celery"], get_settings()).start()

@@ -284,7 +284,8 @@ class Agent:
         self.budget.check()
         node = self.cursor.child(kind, self.depth, model=self.model, prompt=messages[-1]["content"])
         earlier = self.run_state.request.recorded.get(node.id)
-        if earlier is not None and earlier.status == "succeeded" and earlier.response is not None:
+        # A reply an earlier attempt paid for, to the same prompt (a diverged replay asks anew).
+        if earlier is not None and earlier.response is not None and earlier.prompt == node.prompt:
             self.budget.add_usage(earlier.input_tokens, earlier.output_tokens, earlier.cost_usd)
             node.response, node.input_tokens, node.output_tokens, node.cost_usd = (
                 earlier.response,
@@ -308,6 +309,7 @@ class Agent:
             reply.output_tokens,
             reply.cost_usd,
         )
+        self.sink.node_started(node)  # record the paid reply now: a resumed run must not pay again
         return reply.text, node
 
     def _act_on_reply(self, reply: str, node: TraceNode, sandbox: Sandbox) -> tuple[str | None, str]:

@@ -99,7 +99,12 @@ class ReplCalls:
         outcomes: dict[str, LLMCallOutcome] = {}
         for call in calls:
             earlier = recorded.get(call.node_id)
-            if earlier is not None and earlier.status == "succeeded" and earlier.response is not None:
+            if (
+                earlier is not None
+                and earlier.status == "succeeded"
+                and earlier.response is not None
+                and earlier.prompt == call.prompt  # code that replays differently asks anew
+            ):
                 outcomes[call.node_id] = LLMCallOutcome(
                     node_id=call.node_id,
                     text=earlier.response,

@@ -26,8 +26,13 @@ def app():
     upgrade_database(url)
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=BROKER_DB).flushdb()
     broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}"
-    settings = Settings(database_url=url, celery_broker_url=broker, celery_result_backend=broker,
-                        lease_seconds=20, max_attempts=3)
+    settings = Settings(
+        database_url=url,
+        celery_broker_url=broker,
+        celery_result_backend=broker,
+        lease_seconds=20,
+        max_attempts=3,
+    )
     app = create_app(settings=settings)
     yield app
     with app.app_context():
@@ -55,12 +60,15 @@ def new_execution(**fields) -> str:
 def test_only_one_claim_wins_until_the_lease_lapses(app):
     with app.app_context():
         eid = new_execution(status="queued")
-        assert claim(db.engine, eid, 20, 3) is True
-        assert claim(db.engine, eid, 20, 3) is False  # a live lease: a redelivery is dropped
-        db.session.execute(db.update(Execution).where(Execution.id == eid).values(
-            lease_expires_at=utcnow() - timedelta(seconds=1)))
+        assert claim(db.engine, eid, 20, 3) == 1
+        assert claim(db.engine, eid, 20, 3) is None  # a live lease: a redelivery is dropped
+        db.session.execute(
+            db.update(Execution)
+            .where(Execution.id == eid)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
         db.session.commit()
-        assert claim(db.engine, eid, 20, 3) is True  # lapsed: taken over
+        assert claim(db.engine, eid, 20, 3) == 2  # lapsed: taken over, as attempt 2
         row = db.session.get(Execution, eid)
         db.session.refresh(row)
         assert row.attempts == 2 and row.status == "running"
@@ -69,15 +77,16 @@ def test_only_one_claim_wins_until_the_lease_lapses(app):
 def test_a_finished_execution_is_never_claimed_again(app):
     with app.app_context():
         eid = new_execution(status="succeeded")
-        assert claim(db.engine, eid, 20, 3) is False
+        assert claim(db.engine, eid, 20, 3) is None
 
 
 def test_reaper_resends_lapsed_runs_and_lost_queued_ones(app, queue):
     with app.app_context():
         past = utcnow() - timedelta(seconds=5)
         lapsed = new_execution(status="running", attempts=1, started_at=past, lease_expires_at=past)
-        live = new_execution(status="running", attempts=1, started_at=past,
-                             lease_expires_at=utcnow() + timedelta(seconds=30))
+        live = new_execution(
+            status="running", attempts=1, started_at=past, lease_expires_at=utcnow() + timedelta(seconds=30)
+        )
         lost = new_execution(status="queued", created_at=utcnow() - timedelta(minutes=5))
         counts = reap_once(db.engine, app.extensions["celery"], app.config["RLM_SETTINGS"])
         assert counts["resumed"] >= 1 and counts["requeued"] >= 1
@@ -95,8 +104,9 @@ def test_reaper_fails_exhausted_and_times_out_overdue_runs(app, queue):
     with app.app_context():
         past = utcnow() - timedelta(seconds=5)
         exhausted = new_execution(status="running", attempts=3, started_at=past, lease_expires_at=past)
-        overdue = new_execution(status="running", attempts=1, started_at=utcnow() - timedelta(hours=2),
-                                lease_expires_at=past)
+        overdue = new_execution(
+            status="running", attempts=1, started_at=utcnow() - timedelta(hours=2), lease_expires_at=past
+        )
         reap_once(db.engine, app.extensions["celery"], app.config["RLM_SETTINGS"])
         db.session.expire_all()
         failed = db.session.get(Execution, exhausted)

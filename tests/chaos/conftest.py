@@ -1,0 +1,86 @@
+"""Fixtures of the fault tests: one private Redis and Postgres for the module, workers per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from rlm_api.models import db
+from tests.chaos.cluster import (
+    FAST_RECOVERY_ENV,
+    PrivatePostgres,
+    PrivateRedis,
+    Workers,
+    make_workdir,
+    remove_workdir,
+)
+from tests.conftest import TEST_SECRET
+
+PRICES = (
+    '{"openai/scripted-root": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},'
+    ' "openai/scripted-sub": {"input_cost_per_token": 1e-07, "output_cost_per_token": 4e-07}}'
+)
+
+
+@pytest.fixture(scope="module")
+def private_services():
+    workdir = make_workdir()
+    redis_server = PrivateRedis(workdir).start()
+    postgres = PrivatePostgres(workdir).init()
+    postgres.start()
+    try:
+        database_url = postgres.create_database(f"rlm_chaos_{uuid.uuid4().hex[:8]}")
+        yield {"redis": redis_server, "postgres": postgres, "database_url": database_url}
+    finally:
+        redis_server.kill()
+        postgres.stop()
+        remove_workdir(workdir)
+
+
+@pytest.fixture(scope="module")
+def chaos_env(private_services, model_server):
+    redis_server = private_services["redis"]
+    return {
+        **os.environ,
+        "DATABASE_URL": private_services["database_url"],
+        "CELERY_BROKER_URL": redis_server.url(0),
+        "CELERY_RESULT_BACKEND": redis_server.url(1),
+        "LLM_API_BASE": model_server.url,
+        "LLM_API_KEY": "scripted",
+        "DEFAULT_MODEL": "openai/scripted-root",
+        "SUB_MODEL": "openai/scripted-sub",
+        "OPENAI_API_KEY": TEST_SECRET,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "MODEL_PRICES": PRICES,
+        "DISPATCH": "celery",
+        "LLM_MAX_RETRIES": "1",
+        **FAST_RECOVERY_ENV,
+    }
+
+
+@pytest.fixture(scope="module")
+def chaos_app(chaos_env):
+    from rlm_api import create_app
+    from rlm_worker.config import Settings
+
+    fields = {k.lower(): v for k, v in chaos_env.items() if k.lower() in Settings.model_fields}
+    app = create_app(settings=Settings(**fields))
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def workers(chaos_app, chaos_env, private_services):
+    """Worker processes of this test, all killed at its end; the broker starts empty."""
+    private_services["redis"].flush()
+    pool = Workers(chaos_env, chaos_app.extensions["celery"])
+    yield pool
+    pool.stop_all()
+
+
+@pytest.fixture()
+def client(chaos_app):
+    return chaos_app.test_client()

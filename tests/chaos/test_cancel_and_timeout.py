@@ -87,7 +87,6 @@ def test_cancel_stops_the_root_and_every_queued_or_running_sub_call(
 
     cancelled_at = time.monotonic()
     response = client.post(f"/api/executions/{eid}/cancel")
-    started_by_cancel = calls_started(scripted)
     assert response.status_code == 200 and response.get_json()["status"] == "cancelled"
 
     def root_stopped():
@@ -95,10 +94,13 @@ def test_cancel_stops_the_root_and_every_queued_or_running_sub_call(
         return row if row.lease_expires_at is None and row.iterations else None
 
     row = wait_for(root_stopped, 5, interval=0.05, what="the root task to stop")
+    # A leaf that read the status just before the cancel committed may still start its call in
+    # that instant; once the root has stopped, nothing may reach the model any more.
+    started_by_stop = calls_started(scripted)
     stopped_seconds = time.monotonic() - cancelled_at
     assert row.status == "cancelled" and row.llm_calls >= 9
     wait_for(lambda: leaf_work_drained(chaos_app.extensions["celery"], private_services, leaf), 30)
-    assert calls_started(scripted) <= started_by_cancel  # no sub-call reached the model afterwards
+    assert calls_started(scripted) <= started_by_stop  # no sub-call reached the model afterwards
     assert not sandbox_processes_of(root)
     print(f"\ncancel: the root task stopped {stopped_seconds:.2f} s after the request")
 

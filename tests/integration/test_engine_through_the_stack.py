@@ -54,7 +54,9 @@ def test_recursion_to_depth_three_with_batched_children(stack_client, scripted):
         )
 
     scripted.responder = responder
-    eid = submit(stack_client, user_query="upper-case it", context="abcdefgh", options={"max_recursion_depth": 3})
+    eid = submit(
+        stack_client, user_query="upper-case it", context="abcdefgh", options={"max_recursion_depth": 3}
+    )
     result = wait_done(stack_client, eid)
     assert result["status"] == "succeeded", result
     assert result["final_answer"] == "ABCDEFGH"
@@ -84,8 +86,12 @@ def test_a_failing_sub_call_inside_a_batch_yields_an_error_string(stack_client, 
 
 
 def test_guard_max_sub_calls_stops_the_run_and_is_recorded(stack_client, scripted):
-    scripted.responder = lambda r: fence("for i in range(50):\n    llm_query(str(i))\nFINAL('no')") if is_root(r) else "x"
-    eid = submit(stack_client, user_query="guard", context="x", options={"max_sub_calls": 4, "max_iterations": 1})
+    scripted.responder = lambda r: (
+        fence("for i in range(50):\n    llm_query(str(i))\nFINAL('no')") if is_root(r) else "x"
+    )
+    eid = submit(
+        stack_client, user_query="guard", context="x", options={"max_sub_calls": 4, "max_iterations": 1}
+    )
     result = wait_done(stack_client, eid)
     assert result["status"] == "failed"
     assert result["guard_hit"] == "max_sub_calls"
@@ -117,7 +123,9 @@ def test_a_session_keeps_variables_and_memory_across_executions(stack_client, sc
 
     def responder(request):
         if "first run" in first_user(request):
-            return fence("words = context.split()\nmemory.append('learnings', 'there are 3 words')\nFINAL('stored')")
+            return fence(
+                "words = context.split()\nmemory.append('learnings', 'there are 3 words')\nFINAL('stored')"
+            )
         return fence("FINAL(words[-1] + ' / ' + memory['learnings'])")
 
     scripted.responder = responder
@@ -153,3 +161,30 @@ def test_a_model_that_never_answers_gets_a_forced_final(stack_client, scripted):
     assert result["status"] == "succeeded"
     assert result["forced_final"] is True
     assert result["final_answer"] == "best effort"
+
+
+def test_guards_on_tokens_and_cost_stop_the_run_through_the_stack(stack_client, scripted):
+    program = fence("for i in range(200):\n    llm_query('tell me more ' * 50)\nFINAL('unreachable')")
+    scripted.responder = lambda r: program if is_root(r) else "more " * 100
+    tokens = wait_done(
+        stack_client,
+        submit(
+            stack_client,
+            user_query="tokens",
+            context="x",
+            options={"max_total_tokens": 3000, "max_iterations": 1},
+        ),
+    )
+    assert tokens["status"] == "failed" and tokens["guard_hit"] == "max_total_tokens"
+    assert tokens["total_input_tokens"] + tokens["total_output_tokens"] < 3000 + 1000
+    cost = wait_done(
+        stack_client,
+        submit(
+            stack_client,
+            user_query="cost",
+            context="x",
+            options={"max_cost_usd": 0.0005, "max_iterations": 1},
+        ),
+    )
+    assert cost["status"] == "failed" and cost["guard_hit"] == "max_cost_usd"
+    assert 0.0005 < cost["total_cost_usd"] < 0.002

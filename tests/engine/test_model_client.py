@@ -1,0 +1,67 @@
+"""The litellm client against the scripted server over HTTP: retries, fast failures, usage and cost."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlm_worker.engine.llm import LiteLLMClient
+from rlm_worker.engine.ports import ModelError
+from tests.support.scripted_model import ScriptedError
+
+MESSAGES = [{"role": "user", "content": "hello there"}]
+
+
+def failing_first(times: int, status: int):
+    state = {"n": 0}
+
+    def responder(request):
+        state["n"] += 1
+        if state["n"] <= times:
+            raise ScriptedError(status, f"scripted {status}")
+        return "fine"
+
+    return responder
+
+
+def client_for(server, **kwargs) -> LiteLLMClient:
+    return LiteLLMClient(api_base=server.url, api_key="scripted", timeout=10, **kwargs)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_transient_errors_are_retried_with_backoff(scripted, status):
+    scripted.responder = failing_first(2, status)
+    reply = client_for(scripted, max_retries=3).complete("openai/scripted-sub", MESSAGES)
+    assert reply.text == "fine"
+    assert scripted.stats()["total_calls"] == 3
+
+
+def test_transient_errors_give_up_after_the_retries(scripted):
+    scripted.responder = failing_first(10, 503)
+    with pytest.raises(ModelError) as error:
+        client_for(scripted, max_retries=1).complete("openai/scripted-sub", MESSAGES)
+    assert error.value.transient
+    assert scripted.stats()["total_calls"] == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 404])
+def test_permanent_errors_fail_fast_with_a_clear_message(scripted, status):
+    scripted.responder = failing_first(10, status)
+    with pytest.raises(ModelError) as error:
+        client_for(scripted, max_retries=3).complete("openai/scripted-sub", MESSAGES)
+    assert not error.value.transient
+    assert f"scripted {status}" in str(error.value)
+    assert scripted.stats()["total_calls"] == 1
+
+
+def test_usage_and_registered_prices_give_the_cost(scripted):
+    scripted.responder = lambda request: "x" * 40
+    prices = {"openai/scripted-sub": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}}
+    reply = client_for(scripted, prices=prices).complete("openai/scripted-sub", MESSAGES)
+    assert reply.input_tokens > 0 and reply.output_tokens == 10
+    assert reply.cost_usd == pytest.approx(reply.input_tokens * 1e-6 + 10 * 2e-6)
+    assert reply.cost_known
+
+
+def test_an_unpriced_model_costs_zero_and_says_so(scripted):
+    reply = client_for(scripted).complete("openai/scripted-unpriced-model", MESSAGES)
+    assert reply.cost_usd == 0.0 and not reply.cost_known

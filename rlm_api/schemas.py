@@ -10,10 +10,12 @@ import math
 import os
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rlm_api.models import EXECUTION_STATUSES, NODE_KINDS
+from rlm_worker.engine.local_model import is_local
 from rlm_worker.engine.options import ExecutionOptions
+from rlm_worker.strategies import STRATEGIES
 
 #: Ids are uuid4 hex; anything else cannot name a row, so it is a 404 or a 422, never a query.
 ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -36,6 +38,8 @@ Text = Annotated[str, AfterValidator(storable_text)]
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="A 32-character hex id.")]
 ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled"]
 assert set(ExecutionStatus.__args__) == set(EXECUTION_STATUSES)  # type: ignore[attr-defined]
+Strategy = Literal["search", "find", "map_reduce"]
+assert set(Strategy.__args__) == set(STRATEGIES)  # type: ignore[attr-defined]
 NodeKind = Literal["root", "iteration", "code", "llm_call", "child_rlm"]
 assert set(NodeKind.__args__) == set(NODE_KINDS)  # type: ignore[attr-defined]
 
@@ -69,7 +73,9 @@ def _litellm() -> Any:
 
 
 def routable_model(value: str) -> str:
-    """A model string is valid when litellm can tell which provider serves it."""
+    """A model string is valid when litellm can tell which provider serves it, or it is `local/...`."""
+    if is_local(value):
+        return value
     try:
         model, provider, _, _ = _litellm().get_llm_provider(value)
     except Exception:
@@ -81,7 +87,12 @@ def routable_model(value: str) -> str:
 
 ModelName = Annotated[
     str,
-    Field(min_length=1, max_length=200, pattern=r"^\S+$", description="A litellm model string."),
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^\S+$",
+        description="A litellm model string, or `local/<name>` for the bundled local model.",
+    ),
     AfterValidator(routable_model),
 ]
 
@@ -111,6 +122,12 @@ class ExecuteRequest(BaseModel):
     options: ExecutionOptions = Field(
         default_factory=ExecutionOptions, description="Guards; unset ones come from the environment."
     )
+    strategy: Strategy | None = Field(
+        None, description="Same as `options.strategy`: a built-in root program instead of a root model."
+    )
+    root_code: Annotated[Text, Field(max_length=200_000)] | None = Field(
+        None, description="Same as `options.root_code`: your own root program instead of a root model."
+    )
     wait: float | None = Field(
         None,
         ge=0,
@@ -125,6 +142,14 @@ class ExecuteRequest(BaseModel):
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number")
         return options
+
+    @model_validator(mode="after")
+    def _root_program_into_options(self) -> ExecuteRequest:
+        """Top-level `strategy`/`root_code` are shorthands: they land in `options` (and win there)."""
+        given = {name: getattr(self, name) for name in ("strategy", "root_code") if getattr(self, name)}
+        if given:
+            self.options = self.options.model_copy(update=given)
+        return self
 
 
 class PageQuery(BaseModel):

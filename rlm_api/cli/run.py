@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
@@ -13,11 +14,69 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def execution_options(settings: Any) -> dict[str, Any]:
-    """The guards every execution starts with: the environment's defaults (see the README)."""
+def execution_options(settings: Any, **overrides: Any) -> dict[str, Any]:
+    """The guards every execution starts with: the environment's defaults (see the README), then
+    what this run chose (a strategy, a root program, a chunk size)."""
     from rlm_worker.engine.options import ExecutionOptions
 
-    return ExecutionOptions(**settings.execution_defaults()).model_dump()
+    return ExecutionOptions(**{**settings.execution_defaults(), **overrides}).model_dump()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Who does what in one `rlm run`: the models, the root program if any, and a notice to show."""
+
+    root_model: str
+    sub_model: str
+    options: dict[str, Any] = field(default_factory=dict)
+    notice: str | None = None
+
+    @property
+    def root_label(self) -> str | None:
+        """`strategy search` or `root_code` when no root model writes the code, else None."""
+        if self.options.get("root_code"):
+            return "root_code"
+        if self.options.get("strategy"):
+            return f"strategy {self.options['strategy']}"
+        return None
+
+    def progress_line(self) -> str | None:
+        """Says plainly, before any progress, that no root model wrote the code."""
+        if self.root_label is None:
+            return None
+        return f"[rlm] {self.root_label}: no root model; sub-calls to {self.sub_model}"
+
+
+def plan_run(
+    settings: Any, model: str | None, sub_model: str | None, strategy: str | None, root_code: str | None
+) -> RunPlan:
+    """The models and options of a run. With no model chosen and no provider reachable, the offline
+    plan: the local model answers the sub-calls and a built-in strategy plays the root."""
+    from rlm_worker.engine.local_model import is_local
+    from rlm_worker.strategies import LOCAL_CHUNK_SIZE
+    from rlm_worker.strategies.offline import offline_plan
+
+    options: dict[str, Any] = {}
+    notice = None
+    offline = None if model or sub_model else offline_plan(settings.default_model, settings.llm_api_base)
+    if offline is not None:
+        sub_model = offline.sub_model
+        strategy = strategy or offline.strategy
+        options["chunk_size"] = offline.chunk_size
+        notice = offline.notice
+    root_model = model or settings.default_model
+    sub = sub_model or settings.sub_model or root_model
+    if is_local(sub) and "default_chunk_size" not in settings.model_fields_set:
+        options["chunk_size"] = LOCAL_CHUNK_SIZE  # a small local model reads short chunks best
+    if strategy:
+        options["strategy"] = strategy
+    if root_code:
+        options["root_code"] = root_code
+    plan = RunPlan(root_model=root_model, sub_model=sub, options=options, notice=notice)
+    if plan.root_label and not model:
+        # No root model is ever called: the record must not name one.
+        plan = RunPlan(f"({plan.root_label})", sub, options, notice)
+    return plan
 
 
 def session_named(name: str, context_id: str) -> Any:
@@ -38,11 +97,10 @@ def session_named(name: str, context_id: str) -> Any:
     return session
 
 
-def create_execution(
-    text: str, question: str, model: str | None, sub_model: str | None, session_name: str | None
-) -> str:
+def create_execution(text: str, question: str, plan: RunPlan, session_name: str | None) -> str:
     """Store the input and a queued execution (inside an app context); return its id."""
     from flask import current_app
+    from pydantic import ValidationError
 
     from rlm_api.contexts import store_context
     from rlm_api.models import Execution, db
@@ -52,16 +110,21 @@ def create_execution(
         raise click.UsageError(
             f"the input has {len(text):,} characters; MAX_CONTEXT_SIZE is {settings.max_context_size:,}"
         )
+    try:
+        options = execution_options(settings, **plan.options)
+    except ValidationError as exc:
+        raise click.UsageError(
+            f"invalid options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"
+        ) from None
     context_id = store_context(text).id
     session = session_named(session_name, context_id) if session_name else None
-    root_model = model or settings.default_model
     execution = Execution(
         session_id=session.id if session else None,
         context_id=context_id,
         user_query=question,
-        root_model=root_model,
-        sub_model=sub_model or settings.sub_model or root_model,
-        options=execution_options(settings),
+        root_model=plan.root_model,
+        sub_model=plan.sub_model,
+        options=options,
         status="queued",
     )
     db.session.add(execution)
@@ -90,6 +153,17 @@ def mark_ended(execution_id: str, status: str, error: str) -> None:
 @click.option("-q", "--question", required=True, help="What to ask about the input.")
 @click.option("--model", help="Root model, a litellm string (default: DEFAULT_MODEL).")
 @click.option("--sub-model", help="Model of sub-calls (default: SUB_MODEL, else the root model).")
+@click.option(
+    "--strategy",
+    type=click.Choice(["search", "find", "map_reduce"]),
+    help="Run this built-in root program instead of a root model (no root model is called).",
+)
+@click.option(
+    "--root-code",
+    "root_code_file",
+    type=click.File("r", encoding="utf-8"),
+    help="Run the Python in this file as the root program instead of a root model.",
+)
 @click.option("--session", "session_name", help="Create or reuse a session by name: memory persists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the execution record instead of the answer.")
 def run(
@@ -97,6 +171,8 @@ def run(
     question: str,
     model: str | None,
     sub_model: str | None,
+    strategy: str | None,
+    root_code_file: Any,
     session_name: str | None,
     as_json: bool,
 ) -> None:
@@ -106,12 +182,17 @@ def run(
     sub-calls run on a thread pool in this process. No Redis, no Postgres, no server. Progress
     goes to stderr, the answer to stdout; the exit code is non-zero when the execution fails.
 
+    With no --model/--sub-model and no provider configured (no API key, no LLM_API_BASE), the
+    bundled local model answers the sub-calls and the built-in `search` strategy plays the root.
+
     \b
     Examples:
       rlm run samples/northern_tern_log.txt -q "Which ports did the ship call at?"
       cat contract.txt | rlm run - -q "List every deadline" --model anthropic/claude-3-5-haiku-latest
       rlm run notes.txt -q "What changed since last time?" --session notes
       rlm run notes.txt -q "How many open items?" --json | jq .final_answer
+      rlm run book.txt -q "Who is Ahab?" --strategy find --sub-model local/smollm2
+      rlm run logs.txt -q "Count the errors" --root-code my_root.py
     """
     from rich.console import Console
 
@@ -124,13 +205,21 @@ def run(
 
     configure_logging(level="WARNING", fmt="text")
     text = file.read()
+    root_code = root_code_file.read() if root_code_file else None
+    if root_code is not None and not root_code.strip():
+        raise click.UsageError("the --root-code file is empty")
     app = open_app(embedded_database_url(), quiet=True)
     with app.app_context():
-        execution_id = create_execution(text, question, model, sub_model, session_name)
+        plan = plan_run(app.config["RLM_SETTINGS"], model, sub_model, strategy, root_code)
+        execution_id = create_execution(text, question, plan, session_name)
 
+    if plan.notice:
+        click.echo(plan.notice, err=True)
     console = Console(stderr=True)
     if not console.is_terminal:
         console.print(f"[rlm] execution {execution_id}", markup=False, highlight=False)
+    if plan.progress_line():
+        console.print(plan.progress_line(), markup=False, highlight=False, soft_wrap=True)
     tally = SubCallTally()
     display = ProgressDisplay(app, execution_id, console, tally).start()
     try:

@@ -21,8 +21,10 @@ from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
+from rlm_worker.engine.local_model import is_local
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
+from rlm_worker.strategies import LOCAL_CHUNK_SIZE, root_program
 
 log = logging.getLogger("rlm.api")
 ACTIVE_STATUSES = ("queued", "running")
@@ -33,9 +35,12 @@ def _settings():
     return current_app.config["RLM_SETTINGS"]
 
 
-def effective_options(overrides: ExecutionOptions) -> dict:
-    """Settings give the defaults; what the request set explicitly wins."""
+def effective_options(overrides: ExecutionOptions, sub_model: str | None = None) -> dict:
+    """Settings give the defaults; what the request set explicitly wins. A local sub-model reads
+    short chunks best, so it gets LOCAL_CHUNK_SIZE unless the request chose a chunk size."""
     defaults = _settings().execution_defaults()
+    if is_local(sub_model):
+        defaults["chunk_size"] = LOCAL_CHUNK_SIZE
     return ExecutionOptions(**{**defaults, **overrides.model_dump(exclude_unset=True)}).model_dump()
 
 
@@ -113,14 +118,19 @@ def execute():
             [{"field": "context", "message": "Field required"}],
         )
     _check_quota()
-    root_model = body.model or settings.default_model
+    default_root = body.model or settings.default_model
+    sub_model = body.sub_model or settings.sub_model or default_root
+    options = effective_options(body.options, sub_model)
+    program = root_program(options.get("strategy"), options.get("root_code"))
+    # A fixed root program calls no root model: the record must not name one that was never used.
+    root_model = f"({program[1]})" if program and not body.model else default_root
     execution = Execution(
         session_id=session.id if session else None,
         context_id=context_id,
         user_query=body.user_query,
         root_model=root_model,
-        sub_model=body.sub_model or settings.sub_model or root_model,
-        options=effective_options(body.options),
+        sub_model=sub_model,
+        options=options,
         status="queued",
         owner=current_owner(),
     )

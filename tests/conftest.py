@@ -13,9 +13,8 @@ ensure_private_redis()  # before anything reads TEST_REDIS_PORT
 from tests.support.scripted_model import ScriptedModelServer, default_responder  # noqa: E402
 from tests.support.services import (  # noqa: E402
     CeleryWorker,
-    create_database,
     free_redis_db,
-    upgrade_database,
+    migrated_database,
 )
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -41,10 +40,8 @@ def scripted(model_server):
 
 @pytest.fixture(scope="session")
 def pg_database_url():
-    url, drop = create_database()
-    upgrade_database(url)
-    yield url
-    drop()
+    with migrated_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -7,10 +7,9 @@ our own with no worker attached. Tests that need executions to run use the share
 from __future__ import annotations
 
 import pytest
-import redis
 import sqlalchemy as sa
 
-from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, upgrade_database
+from tests.support.services import REDIS_HOST, REDIS_PORT, flushed_redis, migrated_database
 
 #: Redis databases of our own (the others: 5, 7-8 bench, 9-10, 11-12, 13-14).
 BROKER_DB, BACKEND_DB = 3, 4
@@ -21,18 +20,14 @@ TABLES = ("memory_snapshots", "trace_nodes", "executions", "sessions", "contexts
 
 @pytest.fixture(scope="session")
 def api_db_url():
-    url, drop = create_database("rlm_api")
-    upgrade_database(url)
-    yield url
-    drop()
+    with migrated_database("rlm_api") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def broker():
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=BROKER_DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
+    with flushed_redis(BROKER_DB) as client:
+        yield client
 
 
 def make_settings(database_url: str, **fields):

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from rlm_api.models import db
 from tests.chaos.cluster import (
     FAST_RECOVERY_ENV,
     PrivatePostgres,
@@ -17,6 +16,7 @@ from tests.chaos.cluster import (
     remove_workdir,
 )
 from tests.conftest import TEST_SECRET
+from tests.support.services import app_from_env
 
 PRICES = (
     '{"openai/scripted-root": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},'
@@ -62,14 +62,8 @@ def chaos_env(private_services, model_server):
 
 @pytest.fixture(scope="module")
 def chaos_app(chaos_env):
-    from rlm_api import create_app
-    from rlm_worker.config import Settings
-
-    fields = {k.lower(): v for k, v in chaos_env.items() if k.lower() in Settings.model_fields}
-    app = create_app(settings=Settings(**fields))
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_from_env(chaos_env) as app:
+        yield app
 
 
 @pytest.fixture()

@@ -7,10 +7,9 @@ tables. Tests that need real executions use the shared `stack_client` fixture in
 from __future__ import annotations
 
 import pytest
-import redis
 import sqlalchemy as sa
 
-from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, upgrade_database
+from tests.support.services import REDIS_HOST, REDIS_PORT, flushed_redis, migrated_database
 
 #: Redis databases of our own (the shared fixtures use 13 and 14).
 BROKER_DB, BACKEND_DB = 11, 12
@@ -20,18 +19,14 @@ TABLES = ("memory_snapshots", "trace_nodes", "executions", "sessions", "contexts
 
 @pytest.fixture(scope="session")
 def dashboard_db_url():
-    url, drop = create_database("rlm_dash")
-    upgrade_database(url)
-    yield url
-    drop()
+    with migrated_database("rlm_dash") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
 def broker():
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=BROKER_DB)
-    client.flushdb()
-    yield client
-    client.flushdb()
+    with flushed_redis(BROKER_DB) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -7,44 +7,35 @@ import os
 import pytest
 import redis
 
-from rlm_api.models import db
 from tests.chaos.cluster import Workers
 from tests.conftest import TEST_SECRET
-from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, upgrade_database
+from tests.support.services import REDIS_HOST, REDIS_PORT, app_from_env, migrated_database
 
 BROKER_DB, BACKEND_DB = 6, 7
 
 
 @pytest.fixture(scope="module")
 def scale_env(model_server):
-    url, drop = create_database("rlm_scale")
-    upgrade_database(url)
-    yield {
-        **os.environ,
-        "DATABASE_URL": url,
-        "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
-        "CELERY_RESULT_BACKEND": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BACKEND_DB}",
-        "LLM_API_BASE": model_server.url,
-        "LLM_API_KEY": "scripted",
-        "DEFAULT_MODEL": "openai/scripted-root",
-        "SUB_MODEL": "openai/scripted-sub",
-        "OPENAI_API_KEY": TEST_SECRET,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "DISPATCH": "celery",
-    }
-    drop()
+    with migrated_database("rlm_scale") as url:
+        yield {
+            **os.environ,
+            "DATABASE_URL": url,
+            "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
+            "CELERY_RESULT_BACKEND": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BACKEND_DB}",
+            "LLM_API_BASE": model_server.url,
+            "LLM_API_KEY": "scripted",
+            "DEFAULT_MODEL": "openai/scripted-root",
+            "SUB_MODEL": "openai/scripted-sub",
+            "OPENAI_API_KEY": TEST_SECRET,
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "DISPATCH": "celery",
+        }
 
 
 @pytest.fixture(scope="module")
 def scale_app(scale_env):
-    from rlm_api import create_app
-    from rlm_worker.config import Settings
-
-    fields = {k.lower(): v for k, v in scale_env.items() if k.lower() in Settings.model_fields}
-    app = create_app(settings=Settings(**fields))
-    yield app
-    with app.app_context():
-        db.engine.dispose()
+    with app_from_env(scale_env) as app:
+        yield app
 
 
 @pytest.fixture()

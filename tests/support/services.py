@@ -10,11 +10,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import redis
+from flask import Flask
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_DSN = os.environ.get("TEST_PG_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -66,6 +68,44 @@ def upgrade_database(database_url: str) -> None:
         check=True,
         capture_output=True,
     )
+
+
+@contextmanager
+def migrated_database(prefix: str = "rlm_test") -> Iterator[str]:
+    """A fresh Postgres database at the newest schema for the duration of the block."""
+    url, drop = create_database(prefix)
+    try:
+        upgrade_database(url)
+        yield url
+    finally:
+        drop()
+
+
+@contextmanager
+def flushed_redis(db: int) -> Iterator[redis.Redis]:
+    """A Redis database of the test's own, empty at the start and at the end."""
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+
+
+@contextmanager
+def app_from_env(env: dict[str, str]) -> Iterator[Flask]:
+    """The Flask app a worker started with `env` would build; its connections closed after."""
+    from rlm_api import create_app
+    from rlm_api.models import db
+    from rlm_worker.config import Settings
+
+    fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
+    app = create_app(settings=Settings(**fields))
+    try:
+        yield app
+    finally:
+        with app.app_context():
+            db.engine.dispose()
 
 
 def free_redis_db(client_dbs: tuple[int, int] = (13, 14)) -> tuple[str, str]:

@@ -71,6 +71,7 @@ class CeleryDispatcher:
         unsent = deque(range(len(batches)))
         pending: dict[str, _Sent] = {}
         done: dict[int, Any] = {}
+        resent: dict[int, int] = {}
         while len(done) < len(batches):
             inflight = sum(len(batches[s.index]) for s in pending.values())
             while unsent and (not pending or inflight + len(batches[unsent[0]]) <= self.max_inflight):
@@ -90,7 +91,12 @@ class CeleryDispatcher:
                     except _BROKER_DOWN:
                         pass  # a refused or stopped execution's calls are also refused by the leaf task
                 break
-            self._collect(pending, done, deadline, more_to_send=bool(unsent))
+            for index in self._collect(pending, done, deadline, more_to_send=bool(unsent)):
+                resent[index] = resent.get(index, 0) + 1
+                if resent[index] > MAX_RESENDS_AFTER_OUTAGE:
+                    done[index] = "its worker lost the broker or the database too many times"
+                else:
+                    unsent.append(index)
             self._redispatch_stale(pending, batches)
         outcomes: list[LLMCallOutcome] = []
         for index, batch in enumerate(batches):
@@ -120,8 +126,14 @@ class CeleryDispatcher:
 
     def _collect(
         self, pending: dict[str, _Sent], done: dict[int, Any], deadline: float | None, more_to_send: bool
-    ) -> None:
-        """Wait up to one slice; take every result that arrives (pub/sub, not polling)."""
+    ) -> list[int]:
+        """Wait up to one slice; take every result that arrives (pub/sub, not polling).
+
+        Returns the batches whose task failed only because its worker lost the broker or the
+        database (e.g. storing its result during a Redis restart): they are sent again, and their
+        calls already answered come back from the trace without a second model call.
+        """
+        again: list[int] = []
         wait = WAIT_SLICE_SECONDS
         if deadline is not None:
             wait = max(0.01, min(wait, deadline - time.monotonic()))
@@ -136,18 +148,21 @@ class CeleryDispatcher:
                 if sent is None or sent.index in done:
                     continue
                 status = meta.get("status")
+                if status != "SUCCESS" and _lost_a_service(meta.get("result")):
+                    again.append(sent.index)
+                    continue
                 done[sent.index] = (
                     meta.get("result") if status == "SUCCESS" else f"{status}: {meta.get('result')!r}"
                 )
                 for other_id in [k for k, s in pending.items() if s.index == sent.index]:
                     pending.pop(other_id)  # a redispatched twin; the first answer won
                 if more_to_send:
-                    return
+                    return again
         except (CeleryTimeout, TimeoutError):
-            return
+            return again
         except _BROKER_DOWN:
             time.sleep(min(wait, 0.5))  # reconnects on the next wait
-            return
+            return again
         finally:
             for s in results.results:
                 if s.id not in pending:
@@ -155,6 +170,7 @@ class CeleryDispatcher:
                         s.forget()
                     except _BROKER_DOWN:
                         pass  # results expire anyway
+        return again
 
     def _redispatch_stale(self, pending: dict[str, _Sent], batches: list[list[LLMCall]]) -> None:
         now = time.monotonic()
@@ -166,6 +182,23 @@ class CeleryDispatcher:
                     return
                 pending.pop(task_id)
                 pending[again.result.id] = again
+
+
+#: How often one batch is sent again after its worker lost the broker or the database.
+MAX_RESENDS_AFTER_OUTAGE = 3
+_OUTAGE_ERRORS = {
+    "ConnectionError",
+    "OperationalError",
+    "InterfaceError",
+    "TimeoutError",
+    "ConnectionRefusedError",
+}
+
+
+def _lost_a_service(error: Any) -> bool:
+    """A task failure caused by an unreachable broker, result backend or database, not by the call."""
+    name = error.get("exc_type") if isinstance(error, dict) else type(error).__name__
+    return name in _OUTAGE_ERRORS
 
 
 class InProcessDispatcher:

@@ -12,15 +12,15 @@ ensure_private_redis()  # before anything reads TEST_REDIS_PORT
 
 from tests.support.scripted_model import ScriptedModelServer, default_responder  # noqa: E402
 from tests.support.services import (  # noqa: E402
+    SCRIPTED_PRICES,
+    TEST_SECRET,  # noqa: F401 - re-exported: suites import it from here
     CeleryWorker,
     free_redis_db,
     migrated_database,
+    worker_env,
 )
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-
-# Settings every worker and app in the suite shares; the secret proves nothing leaks.
-TEST_SECRET = "sk-test-SECRET-do-not-leak-1234"
 
 
 @pytest.fixture(scope="session")
@@ -47,22 +47,7 @@ def pg_database_url():
 @pytest.fixture(scope="session")
 def stack_env(pg_database_url, model_server):
     broker, backend = free_redis_db()
-    env = {
-        **os.environ,
-        "DATABASE_URL": pg_database_url,
-        "CELERY_BROKER_URL": broker,
-        "CELERY_RESULT_BACKEND": backend,
-        "LLM_API_BASE": model_server.url,
-        "LLM_API_KEY": "scripted",
-        "DEFAULT_MODEL": "openai/scripted-root",
-        "SUB_MODEL": "openai/scripted-sub",
-        "OPENAI_API_KEY": TEST_SECRET,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "MODEL_PRICES": '{"openai/scripted-root": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},'
-        ' "openai/scripted-sub": {"input_cost_per_token": 1e-07, "output_cost_per_token": 4e-07}}',
-        "DISPATCH": "celery",
-    }
-    return env
+    return worker_env(pg_database_url, broker, backend, model_server.url, MODEL_PRICES=SCRIPTED_PRICES)
 
 
 @pytest.fixture(scope="session")

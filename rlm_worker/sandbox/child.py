@@ -276,6 +276,11 @@ def variables_frame() -> bytes:
     return frame_bytes(body, Settings.max_frame_bytes)
 
 
+def _settable(name: Any, reserved: set[str]) -> bool:
+    """A caller-given variable or constant may become a REPL global: a public, unreserved name."""
+    return isinstance(name, str) and name.isidentifier() and not name.startswith("_") and name not in reserved
+
+
 def init_namespace(message: dict[str, Any]) -> None:
     """The REPL namespace: restricted globals, the session's variables, constants, the API, context."""
     namespace = policy.restricted_globals()
@@ -284,20 +289,10 @@ def init_namespace(message: dict[str, Any]) -> None:
     api = repl_api()
     reserved = set(api) | {"context"}
     for name, value in variables.items():
-        if (
-            isinstance(name, str)
-            and name.isidentifier()
-            and not name.startswith("_")
-            and name not in reserved
-        ):
+        if _settable(name, reserved):
             namespace[name] = value
     for name, value in constants.items():
-        if (
-            isinstance(name, str)
-            and name.isidentifier()
-            and not name.startswith("_")
-            and name not in reserved
-        ):
+        if _settable(name, reserved):
             namespace[name] = value
             reserved.add(name)
     namespace.update(api)

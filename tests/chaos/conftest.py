@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -15,8 +14,7 @@ from tests.chaos.cluster import (
     make_workdir,
     remove_workdir,
 )
-from tests.conftest import TEST_SECRET
-from tests.support.services import app_from_env
+from tests.support.services import app_from_env, worker_env
 
 PRICES = (
     '{"openai/scripted-root": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},'
@@ -42,22 +40,15 @@ def private_services():
 @pytest.fixture(scope="module")
 def chaos_env(private_services, model_server):
     redis_server = private_services["redis"]
-    return {
-        **os.environ,
-        "DATABASE_URL": private_services["database_url"],
-        "CELERY_BROKER_URL": redis_server.url(0),
-        "CELERY_RESULT_BACKEND": redis_server.url(1),
-        "LLM_API_BASE": model_server.url,
-        "LLM_API_KEY": "scripted",
-        "DEFAULT_MODEL": "openai/scripted-root",
-        "SUB_MODEL": "openai/scripted-sub",
-        "OPENAI_API_KEY": TEST_SECRET,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "MODEL_PRICES": PRICES,
-        "DISPATCH": "celery",
-        "LLM_MAX_RETRIES": "1",
+    return worker_env(
+        private_services["database_url"],
+        redis_server.url(0),
+        redis_server.url(1),
+        model_server.url,
+        MODEL_PRICES=PRICES,
+        LLM_MAX_RETRIES="1",
         **FAST_RECOVERY_ENV,
-    }
+    )
 
 
 @pytest.fixture(scope="module")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import redis
 
 from tests.chaos.cluster import Workers
-from tests.conftest import TEST_SECRET
-from tests.support.services import REDIS_HOST, REDIS_PORT, app_from_env, migrated_database
+from tests.support.services import REDIS_HOST, REDIS_PORT, app_from_env, migrated_database, worker_env
 
 BROKER_DB, BACKEND_DB = 6, 7
 
@@ -17,19 +14,12 @@ BROKER_DB, BACKEND_DB = 6, 7
 @pytest.fixture(scope="module")
 def scale_env(model_server):
     with migrated_database("rlm_scale") as url:
-        yield {
-            **os.environ,
-            "DATABASE_URL": url,
-            "CELERY_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
-            "CELERY_RESULT_BACKEND": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BACKEND_DB}",
-            "LLM_API_BASE": model_server.url,
-            "LLM_API_KEY": "scripted",
-            "DEFAULT_MODEL": "openai/scripted-root",
-            "SUB_MODEL": "openai/scripted-sub",
-            "OPENAI_API_KEY": TEST_SECRET,
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "DISPATCH": "celery",
-        }
+        yield worker_env(
+            url,
+            f"redis://{REDIS_HOST}:{REDIS_PORT}/{BROKER_DB}",
+            f"redis://{REDIS_HOST}:{REDIS_PORT}/{BACKEND_DB}",
+            model_server.url,
+        )
 
 
 @pytest.fixture(scope="module")

@@ -108,6 +108,32 @@ def app_from_env(env: dict[str, str]) -> Iterator[Flask]:
             db.engine.dispose()
 
 
+#: In every worker's environment; tests assert it never leaks into a trace, response or REPL.
+TEST_SECRET = "sk-test-SECRET-do-not-leak-1234"
+SCRIPTED_PRICES = (
+    '{"openai/scripted-root": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06},'
+    ' "openai/scripted-sub": {"input_cost_per_token": 1e-07, "output_cost_per_token": 4e-07}}'
+)
+
+
+def worker_env(database_url: str, broker: str, backend: str, model_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a test's workers: its database and broker, the scripted models."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker,
+        "CELERY_RESULT_BACKEND": backend,
+        "LLM_API_BASE": model_url,
+        "LLM_API_KEY": "scripted",
+        "DEFAULT_MODEL": "openai/scripted-root",
+        "SUB_MODEL": "openai/scripted-sub",
+        "OPENAI_API_KEY": TEST_SECRET,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "DISPATCH": "celery",
+        **extra,
+    }
+
+
 def free_redis_db(client_dbs: tuple[int, int] = (13, 14)) -> tuple[str, str]:
     for db in client_dbs:
         redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench import programs
 from bench.report import Section, Target, table
@@ -24,16 +26,54 @@ class FanoutRun:
     wall: float  # submit → result stored (ours) / completion() (reference)
     fanout: float  # what the program saw llm_query_batched take
     peak: int  # the model server's peak concurrency
+    cpu_ms_per_call: float = float("nan")  # every engine process (API, root, llm workers), per sub-call
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far, from /proc (gone processes count 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def run_ours(stack: BenchStack, context: str, chunks: int) -> FanoutRun:
     stack.reset_model()
+    pids = [pid for name in stack.processes if name != "model" for pid in stack.pids(name)]
+    cpu = _cpu_seconds(pids)
     done = stack.run(programs.query("fanout", chunks), context)
+    cpu = _cpu_seconds(pids) - cpu
     report = json.loads(done.execution["final_answer"])
     if report["count"] != chunks:
         raise RuntimeError(f"fan-out answered {report['count']} of {chunks} sub-calls")
     return FanoutRun(
-        done.wall_seconds, report["seconds"] or float("nan"), stack.model_calls()["peak_concurrency"]
+        done.wall_seconds,
+        report["seconds"] or float("nan"),
+        stack.model_calls()["peak_concurrency"],
+        cpu / chunks * 1000,
+    )
+
+
+def run_floor(stack: BenchStack, chars: int, chunks: int, processes: int) -> FanoutRun:
+    """litellm alone making the same calls, spread over `processes` processes (bench.litellm_floor)."""
+    stack.reset_model()
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.litellm_floor", "--base-url", f"{stack.model_url}/v1", "--calls",
+         str(chunks), "--processes", str(processes), "--prompt-chars", str(-(-chars // chunks))],
+        cwd=ROOT, capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    if report["count"] != chunks:
+        raise RuntimeError(f"litellm alone answered {report['count']} of {chunks} calls")
+    return FanoutRun(
+        report["wall_seconds"],
+        report["wall_seconds"],
+        stack.model_calls()["peak_concurrency"],
+        report["cpu_ms_per_call"],
     )
 
 
@@ -65,68 +105,86 @@ def benchmark(
     rows, targets, notes = [], [], []
     ours_at_max: list[FanoutRun] = []
     theirs: list[FanoutRun] = []
+    floor: list[FanoutRun] = []
+    most = max(worker_counts)
     for count in worker_counts:
         stack.set_llm_workers(count)
         slots = count * stack.llm_threads
         ideal = math.ceil(chunks / slots) * stack.latency
         run_ours(stack, context, chunks)  # warm-up: connections, imports; not counted
         ours: list[FanoutRun] = []
-        last = count == max(worker_counts)
+        last = count == most
         for _ in range(runs):
             ours.append(run_ours(stack, context, chunks))
             if reference and last:
                 theirs.append(run_reference(stack, chars, chunks))
+                floor.append(run_floor(stack, chars, chunks, processes=count))
         if last:
             ours_at_max = ours
-        fan = Spread.of([r.fanout for r in ours])
-        wall = Spread.of([r.wall for r in ours])
-        rows.append(
-            [f"{count} × {stack.llm_threads} threads", f"{ideal:.2f} s", fan.fmt(), f"{fan.median / ideal:.2f}×",
-             wall.fmt(), str(max(r.peak for r in ours))]
-        )  # fmt: skip
+        rows.append(_row(f"{count} × {stack.llm_threads} threads", ours, ideal))
+    ideal_max = math.ceil(chunks / (most * stack.llm_threads)) * stack.latency
+    if floor:
+        label = f"litellm alone, no engine ({most} process{'es' if most > 1 else ''})"
+        rows.append(_row(label, floor, ideal_max, wall=False))
     if theirs:
+        rows.append(_row("reference `rlms` (its defaults)", theirs, None, cpu=False))
         fan = Spread.of([r.fanout for r in theirs])
         wall = Spread.of([r.wall for r in theirs])
-        rows.append(
-            [
-                "reference `rlms` (its defaults)",
-                "–",
-                fan.fmt(),
-                "–",
-                wall.fmt(),
-                str(max(r.peak for r in theirs)),
-            ]
-        )
         ours_fan = Spread.of([r.fanout for r in ours_at_max])
         ours_wall = Spread.of([r.wall for r in ours_at_max])
         fan_ratio = fan.median / ours_fan.median
         wall_ratio = wall.median / ours_wall.median
+        floor_ratio = fan.median / Spread.of([r.fanout for r in floor]).median
         notes.append(
-            f"Against the reference with {max(worker_counts)} llm processes: **{fan_ratio:.1f}× faster** on the "
+            f"Against the reference with {most} llm processes: **{fan_ratio:.1f}× faster** on the "
             f"fan-out itself (what the program timed around `llm_query_batched`), **{wall_ratio:.1f}× faster** "
             "end to end (ours: `POST /api/execute` with the context → result stored; the reference: "
-            "`RLM.completion()` in one process, no HTTP, no database, no trace)."
+            "`RLM.completion()` in one process, no HTTP, no database, no trace). litellm alone, making the "
+            f"same calls with no engine at all, is {floor_ratio:.1f}× faster than the reference: the most any "
+            "engine built on litellm could reach on this machine."
         )
         targets.append(
             Target(
                 "fan-out vs reference (4 × 32)",
-                f"{fan_ratio:.1f}× (end to end {wall_ratio:.1f}×)",
+                f"{fan_ratio:.1f}× (end to end {wall_ratio:.1f}×; litellm alone {floor_ratio:.1f}×)",
                 "≥ 5×",
                 fan_ratio >= 5,
             )
         )
-    ideal_max = math.ceil(chunks / (max(worker_counts) * stack.llm_threads)) * stack.latency
     best = Spread.of([r.fanout for r in ours_at_max]) if ours_at_max else None
     if best:
+        floor_note = ""
+        if floor:
+            alone = Spread.of([r.fanout for r in floor]).median
+            floor_note = f"; litellm alone {alone / ideal_max:.2f}×"
         targets.append(
-            Target("fan-out vs ideal (4 × 32)", f"{best.median / ideal_max:.2f}× ({best.median:.3f} s)", "≤ 1.5×",
-                   best.median / ideal_max <= 1.5)
+            Target("fan-out vs ideal (4 × 32)", f"{best.median / ideal_max:.2f}× ({best.median:.3f} s{floor_note})",
+                   "≤ 1.5×", best.median / ideal_max <= 1.5)
         )  # fmt: skip
     notes.append(
         f"{chunks} sub-calls over {chars:,} characters, {stack.latency * 1000:.0f} ms model latency, medians of "
         f"{runs} runs (min–max) after one warm-up run. *fan-out* is what the root program measured around its "
         "one `llm_query_batched` call (same program text for both engines); *end to end* is submit → answer. "
-        "Peak = the most sub-calls the model server saw at once."
+        "Peak = the most sub-calls the model server saw at once. *CPU / call* = user + system CPU of every "
+        "engine process (API, root worker, llm workers; not the model server, not Postgres or Redis) over "
+        "the run, divided by the sub-calls; for *litellm alone* (`python -m bench.litellm_floor`), the CPU "
+        "of its processes: the same prompts sent with `litellm.acompletion`, split over as many processes "
+        "as our llm workers and started together, no queue, no sandbox, no trace."
     )
-    header = ["llm workers", "ideal", "fan-out", "vs ideal", "end to end", "peak"]
+    header = ["llm workers", "ideal", "fan-out", "vs ideal", "end to end", "peak", "CPU / call"]
     return Section("1. Fan-out", command, table(header, rows), notes, targets)
+
+
+def _row(
+    label: str, runs: list[FanoutRun], ideal: float | None, wall: bool = True, cpu: bool = True
+) -> list[str]:
+    fan = Spread.of([r.fanout for r in runs])
+    return [
+        label,
+        f"{ideal:.2f} s" if ideal is not None else "–",
+        fan.fmt(),
+        f"{fan.median / ideal:.2f}×" if ideal is not None else "–",
+        Spread.of([r.wall for r in runs]).fmt() if wall else "–",
+        str(max(r.peak for r in runs)),
+        f"{Spread.of([r.cpu_ms_per_call for r in runs]).median:.1f} ms" if cpu else "–",
+    ]

@@ -30,6 +30,25 @@ def _insert(engine: SAEngine, table: sa.Table):
 
 
 @lru_cache(maxsize=4)
+def trace_engine(engine: SAEngine) -> SAEngine:
+    """A sibling of `engine` for trace rows and the sub-call's status read: autocommit, so a
+    write is one statement and one round trip (no BEGIN, no COMMIT, no rollback on return to
+    the pool), and on Postgres commits that do not wait for the WAL flush. A database crash can
+    lose the last fraction of a second of trace rows, never corrupt them, and a resumed
+    execution then only pays those calls again. No pre-ping either: a connection broken by a
+    database restart fails its statement, is discarded with every older one, and the caller's
+    retry (`through_outage`) gets a fresh one. SQLite keeps the engine as it is."""
+    if engine.dialect.name != "postgresql":
+        return engine
+    return sa.create_engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+        connect_args={"options": "-c synchronous_commit=off"},
+    )
+
+
+@lru_cache(maxsize=4)
 def _node_upsert(engine: SAEngine):
     """Built once per engine: building `set_` from `excluded` cost more CPU than the write itself."""
     stmt = _insert(engine, TraceNode.__table__)
@@ -41,6 +60,7 @@ def _node_upsert(engine: SAEngine):
 class SqlTraceSink:
     def __init__(self, engine: SAEngine) -> None:
         self.engine = engine
+        self.nodes_engine = trace_engine(engine)
         self._snapshot_seq: dict[str, itertools.count] = {}
         self._lock = threading.Lock()
 
@@ -48,13 +68,8 @@ class SqlTraceSink:
         if not nodes:
             return
         rows = [{k: v for k, v in n.to_dict().items() if k in _NODE_COLUMNS} for n in nodes]
-        with self.engine.begin() as conn:
-            if self.engine.dialect.name == "postgresql":
-                # Trace rows need not wait for the WAL flush (most of a sub-call's write time): a
-                # database crash can lose the last fraction of a second of them, never corrupt them,
-                # and a resumed execution then only pays those calls again.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            conn.execute(_node_upsert(self.engine), rows)
+        with self.nodes_engine.begin() as conn:
+            conn.execute(_node_upsert(self.nodes_engine), rows)
 
     def node_started(self, node: EngineNode) -> None:
         self._upsert_nodes([node])

@@ -17,7 +17,7 @@ from celery import current_app, shared_task
 from celery.signals import worker_process_init, worker_ready
 
 from rlm_api.models import FINISHED_STATUSES, Execution, TraceNode, db
-from rlm_api.trace_sink import SqlTraceSink
+from rlm_api.trace_sink import SqlTraceSink, trace_engine
 from rlm_worker.celery_app import worker_flask_app
 from rlm_worker.config import get_settings
 from rlm_worker.dispatchers import CeleryDispatcher
@@ -70,22 +70,48 @@ def _refused(call: LLMCall) -> LLMCallOutcome:
     )
 
 
+_executions, _nodes = Execution.__table__, TraceNode.__table__
+#: One round trip: the execution's status, and this batch's calls an earlier run already answered.
+_KNOWN = (
+    sa.select(
+        _executions.c.status,
+        _nodes.c.id,
+        _nodes.c.prompt,
+        _nodes.c.response,
+        _nodes.c.input_tokens,
+        _nodes.c.output_tokens,
+        _nodes.c.cost_usd,
+        _nodes.c.model,
+    )
+    .select_from(
+        _executions.outerjoin(
+            _nodes,
+            sa.and_(
+                _nodes.c.execution_id == _executions.c.id,
+                _nodes.c.id.in_(sa.bindparam("node_ids", expanding=True)),
+                _nodes.c.status == "succeeded",
+            ),
+        )
+    )
+    .where(_executions.c.id == sa.bindparam("execution_id"))
+)
+
+
 def _what_is_known(batch: list[LLMCall]) -> tuple[bool, dict[str, LLMCallOutcome]]:
     """Whether the execution is finished or cancelled (then no call reaches the model), and the
     calls of this batch an earlier run of it already answered. With the database unreachable,
     nothing is known: the calls are made and their trace write waits for the database."""
     prompts = {c.node_id: c.prompt for c in batch}
     try:
-        with db.engine.connect() as conn:
-            status = conn.scalar(sa.select(Execution.status).where(Execution.id == batch[0].execution_id))
-            if status in FINISHED_STATUSES:
-                return True, {}
+        with trace_engine(db.engine).connect() as conn:
             rows = conn.execute(
-                sa.select(TraceNode).where(TraceNode.id.in_(prompts), TraceNode.status == "succeeded")
+                _KNOWN, {"node_ids": list(prompts), "execution_id": batch[0].execution_id}
             ).all()
     except sa.exc.DBAPIError as exc:
         log.warning("sub-call batch: database unreachable (%s); calling the model", type(exc).__name__)
         return False, {}
+    if rows and rows[0].status in FINISHED_STATUSES:
+        return True, {}
     answered = {
         row.id: LLMCallOutcome(
             node_id=row.id,
@@ -96,7 +122,7 @@ def _what_is_known(batch: list[LLMCall]) -> tuple[bool, dict[str, LLMCallOutcome
             model=row.model,
         )
         for row in rows
-        if row.response is not None and row.prompt == prompts[row.id]
+        if row.id is not None and row.response is not None and row.prompt == prompts[row.id]
     }
     return False, answered
 
@@ -113,6 +139,7 @@ def _fresh_connections(**_: Any) -> None:
     is removed when each task's app context ends)."""
     with worker_flask_app().app_context():
         db.engine.dispose(close=False)
+        trace_engine(db.engine).dispose(close=False)
     _warm_up()
 
 

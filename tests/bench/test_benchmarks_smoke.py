@@ -18,10 +18,13 @@ def _cells(section, row: int = 0) -> list[str]:
 
 def test_fanout_answers_every_chunk_against_both_engines(bench_stack):
     section = fanout.benchmark(bench_stack, worker_counts=(1,), runs=1, chars=20_000, chunks=8)
-    ours, reference = _cells(section, 0), _cells(section, 1)
+    ours, alone, reference = _cells(section, 0), _cells(section, 1), _cells(section, 2)
     assert ours[0] == "1 × 8 threads"
+    assert alone[0] == "litellm alone, no engine (1 process)"
     assert reference[0].startswith("reference")
-    assert int(ours[-1]) >= 1 and int(reference[-1]) >= 1  # the model server saw the sub-calls
+    assert all(int(row[-2]) >= 1 for row in (ours, alone, reference))  # the server saw the sub-calls
+    # CPU per sub-call: ours includes litellm's, so it is no less than litellm alone's
+    assert float(ours[-1].split()[0]) >= float(alone[-1].split()[0]) > 0
     assert {t.what for t in section.targets} == {"fan-out vs reference (4 × 32)", "fan-out vs ideal (4 × 32)"}
 
 

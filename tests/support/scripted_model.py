@@ -138,6 +138,10 @@ class ScriptedError(Exception):
 class ScriptedModelServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a fan-out opening 100+ connections at once
+    # overflowed it, and each dropped SYN cost its call a 1 s retransmit (a real provider has no
+    # such limit, so it would have been charged to the engine).
+    request_queue_size = 1024
 
     def __init__(self, responder: Responder = default_responder, latency: float = 0.0, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)

@@ -48,8 +48,21 @@ def store_context(value: Any) -> Context:
     return row
 
 
+#: From this size on, the connection that read a context is closed rather than pooled: while it
+#: lives, it keeps about two copies of the largest row it has read (libpq's grown buffers).
+LARGE_CONTEXT_CHARS = 1_000_000
+
+
 def load_context(context_id: str) -> Any:
-    row = db.session.get(Context, context_id)
-    if row is None:
-        raise LookupError(f"context {context_id} not found")
-    return decode_context(row.kind, row.content)
+    """The context's value, read with a Core select of two columns on a connection of its own:
+    no ORM object keeps the text alive, and no pooled connection keeps a copy in its buffers."""
+    query = sa.select(Context.kind, Context.content).where(Context.id == context_id)
+    with db.engine.connect() as conn:
+        row = conn.execute(query).one_or_none()
+        if row is None:
+            raise LookupError(f"context {context_id} not found")
+        kind, content = row
+        del row
+        if len(content) >= LARGE_CONTEXT_CHARS and conn.dialect.name == "postgresql":
+            conn.invalidate()
+    return decode_context(kind, content)

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -52,6 +53,7 @@ BOOTSTRAP = (
 _WATCH_INTERVAL = 0.5  # how often a waiting worker checks the cell's CPU time
 _CPU_GRACE = 2.0  # the child's own SIGXCPU handling gets this long before the worker kills it
 _RESTARTED = "the REPL was restarted; variables were lost"
+_SLICE_CHARS = 1 << 20  # a str context is encoded and written this many characters at a time
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,17 @@ def _code_roots() -> list[str]:
         if root not in roots:
             roots.append(root)
     return roots
+
+
+def _utf8_slices(text: str) -> Iterator[bytes]:
+    """`text` as UTF-8, slice by slice, so the worker never holds a whole encoded copy of a context.
+    Together the same bytes as `text.encode("utf-8", "surrogatepass")`: slices end between code points."""
+    for start in range(0, len(text), _SLICE_CHARS):
+        yield text[start : start + _SLICE_CHARS].encode("utf-8", "surrogatepass")
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else sum(len(piece) for piece in _utf8_slices(text))
 
 
 def _grow_pipe(fd: int) -> None:
@@ -221,15 +234,17 @@ class SubprocessSandbox:
             "variables": variables or {},
             "constants": constants or {},
         }
+        # A str context follows as one raw UTF-8 frame (no JSON), encoded anew at each (re)start.
+        self._text_context: str | None = context if text else None
         try:
-            self._init_frames = [encode_frame(init, self.config.max_frame_bytes)]
-            if text:  # raw UTF-8, no JSON: a 10 M-character context costs one encode
-                raw = context.encode("utf-8", "surrogatepass")
-                if len(raw) > self.config.max_frame_bytes:
+            self._init_frame = encode_frame(init, self.config.max_frame_bytes)
+            if text:
+                size = _utf8_length(context)
+                if size > self.config.max_frame_bytes:
                     raise ProtocolError(
-                        f"{len(raw)} bytes exceed the {self.config.max_frame_bytes}-byte frame limit"
+                        f"{size} bytes exceed the {self.config.max_frame_bytes}-byte frame limit"
                     )
-                self._init_frames += [HEADER.pack(len(raw)), raw]  # header and body sent without a copy
+                self._text_header = HEADER.pack(size)
         except ProtocolError as exc:
             raise SandboxError(f"the context is too large for the REPL: {exc}") from None
         except (TypeError, ValueError) as exc:
@@ -249,8 +264,7 @@ class SubprocessSandbox:
     def _start(self) -> _Process:
         process = _Process(self.config)
         try:
-            for frame in self._init_frames:
-                process.channel.send_bytes(frame, self.config.startup_timeout_seconds)
+            self._send_init(process.channel)
             ready = process.channel.receive(self.config.startup_timeout_seconds)
             if ready["op"] != "ready":
                 raise ProtocolError(f"expected ready, got {ready['op']}")
@@ -264,6 +278,14 @@ class SubprocessSandbox:
             raise
         self._box[0] = process
         return process
+
+    def _send_init(self, channel: WorkerChannel) -> None:
+        deadline = time.monotonic() + self.config.startup_timeout_seconds
+        channel.send_bytes(self._init_frame, self.config.startup_timeout_seconds)
+        if self._text_context is not None:
+            channel.send_bytes(self._text_header, deadline - time.monotonic())
+            for piece in _utf8_slices(self._text_context):
+                channel.send_bytes(piece, deadline - time.monotonic())
 
     def _replace(self) -> str:
         """Drop the current process and start a fresh one; the note to append to the error."""

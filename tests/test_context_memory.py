@@ -1,0 +1,112 @@
+"""A large context costs the root worker about one copy: loading it leaves no copy in a pooled
+database connection, and starting a REPL with it encodes it slice by slice, never as a whole.
+
+Real Postgres and real sandbox processes; memory is read from /proc (Linux only).
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from rlm_worker.sandbox import SandboxConfig, SubprocessSandbox
+from tests.support.services import migrated_database
+
+MB = 1024 * 1024
+SLICE = 1 << 20  # rlm_worker.sandbox.process._SLICE_CHARS
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+@pytest.fixture(scope="module")
+def app():
+    from rlm_api import create_app
+    from rlm_worker.config import Settings
+
+    with migrated_database("rlm_ctxmem") as url:
+        yield create_app(settings=Settings(database_url=url))
+
+
+def stored(app, value) -> str:
+    from rlm_api.contexts import store_context
+    from rlm_api.models import db
+
+    with app.app_context():
+        context_id = store_context(value).id
+        db.session.commit()
+        db.session.remove()
+    return context_id
+
+
+def test_loading_a_large_context_keeps_only_the_value(app):
+    from rlm_api.contexts import load_context
+    from rlm_api.models import db
+
+    size = 10_000_000
+    context_id = stored(app, "0123456789" * (size // 10))
+    with app.app_context():
+        load_context(stored(app, "small"))  # the pool's connection and the imports exist already
+        gc.collect()
+        before = rss_bytes()
+        value = load_context(context_id)
+        db.session.remove()
+        gc.collect()
+        grown = rss_bytes() - before
+    assert value == "0123456789" * (size // 10)
+    # The str itself is 10 MB; a pooled connection keeping libpq's receive buffer added 2 more.
+    assert grown < 1.5 * size, f"RSS grew by {grown / MB:.1f} MB"
+
+
+def test_list_contexts_and_small_str_contexts_load_exactly(app):
+    from rlm_api.contexts import load_context
+
+    items = ["é" * 3, {"k": [1, None]}, "😀"]
+    with app.app_context():
+        assert load_context(stored(app, items)) == items
+        assert load_context(stored(app, "tiny ✓")) == "tiny ✓"
+        with pytest.raises(LookupError):
+            load_context("0" * 32)
+
+
+def test_the_sandbox_never_holds_an_encoded_copy_of_the_context():
+    context = "abcdefghij" * 1_000_000
+    tracemalloc.start()
+    try:
+        box = SubprocessSandbox(context, {}, {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    try:
+        assert peak < 4 * MB, f"peak {peak / MB:.1f} MB of Python allocations"
+        result = box.execute("print(len(context), context[-3:])", lambda fn, args: None)
+        assert result.stdout == "10000000 hij\n"
+    finally:
+        box.close()
+
+
+def test_multibyte_characters_and_surrogates_across_slices_arrive_exactly():
+    # Characters of 1 to 4 UTF-8 bytes and a lone surrogate on both sides of every slice edge.
+    edge = "aé€😀\udc80"
+    context = ("x" * (SLICE - 3) + edge) * 2 + "tail"
+    expected = [ord(c) for c in context[SLICE - 5 : SLICE + 5]] + [ord(c) for c in context[-12:]]
+    box = SubprocessSandbox(context, {}, {}, SandboxConfig(cell_timeout_seconds=2))
+    window = f"context[{SLICE - 5}:{SLICE + 5}]"
+    check = f"print(len(context), [ord(c) for c in {window}] + [ord(c) for c in context[-12:]])"
+    try:
+        assert box.execute(check, lambda fn, args: None).stdout == f"{len(context)} {expected}\n"
+        killed = box.execute("while True:\n    pass", lambda fn, args: None)
+        assert "the REPL was restarted" in (killed.error or "")
+        # The restarted process is sent the context again, from the same str.
+        assert box.execute(check, lambda fn, args: None).stdout == f"{len(context)} {expected}\n"
+    finally:
+        box.close()

@@ -265,7 +265,10 @@ class BenchStack:
             raise RuntimeError(f"submit failed: {response.status_code} {response.text[:500]}")
         return response.json()["execution_id"], submitted, accepted
 
-    def wait(self, execution_id: str, timeout: float = 300, interval: float = 0.05) -> dict[str, Any]:
+    def wait(self, execution_id: str, timeout: float = 300, interval: float = 0.25) -> dict[str, Any]:
+        """Poll until the execution finishes. The figures come from the worker's `finished_at`, not
+        from when the poll saw it, so a slow poll costs no precision, and a fast one would load the
+        API (and the two cores) during the very run being measured."""
         def finished() -> dict[str, Any] | None:
             body = self.http.get(f"/api/executions/{execution_id}").json()
             return body if body["status"] in FINISHED else None

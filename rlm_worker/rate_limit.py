@@ -11,14 +11,16 @@ sub-calls running at once across the whole fleet.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
 from functools import lru_cache
+from typing import cast
 
 import redis
 
-from rlm_worker.engine.ports import ModelClient
+from rlm_worker.engine.ports import AsyncModelClient, ModelClient
 from rlm_worker.engine.types import ModelReply
 
 # Returns the seconds to wait (0 = go). Keys: the model's key. Args: period in ms per request, burst.
@@ -77,12 +79,21 @@ class ModelRateLimiter:
         if self._script is None:
             return
         for key, per_minute in self.limits_for(model):
-            interval_ms = max(1, int(60_000 / per_minute))
-            while True:
-                wait_ms = int(self._script(keys=[f"rlm:rate:{key}"], args=[interval_ms, self.burst]))
-                if wait_ms <= 0:
-                    break
+            while (wait_ms := self._wait_ms(key, per_minute)) > 0:
                 time.sleep(wait_ms / 1000)
+
+    async def acquire_async(self, model: str) -> None:
+        """`acquire` on an event loop: Redis is asked from a worker thread, the wait is an asyncio sleep."""
+        if self._script is None:
+            return
+        for key, per_minute in self.limits_for(model):
+            while (wait_ms := await asyncio.to_thread(self._wait_ms, key, per_minute)) > 0:
+                await asyncio.sleep(wait_ms / 1000)
+
+    def _wait_ms(self, key: str, per_minute: float) -> int:
+        """Take a slot of `key` now (0), or say how many ms until one is free."""
+        interval_ms = max(1, int(60_000 / per_minute))
+        return int(self._script(keys=[f"rlm:rate:{key}"], args=[interval_ms, self.burst]))
 
 
 class ConcurrencyLimiter:
@@ -98,13 +109,25 @@ class ConcurrencyLimiter:
         """Wait for a free slot and return its id (the wait backs off to 50 ms between looks)."""
         slot = uuid.uuid4().hex
         delay = 0.002
-        while not self._take(keys=[self.key], args=[self.limit, slot, self.slot_ms]):
+        while not self._try_take(slot):
             time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return slot
+
+    async def acquire_async(self) -> str:
+        """`acquire` on an event loop: each look at Redis runs in a worker thread, waits are asyncio sleeps."""
+        slot = uuid.uuid4().hex
+        delay = 0.002
+        while not await asyncio.to_thread(self._try_take, slot):
+            await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)
         return slot
 
     def release(self, slot: str) -> None:
         self._redis.zrem(self.key, slot)
+
+    def _try_take(self, slot: str) -> bool:
+        return bool(self._take(keys=[self.key], args=[self.limit, slot, self.slot_ms]))
 
 
 class RateLimitedClient:
@@ -116,6 +139,11 @@ class RateLimitedClient:
     def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         self.limiter.acquire(model)
         return self.inner.complete(model, messages)
+
+    async def acomplete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        """Only called when `inner` can be awaited (see `supports_async`)."""
+        await self.limiter.acquire_async(model)
+        return await cast(AsyncModelClient, self.inner).acomplete(model, messages)
 
 
 class ConcurrencyLimitedClient:
@@ -130,6 +158,14 @@ class ConcurrencyLimitedClient:
             return self.inner.complete(model, messages)
         finally:
             self.limiter.release(slot)
+
+    async def acomplete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        """Only called when `inner` can be awaited (see `supports_async`)."""
+        slot = await self.limiter.acquire_async()
+        try:
+            return await cast(AsyncModelClient, self.inner).acomplete(model, messages)
+        finally:
+            await asyncio.to_thread(self.limiter.release, slot)
 
 
 @lru_cache(maxsize=1)

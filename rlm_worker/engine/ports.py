@@ -28,6 +28,23 @@ class ModelClient(Protocol):
     def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply: ...
 
 
+class AsyncModelClient(ModelClient, Protocol):
+    """A ModelClient that can also be awaited: a batch of leaf calls then shares one event loop."""
+
+    async def acomplete(self, model: str, messages: list[dict[str, str]]) -> ModelReply: ...
+
+
+def supports_async(client: ModelClient) -> bool:
+    """True if `client.acomplete` can be awaited. A wrapper (it keeps what it wraps in `.inner`)
+    can only be awaited when what it wraps can."""
+    while callable(getattr(client, "acomplete", None)):
+        inner = getattr(client, "inner", None)
+        if inner is None:
+            return True
+        client = inner
+    return False
+
+
 class Dispatcher(Protocol):
     """Runs leaf sub-calls somewhere (Celery tasks, a thread pool) and returns outcomes in order.
 

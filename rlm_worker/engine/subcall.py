@@ -1,21 +1,66 @@
 """Leaf sub-calls: run a batch of model calls concurrently and record one trace node per call.
 
 Shared by every dispatcher (the Celery `rlm.llm` task, the embedded thread pool), so a leaf
-call is traced the same way everywhere.
+call is traced the same way everywhere. A client that can be awaited runs the batch on one
+process-wide event loop (litellm's async path costs less CPU a call than its sync path on many
+threads); any other client runs on a thread pool.
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
 
-from rlm_worker.engine.ports import ModelClient, ModelError, TraceSink
-from rlm_worker.engine.types import LLMCall, LLMCallOutcome, TraceNode, utcnow
+from rlm_worker.engine.ports import AsyncModelClient, ModelClient, ModelError, TraceSink, supports_async
+from rlm_worker.engine.types import LLMCall, LLMCallOutcome, ModelReply, TraceNode, utcnow
+
+T = TypeVar("T")
 
 _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rlm-subcall")
 
 
-def _run_one(call: LLMCall, client: ModelClient) -> tuple[LLMCallOutcome, TraceNode]:
-    node = TraceNode(
+class _LoopThread:
+    """An event loop running forever in a daemon thread, one per process."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="rlm-subcall-loop", daemon=True)
+        self.thread.start()
+
+
+_loop_lock = threading.Lock()
+_loop_thread: _LoopThread | None = None
+
+
+def _forget_loop_after_fork() -> None:
+    """A forked child has the parent's loop object but not its thread: start afresh on first use."""
+    global _loop_lock, _loop_thread
+    _loop_lock = threading.Lock()  # the parent may have held it while forking
+    _loop_thread = None
+
+
+os.register_at_fork(after_in_child=_forget_loop_after_fork)
+
+
+def _event_loop() -> _LoopThread:
+    """This process's loop, started on first use (the pid check also covers a fork the hook missed)."""
+    global _loop_thread
+    current = _loop_thread
+    if current is not None and current.pid == os.getpid():
+        return current
+    with _loop_lock:
+        if _loop_thread is None or _loop_thread.pid != os.getpid():
+            _loop_thread = _LoopThread()
+        return _loop_thread
+
+
+def _new_node(call: LLMCall) -> TraceNode:
+    return TraceNode(
         id=call.node_id,
         execution_id=call.execution_id,
         parent_id=call.parent_id,
@@ -26,42 +71,84 @@ def _run_one(call: LLMCall, client: ModelClient) -> tuple[LLMCallOutcome, TraceN
         model=call.model,
         prompt=call.prompt,
     )
-    try:
-        reply = client.complete(call.model, [{"role": "user", "content": call.prompt}])
-    except ModelError as exc:
-        outcome = LLMCallOutcome(node_id=call.node_id, text=None, error=str(exc), model=call.model)
-        node.status, node.error = "failed", str(exc)
-    except Exception as exc:  # a bug in a provider adapter must not take the batch down
-        message = f"{type(exc).__name__}: {exc}"
-        outcome = LLMCallOutcome(node_id=call.node_id, text=None, error=message, model=call.model)
-        node.status, node.error = "failed", message
-    else:
-        outcome = LLMCallOutcome(
-            node_id=call.node_id,
-            text=reply.text,
-            input_tokens=reply.input_tokens,
-            output_tokens=reply.output_tokens,
-            cost_usd=reply.cost_usd,
-            model=reply.model,
-        )
-        node.status = "succeeded"
-        node.response = reply.text
-        node.input_tokens, node.output_tokens, node.cost_usd = (
-            reply.input_tokens,
-            reply.output_tokens,
-            reply.cost_usd,
-        )
+
+
+def _messages(call: LLMCall) -> list[dict[str, str]]:
+    return [{"role": "user", "content": call.prompt}]
+
+
+def _failed(call: LLMCall, node: TraceNode, exc: Exception) -> LLMCallOutcome:
+    # A ModelError carries its own message; anything else is a bug in a provider adapter, named so.
+    message = str(exc) if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+    node.status, node.error = "failed", message
     node.finished_at = utcnow()
-    return outcome, node
+    return LLMCallOutcome(node_id=call.node_id, text=None, error=message, model=call.model)
+
+
+def _succeeded(call: LLMCall, node: TraceNode, reply: ModelReply) -> LLMCallOutcome:
+    node.status = "succeeded"
+    node.response = reply.text
+    node.input_tokens, node.output_tokens, node.cost_usd = (
+        reply.input_tokens,
+        reply.output_tokens,
+        reply.cost_usd,
+    )
+    node.finished_at = utcnow()
+    return LLMCallOutcome(
+        node_id=call.node_id,
+        text=reply.text,
+        input_tokens=reply.input_tokens,
+        output_tokens=reply.output_tokens,
+        cost_usd=reply.cost_usd,
+        model=reply.model,
+    )
+
+
+def _run_one(call: LLMCall, client: ModelClient) -> tuple[LLMCallOutcome, TraceNode]:
+    node = _new_node(call)
+    try:
+        reply = client.complete(call.model, _messages(call))
+    except Exception as exc:  # a failed call must not take the batch down
+        return _failed(call, node, exc), node
+    return _succeeded(call, node, reply), node
+
+
+async def _await_one(call: LLMCall, client: AsyncModelClient) -> tuple[LLMCallOutcome, TraceNode]:
+    node = _new_node(call)
+    try:
+        reply = await client.acomplete(call.model, _messages(call))
+    except Exception as exc:
+        return _failed(call, node, exc), node
+    return _succeeded(call, node, reply), node
+
+
+async def _await_all(
+    calls: list[LLMCall], client: AsyncModelClient
+) -> list[tuple[LLMCallOutcome, TraceNode]]:
+    return list(await asyncio.gather(*(_await_one(call, client) for call in calls)))
+
+
+def run_on_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run `coroutine` on this process's leaf-call loop and wait for it (not from the loop itself)."""
+    return asyncio.run_coroutine_threadsafe(coroutine, _event_loop().loop).result()
+
+
+def _on_loop_thread() -> bool:
+    return _loop_thread is not None and threading.current_thread() is _loop_thread.thread
+
+
+def _run_batch(calls: list[LLMCall], client: ModelClient) -> list[tuple[LLMCallOutcome, TraceNode]]:
+    if supports_async(client) and not _on_loop_thread():  # waiting from the loop itself would deadlock
+        return run_on_loop(_await_all(calls, cast(AsyncModelClient, client)))
+    if len(calls) == 1:
+        return [_run_one(calls[0], client)]
+    return list(_pool.map(lambda c: _run_one(c, client), calls))
 
 
 def execute_llm_calls(calls: list[LLMCall], client: ModelClient, sink: TraceSink) -> list[LLMCallOutcome]:
     """Run the calls in parallel, write their trace nodes in one bulk write, return outcomes in order."""
     if not calls:
         return []
-    if len(calls) == 1:
-        results = [_run_one(calls[0], client)]
-    else:
-        results = list(_pool.map(lambda c: _run_one(c, client), calls))
+    results = _run_batch(calls, client)
     sink.nodes_recorded([node for _, node in results])
     return [outcome for outcome, _ in results]

@@ -64,7 +64,7 @@ def run_floor(stack: BenchStack, chars: int, chunks: int, processes: int) -> Fan
     out = subprocess.run(
         [sys.executable, "-m", "bench.litellm_floor", "--base-url", f"{stack.model_url}/v1", "--calls",
          str(chunks), "--processes", str(processes), "--prompt-chars", str(-(-chars // chunks))],
-        cwd=ROOT, capture_output=True, text=True, check=True, timeout=600,
+        cwd=ROOT, env=stack.env, capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
     report = json.loads(out.stdout.strip().splitlines()[-1])
     if report["count"] != chunks:

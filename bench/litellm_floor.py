@@ -49,7 +49,10 @@ def measure(base_url: str, calls: int, prompt_chars: int, wait_for_go: bool = Fa
     """One process's share: warm up, (say ready and wait for the go,) make `calls` calls at once."""
     import litellm
 
+    from rlm_worker.engine.llm import register_prices
+
     litellm.suppress_debug_info = True
+    register_prices(json.loads(os.environ.get("MODEL_PRICES") or "{}"))  # as the engine's client does
     prompt = "How many chunks is this? Reply with a number.\n\n" + "x" * prompt_chars  # as the program's
     asyncio.run(_fan_out(base_url, 8, prompt))  # warm-up: imports, connections
     if wait_for_go:

@@ -269,6 +269,7 @@ class BenchStack:
         """Poll until the execution finishes. The figures come from the worker's `finished_at`, not
         from when the poll saw it, so a slow poll costs no precision, and a fast one would load the
         API (and the two cores) during the very run being measured."""
+
         def finished() -> dict[str, Any] | None:
             body = self.http.get(f"/api/executions/{execution_id}").json()
             return body if body["status"] in FINISHED else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -61,6 +62,8 @@ class CeleryDispatcher:
         self.max_inflight = max(1, max_inflight)
         self.redispatch_after = redispatch_after
         self.should_stop = should_stop or (lambda: False)
+        self._answered: list[AsyncResult] = []  # results read but not yet deleted from the backend
+        self._answered_lock = threading.Lock()
 
     def run_llm_calls(self, calls: list[LLMCall], timeout: float | None = None) -> list[LLMCallOutcome]:
         if not calls:
@@ -83,6 +86,7 @@ class CeleryDispatcher:
                 unsent.popleft()
                 pending[sent.result.id] = sent
                 inflight += len(batches[index])
+            self._forget_answered()  # while the calls just sent are out, not between answer and caller
             reason = self._stop_reason(deadline)
             if reason:
                 for sent in pending.values():
@@ -114,7 +118,15 @@ class CeleryDispatcher:
         return 1 if count <= 16 else self.batch_size
 
     def _send(self, index: int, batch: list[LLMCall]) -> _Sent:
-        result = self.celery.send_task(LLM_CALLS_TASK, args=([c.to_dict() for c in batch],), queue=LLM_QUEUE)
+        # argsrepr: what Flower and the logs show of the task. Celery would build it from the
+        # prompts (user data, and ~0.2 ms of CPU a message); the execution and call ids say enough.
+        result = self.celery.send_task(
+            LLM_CALLS_TASK,
+            args=([c.to_dict() for c in batch],),
+            queue=LLM_QUEUE,
+            argsrepr=f"execution {batch[0].execution_id}: {len(batch)} call(s) from {batch[0].node_id}",
+            kwargsrepr="{}",
+        )
         return _Sent(index, result, time.monotonic())
 
     def _stop_reason(self, deadline: float | None) -> str | None:
@@ -164,13 +176,19 @@ class CeleryDispatcher:
             time.sleep(min(wait, 0.5))  # reconnects on the next wait
             return again
         finally:
-            for s in results.results:
-                if s.id not in pending:
-                    try:
-                        s.forget()
-                    except _BROKER_DOWN:
-                        pass  # results expire anyway
+            with self._answered_lock:
+                self._answered.extend(s for s in results.results if s.id not in pending)
         return again
+
+    def _forget_answered(self) -> None:
+        """Delete the results already read (the rest expire after `result_expires`)."""
+        with self._answered_lock:
+            answered, self._answered = self._answered, []
+        for result in answered:
+            try:
+                result.forget()
+            except _BROKER_DOWN:
+                pass  # results expire anyway
 
     def _redispatch_stale(self, pending: dict[str, _Sent], batches: list[list[LLMCall]]) -> None:
         now = time.monotonic()

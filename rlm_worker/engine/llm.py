@@ -43,6 +43,23 @@ def _lib() -> Any:
     return _litellm
 
 
+def register_prices(prices: dict[str, dict[str, float]]) -> None:
+    """Tell litellm the configured prices, so its own per-call cost step finds the model at once:
+    for a model missing from its price map it searched fallbacks twice a call, ~0.6 ms of CPU."""
+    if not prices:
+        return
+    entries = {
+        model: {
+            "input_cost_per_token": price.get("input_cost_per_token", 0.0),
+            "output_cost_per_token": price.get("output_cost_per_token", 0.0),
+            "litellm_provider": model.split("/", 1)[0] if "/" in model else "openai",
+            "mode": "chat",
+        }
+        for model, price in prices.items()
+    }
+    _lib().register_model(entries)
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ModelError) and exc.transient
 
@@ -81,6 +98,7 @@ class LiteLLMClient:
         )
         self._complete_with_retry = policy(self._complete_once)
         self._acomplete_with_retry = policy(self._acomplete_once)
+        self._prices_registered = False
 
     def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         return self._complete_with_retry(model, messages)
@@ -89,6 +107,13 @@ class LiteLLMClient:
         """`complete` on an event loop: litellm's async path costs ~30% less CPU a call than its sync one
         on many threads, which is what bounds a CPU-starved leaf worker."""
         return await self._acomplete_with_retry(model, messages)
+
+    def _litellm(self) -> Any:
+        """litellm, told this client's prices before its first call (idempotent, so a race is harmless)."""
+        if not self._prices_registered:
+            register_prices(self.prices)
+            self._prices_registered = True
+        return _lib()
 
     def _request_kwargs(self, model: str) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"model": model, "timeout": self.timeout, "num_retries": 0}
@@ -100,7 +125,7 @@ class LiteLLMClient:
         return kwargs
 
     def _complete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
-        litellm = _lib()
+        litellm = self._litellm()
         try:
             response = litellm.completion(messages=messages, **self._request_kwargs(model))
         except Exception as exc:  # provider errors come in many classes; classify them all
@@ -108,7 +133,7 @@ class LiteLLMClient:
         return self._reply(model, response)
 
     async def _acomplete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
-        litellm = _lib()
+        litellm = self._litellm()
         try:
             response = await litellm.acompletion(messages=messages, **self._request_kwargs(model))
         except Exception as exc:

@@ -81,6 +81,18 @@ def test_a_batch_runs_all_at_once_on_the_loop(scripted):
     assert client.threads == [("acomplete", "rlm-subcall-loop")] * 8
 
 
+def test_a_lone_call_runs_in_the_calling_thread(scripted):
+    """No hop to the loop for one call: a sequential chain would pay it at every step."""
+    scripted.responder = echo_or_fail
+    client = ThreadRecordingClient(api_base=scripted.url, api_key="scripted", timeout=10)
+    sink = InMemoryTraceSink()
+    batch = calls(["only"])
+    outcomes = execute_llm_calls(batch, client, sink)
+    assert [o.text for o in outcomes] == ["echo only"]
+    assert client.threads == [("complete", threading.current_thread().name)]
+    assert sink.nodes[batch[0].node_id].status == "succeeded"
+
+
 def test_errors_stay_with_their_call_and_every_call_gets_its_node(scripted):
     scripted.responder = echo_or_fail
     sink = InMemoryTraceSink()

@@ -65,3 +65,17 @@ def test_usage_and_registered_prices_give_the_cost(scripted):
 def test_an_unpriced_model_costs_zero_and_says_so(scripted):
     reply = client_for(scripted).complete("openai/scripted-unpriced-model", MESSAGES)
     assert reply.cost_usd == 0.0 and not reply.cost_known
+
+
+def test_configured_prices_are_known_to_litellm_too(scripted):
+    """litellm prices every call itself; told our prices, it finds the model at once (and agrees)."""
+    import litellm
+
+    model = "openai/scripted-priced-for-litellm"
+    prices = {model: {"input_cost_per_token": 3e-6, "output_cost_per_token": 5e-6}}
+    assert model not in litellm.model_cost
+    reply = client_for(scripted, prices=prices).complete(model, MESSAGES)
+    assert litellm.model_cost[model]["input_cost_per_token"] == 3e-6
+    assert litellm.cost_per_token(
+        model=model, prompt_tokens=reply.input_tokens, completion_tokens=reply.output_tokens
+    ) == pytest.approx((reply.input_tokens * 3e-6, reply.output_tokens * 5e-6))

@@ -6,7 +6,9 @@ Real Postgres and real sandbox processes; memory is read from /proc (Linux only)
 
 from __future__ import annotations
 
-import gc
+import json
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -19,13 +21,6 @@ MB = 1024 * 1024
 SLICE = 1 << 20  # rlm_worker.sandbox.process._SLICE_CHARS
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
-
-
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS in /proc/self/status")
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +43,46 @@ def stored(app, value) -> str:
     return context_id
 
 
-def test_loading_a_large_context_keeps_only_the_value(app):
-    from rlm_api.contexts import load_context
-    from rlm_api.models import db
+#: Run in a fresh process: in the test process, a heap fragmented by earlier tests may keep freed
+#: buffers mapped, and RSS would then measure the allocator's history instead of this code.
+_LOAD_AND_MEASURE = """
+import gc, json, sys
+from pathlib import Path
+from rlm_api import create_app
+from rlm_api.contexts import load_context
+from rlm_api.models import db
+from rlm_worker.config import Settings
 
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+
+app = create_app(settings=Settings(database_url=sys.argv[1]))
+with app.app_context():
+    load_context(sys.argv[3])  # the pool's connection and the imports exist already
+    gc.collect()
+    before = rss()
+    value = load_context(sys.argv[2])
+    db.session.remove()
+    gc.collect()
+    grown = rss() - before
+print(json.dumps({"grown": grown, "ok": value == "0123456789" * 1_000_000}))
+"""
+
+
+def test_loading_a_large_context_keeps_only_the_value(app):
     size = 10_000_000
-    context_id = stored(app, "0123456789" * (size // 10))
-    with app.app_context():
-        load_context(stored(app, "small"))  # the pool's connection and the imports exist already
-        gc.collect()
-        before = rss_bytes()
-        value = load_context(context_id)
-        db.session.remove()
-        gc.collect()
-        grown = rss_bytes() - before
-    assert value == "0123456789" * (size // 10)
+    big, small = stored(app, "0123456789" * (size // 10)), stored(app, "small")
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_MEASURE, url, big, small],
+        capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["ok"]
     # The str itself is 10 MB; a pooled connection keeping libpq's receive buffer added 2 more.
-    assert grown < 1.5 * size, f"RSS grew by {grown / MB:.1f} MB"
+    assert report["grown"] < 1.5 * size, f"RSS grew by {report['grown'] / MB:.1f} MB"
 
 
 def test_list_contexts_and_small_str_contexts_load_exactly(app):

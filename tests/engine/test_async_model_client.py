@@ -1,41 +1,13 @@
-"""The litellm client's awaitable path against the scripted server: the same retries, failures and cost
-as the blocking path."""
+"""The litellm client's awaitable path: the same usage and cost as the blocking path, and which clients
+take it. (Retries and failures of both paths: tests/engine/test_model_client.py.)"""
 
 from __future__ import annotations
 
-import pytest
-
 from rlm_worker.engine.llm import LiteLLMClient
-from rlm_worker.engine.ports import ModelError, supports_async
+from rlm_worker.engine.ports import supports_async
 from rlm_worker.engine.subcall import run_on_loop
 from tests.engine.conftest import ScriptedModel
-from tests.engine.test_model_client import MESSAGES, client_for, failing_first
-
-
-@pytest.mark.parametrize("status", [429, 500])
-def test_transient_errors_are_retried_on_the_async_path(scripted, status):
-    scripted.responder = failing_first(2, status)
-    reply = run_on_loop(client_for(scripted, max_retries=3).acomplete("openai/scripted-sub", MESSAGES))
-    assert reply.text == "fine"
-    assert scripted.stats()["total_calls"] == 3
-
-
-def test_the_async_path_gives_up_after_the_retries(scripted):
-    scripted.responder = failing_first(10, 503)
-    with pytest.raises(ModelError) as error:
-        run_on_loop(client_for(scripted, max_retries=1).acomplete("openai/scripted-sub", MESSAGES))
-    assert error.value.transient
-    assert scripted.stats()["total_calls"] == 2
-
-
-@pytest.mark.parametrize("status", [400, 401])
-def test_permanent_errors_fail_fast_on_the_async_path(scripted, status):
-    scripted.responder = failing_first(10, status)
-    with pytest.raises(ModelError) as error:
-        run_on_loop(client_for(scripted, max_retries=3).acomplete("openai/scripted-sub", MESSAGES))
-    assert not error.value.transient
-    assert f"scripted {status}" in str(error.value)
-    assert scripted.stats()["total_calls"] == 1
+from tests.engine.test_model_client import MESSAGES, client_for
 
 
 def test_both_paths_report_the_same_usage_and_cost(scripted):

@@ -6,6 +6,7 @@ import pytest
 
 from rlm_worker.engine.llm import LiteLLMClient
 from rlm_worker.engine.ports import ModelError
+from rlm_worker.engine.subcall import run_on_loop
 from tests.support.scripted_model import ScriptedError
 
 MESSAGES = [{"role": "user", "content": "hello there"}]
@@ -27,27 +28,36 @@ def client_for(server, **kwargs) -> LiteLLMClient:
     return LiteLLMClient(api_base=server.url, api_key="scripted", timeout=10, **kwargs)
 
 
+@pytest.fixture(params=["blocking", "awaited"])
+def complete(request):
+    """Both paths of the client (`complete`, and `acomplete` on the leaf calls' event loop) must
+    retry, fail and price the same way."""
+    if request.param == "blocking":
+        return lambda client, model, messages: client.complete(model, messages)
+    return lambda client, model, messages: run_on_loop(client.acomplete(model, messages))
+
+
 @pytest.mark.parametrize("status", [429, 500, 503])
-def test_transient_errors_are_retried_with_backoff(scripted, status):
+def test_transient_errors_are_retried_with_backoff(scripted, complete, status):
     scripted.responder = failing_first(2, status)
-    reply = client_for(scripted, max_retries=3).complete("openai/scripted-sub", MESSAGES)
+    reply = complete(client_for(scripted, max_retries=3), "openai/scripted-sub", MESSAGES)
     assert reply.text == "fine"
     assert scripted.stats()["total_calls"] == 3
 
 
-def test_transient_errors_give_up_after_the_retries(scripted):
+def test_transient_errors_give_up_after_the_retries(scripted, complete):
     scripted.responder = failing_first(10, 503)
     with pytest.raises(ModelError) as error:
-        client_for(scripted, max_retries=1).complete("openai/scripted-sub", MESSAGES)
+        complete(client_for(scripted, max_retries=1), "openai/scripted-sub", MESSAGES)
     assert error.value.transient
     assert scripted.stats()["total_calls"] == 2
 
 
 @pytest.mark.parametrize("status", [400, 401, 404])
-def test_permanent_errors_fail_fast_with_a_clear_message(scripted, status):
+def test_permanent_errors_fail_fast_with_a_clear_message(scripted, complete, status):
     scripted.responder = failing_first(10, status)
     with pytest.raises(ModelError) as error:
-        client_for(scripted, max_retries=3).complete("openai/scripted-sub", MESSAGES)
+        complete(client_for(scripted, max_retries=3), "openai/scripted-sub", MESSAGES)
     assert not error.value.transient
     assert f"scripted {status}" in str(error.value)
     assert scripted.stats()["total_calls"] == 1

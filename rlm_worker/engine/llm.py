@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import random
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
@@ -25,8 +28,20 @@ _TRANSIENT_NAMES = (
     "ServiceUnavailableError",
     "BadGatewayError",
 )
+#: litellm's lists of logging callbacks: when every one is empty, its success logging has no reader.
+_CALLBACK_LISTS = (
+    "callbacks",
+    "input_callback",
+    "success_callback",
+    "failure_callback",
+    "service_callback",
+    "_async_input_callback",
+    "_async_success_callback",
+    "_async_failure_callback",
+)
 _import_lock = threading.Lock()
 _litellm: Any = None
+_logging_switch: ContextVar[bool] | None = None
 
 
 def _lib() -> Any:
@@ -39,8 +54,45 @@ def _lib() -> Any:
 
                 litellm.suppress_debug_info = True
                 litellm.telemetry = False
+                _find_logging_switch()
                 _litellm = litellm
     return _litellm
+
+
+def _find_logging_switch() -> None:
+    global _logging_switch
+    try:  # a private module: without it, calls log as usual (tests/engine fail loudly if it goes)
+        from litellm._internal_context import is_internal_call
+    except ImportError:
+        return
+    _logging_switch = is_internal_call
+
+
+def logging_switch() -> ContextVar[bool] | None:
+    """litellm's flag for calls whose logging is done elsewhere (`is_internal_call`), if it has one."""
+    _lib()
+    return _logging_switch
+
+
+@contextmanager
+def without_unread_logging() -> Iterator[None]:
+    """Skip litellm's success logging for the calls made inside, unless a callback would read it.
+
+    After every call litellm builds a logging payload (prices, usage, metadata) for its callbacks,
+    on a background thread: ~1 ms of CPU a call (a quarter of its whole cost; BENCHMARKS.md) that,
+    under the GIL, also delays the trace write which follows the call. This engine configures no
+    litellm callbacks (it prices and traces calls itself), so nobody reads that payload. A
+    callback someone does register keeps litellm's logging on.
+    """
+    litellm = _lib()
+    if _logging_switch is None or any(getattr(litellm, name, None) for name in _CALLBACK_LISTS):
+        yield
+        return
+    token = _logging_switch.set(True)
+    try:
+        yield
+    finally:
+        _logging_switch.reset(token)
 
 
 def register_prices(prices: dict[str, dict[str, float]]) -> None:
@@ -127,7 +179,8 @@ class LiteLLMClient:
     def _complete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         litellm = self._litellm()
         try:
-            response = litellm.completion(messages=messages, **self._request_kwargs(model))
+            with without_unread_logging():
+                response = litellm.completion(messages=messages, **self._request_kwargs(model))
         except Exception as exc:  # provider errors come in many classes; classify them all
             raise classify(exc) from None
         return self._reply(model, response)
@@ -135,7 +188,8 @@ class LiteLLMClient:
     async def _acomplete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         litellm = self._litellm()
         try:
-            response = await litellm.acompletion(messages=messages, **self._request_kwargs(model))
+            with without_unread_logging():
+                response = await litellm.acompletion(messages=messages, **self._request_kwargs(model))
         except Exception as exc:
             raise classify(exc) from None
         return self._reply(model, response)

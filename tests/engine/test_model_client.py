@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from rlm_worker.engine.llm import LiteLLMClient
+from rlm_worker.engine.llm import _CALLBACK_LISTS, LiteLLMClient
 from rlm_worker.engine.ports import ModelError
 from rlm_worker.engine.subcall import run_on_loop
 from tests.support.scripted_model import ScriptedError
@@ -89,3 +91,85 @@ def test_configured_prices_are_known_to_litellm_too(scripted):
     assert litellm.cost_per_token(
         model=model, prompt_tokens=reply.input_tokens, completion_tokens=reply.output_tokens
     ) == pytest.approx((reply.input_tokens * 3e-6, reply.output_tokens * 5e-6))
+
+
+# -- litellm's own success logging: skipped when nothing reads it, kept when a callback does -----
+def _wait_until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.fixture()
+def success_logs(monkeypatch) -> list[str]:
+    """Every success-logging payload litellm prepares (counted at the outermost edge: litellm itself)."""
+    from litellm.litellm_core_utils.litellm_logging import Logging
+
+    prepared: list[str] = []
+    original = Logging.prepare_success_logging
+
+    def counted(self, *args, **kwargs):
+        prepared.append(self.model)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Logging, "prepare_success_logging", counted)
+    return prepared
+
+
+def _bare_call(server, model: str, awaited: bool) -> None:
+    """One call straight to litellm, with its logging on: the control the client's calls are held to."""
+    import litellm
+
+    kwargs = {"model": model, "messages": MESSAGES, "api_base": server.url, "api_key": "scripted"}
+    if awaited:
+        run_on_loop(litellm.acompletion(**kwargs))
+    else:
+        litellm.completion(**kwargs)
+
+
+def test_the_installed_litellm_has_the_switch_for_unread_logging():
+    """Without it every call pays litellm's logging (~1 ms of CPU): an upgrade must not lose it silently."""
+    from rlm_worker.engine.llm import logging_switch
+
+    assert logging_switch() is not None
+
+
+@pytest.mark.parametrize("awaited", [False, True], ids=["blocking", "awaited"])
+def test_litellm_success_logging_is_skipped_when_no_callback_reads_it(scripted, success_logs, awaited):
+    client = client_for(scripted)
+    for _ in range(3):
+        if awaited:
+            run_on_loop(client.acomplete("openai/scripted-sub", MESSAGES))
+        else:
+            client.complete("openai/scripted-sub", MESSAGES)
+    _bare_call(scripted, "openai/control", awaited)  # logged in the background, after the three
+    _wait_until(lambda: "control" in success_logs)
+    assert success_logs.count("scripted-sub") == 0
+
+
+@pytest.mark.parametrize("awaited", [False, True], ids=["blocking", "awaited"])
+def test_a_registered_litellm_callback_still_sees_every_call(scripted, monkeypatch, awaited):
+    import litellm
+    from litellm.integrations.custom_logger import CustomLogger
+
+    seen: list[str] = []
+
+    class Recorder(CustomLogger):
+        def log_success_event(self, kwargs, response_obj, start_time, end_time):
+            seen.append(kwargs["model"])
+
+        async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+            seen.append(kwargs["model"])
+
+    for name in _CALLBACK_LISTS:  # litellm copies `callbacks` into the others: restore them all after
+        monkeypatch.setattr(litellm, name, [])
+    monkeypatch.setattr(litellm, "callbacks", [Recorder()])
+    client = client_for(scripted)
+    for _ in range(2):
+        if awaited:
+            run_on_loop(client.acomplete("openai/scripted-sub", MESSAGES))
+        else:
+            client.complete("openai/scripted-sub", MESSAGES)
+    _wait_until(lambda: len(seen) >= 2)
+    assert set(seen) == {"scripted-sub"}

@@ -21,6 +21,7 @@ import httpx
 import redis
 from celery import Celery
 
+from bench import stage_probe
 from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, upgrade_database, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,6 +215,7 @@ class BenchStack:
                 sys.executable, "-m", "celery", "-A", "rlm_worker.celery_app", "worker", "-Q", queue,
                 "-P", "threads", "-c", str(threads), "-n", node, "--loglevel", "WARNING",
                 "--without-gossip", "--without-mingle", "--without-heartbeat",
+                *(["-I", "bench.stage_probe"] if self.env.get(stage_probe.FOLDER_ENV) else []),
             ],
         )  # fmt: skip
 
@@ -236,6 +238,15 @@ class BenchStack:
         self.llm_threads = threads or self.llm_threads
         for i in range(count):
             self._celery_worker(f"llm{i}", "rlm.llm", self.llm_threads)
+
+    def stamp_stages(self, folder: Path | None) -> None:
+        """Restart the workers with `bench.stage_probe` writing into `folder` (None: without it)."""
+        if folder is None:
+            self.env.pop(stage_probe.FOLDER_ENV, None)
+        else:
+            self.env[stage_probe.FOLDER_ENV] = str(folder)
+        self.start_root_worker()
+        self.set_llm_workers(self.llm_workers)
 
     def pids(self, name: str) -> list[int]:
         return tree_pids(self.processes[name].pid)

@@ -168,7 +168,8 @@ def benchmark(
         "Peak = the most sub-calls the model server saw at once. *CPU / call* = user + system CPU of every "
         "engine process (API, root worker, llm workers; not the model server, not Postgres or Redis) over "
         "the run, divided by the sub-calls; for *litellm alone* (`python -m bench.litellm_floor`), the CPU "
-        "of its processes: the same prompts sent with `litellm.acompletion`, split over as many processes "
+        "of its processes: the same prompts sent with `litellm.acompletion` (set up as the engine's client "
+        "sets it up: prices registered, unread logging skipped), split over as many processes "
         "as our llm workers and started together, no queue, no sandbox, no trace."
     )
     header = ["llm workers", "ideal", "fan-out", "vs ideal", "end to end", "peak", "CPU / call"]

@@ -32,14 +32,17 @@ def _cpu_seconds() -> float:
 async def _fan_out(base_url: str, calls: int, prompt: str) -> list[str]:
     import litellm
 
+    from rlm_worker.engine.llm import without_unread_logging
+
     async def one() -> str:
-        response = await litellm.acompletion(
-            model="openai/bench-sub",
-            messages=[{"role": "user", "content": prompt}],
-            api_base=base_url,
-            api_key="bench",
-            num_retries=0,
-        )
+        with without_unread_logging():  # as the engine's client does
+            response = await litellm.acompletion(
+                model="openai/bench-sub",
+                messages=[{"role": "user", "content": prompt}],
+                api_base=base_url,
+                api_key="bench",
+                num_retries=0,
+            )
         return response.choices[0].message.content or ""
 
     return await asyncio.gather(*(one() for _ in range(calls)))

@@ -172,21 +172,23 @@ def benchmark(
 
 # -- the child process --------------------------------------------------------------------------
 def _bare(base_url: str, calls: int, gap: float = 0.0) -> list[float]:
-    from rlm_worker.engine.llm import _lib, register_prices
+    from rlm_worker.engine.llm import _lib, register_prices, without_unread_logging
 
     litellm = _lib()
-    register_prices(json.loads(os.environ["MODEL_PRICES"]))  # as the engine's client does: same litellm work
+    # The same litellm work as the engine's client: its prices registered, its unread logging skipped.
+    register_prices(json.loads(os.environ["MODEL_PRICES"]))
     kwargs = {"model": "openai/bench-sub", "api_base": base_url, "api_key": "bench", "num_retries": 0}
     messages = [{"role": "user", "content": "ping"}]
-    for _ in range(20):
-        litellm.completion(messages=messages, **kwargs)
-    durations = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        litellm.completion(messages=messages, **kwargs)
-        durations.append(time.perf_counter() - started)
-        if gap:
-            time.sleep(gap)
+    with without_unread_logging():
+        for _ in range(20):
+            litellm.completion(messages=messages, **kwargs)
+        durations = []
+        for _ in range(calls):
+            started = time.perf_counter()
+            litellm.completion(messages=messages, **kwargs)
+            durations.append(time.perf_counter() - started)
+            if gap:
+                time.sleep(gap)
     return durations
 
 

@@ -104,6 +104,9 @@ def register_prices(prices: dict[str, dict[str, float]]) -> None:
         model: {
             "input_cost_per_token": price.get("input_cost_per_token", 0.0),
             "output_cost_per_token": price.get("output_cost_per_token", 0.0),
+            # litellm's own default, said explicitly: left out, it warns at every worker start.
+            "cache_creation_input_token_cost": price.get("cache_creation_input_token_cost", 0.0),
+            "cache_read_input_token_cost": price.get("cache_read_input_token_cost", 0.0),
             "litellm_provider": model.split("/", 1)[0] if "/" in model else "openai",
             "mode": "chat",
         }

@@ -173,3 +173,21 @@ def test_a_registered_litellm_callback_still_sees_every_call(scripted, monkeypat
             client.complete("openai/scripted-sub", MESSAGES)
     _wait_until(lambda: len(seen) >= 2)
     assert set(seen) == {"scripted-sub"}
+
+
+def test_registering_prices_leaves_litellm_nothing_to_warn_about():
+    """litellm warns at every worker start about a model priced without cache prices."""
+    import logging
+
+    from rlm_worker.engine.llm import register_prices
+
+    warnings: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logger = logging.getLogger("LiteLLM")
+    logger.addHandler(handler)
+    try:
+        register_prices({"openai/priced-here": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}})
+    finally:
+        logger.removeHandler(handler)
+    assert warnings == []

@@ -23,6 +23,10 @@ from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
 
 #: How long one wait on the result backend lasts before stop checks and redispatch run again.
 WAIT_SLICE_SECONDS = 1.0
+#: Message headers the leaf task reads (`tasks.llm_calls`): when the message was sent (wall clock),
+#: and whether an earlier send may have answered some of its calls, so it must read the trace.
+SENT_AT_HEADER = "rlm_sent_at"
+CHECK_TRACE_HEADER = "rlm_check_trace"
 #: The broker or result backend restarting: wait and go on (lost messages are redispatched).
 _BROKER_DOWN = (BrokerUnreachable, RedisConnectionError, RedisTimeoutError, ConnectionError)
 
@@ -47,6 +51,8 @@ class CeleryDispatcher:
     - A batch unanswered after `redispatch_after` seconds (its worker died holding it) is sent
       again; calls are idempotent by node id, and the first answer wins.
     - `should_stop` (cancellation, a lost lease) and the timeout revoke what is still pending.
+    - A batch sent again, and every batch of a `resumed` attempt (an earlier attempt's leaf tasks
+      may have answered its calls), tells the leaf task to look in the trace first.
     """
 
     def __init__(
@@ -56,12 +62,14 @@ class CeleryDispatcher:
         max_inflight: int = 256,
         redispatch_after: float = 120.0,
         should_stop: Callable[[], bool] | None = None,
+        resumed: bool = False,
     ) -> None:
         self.celery = celery
         self.batch_size = max(1, batch_size)
         self.max_inflight = max(1, max_inflight)
         self.redispatch_after = redispatch_after
         self.should_stop = should_stop or (lambda: False)
+        self.resumed = resumed
         self._answered: list[AsyncResult] = []  # results read but not yet deleted from the backend
         self._answered_lock = threading.Lock()
 
@@ -74,15 +82,16 @@ class CeleryDispatcher:
         unsent = deque(range(len(batches)))
         pending: dict[str, _Sent] = {}
         done: dict[int, Any] = {}
-        resent: dict[int, int] = {}
+        resent: dict[int, int] = {}  # batches that may be out already -> resends after an outage
         while len(done) < len(batches):
             inflight = sum(len(batches[s.index]) for s in pending.values())
             while unsent and (not pending or inflight + len(batches[unsent[0]]) <= self.max_inflight):
                 index = unsent[0]
                 try:
-                    sent = self._send(index, batches[index])
-                except _BROKER_DOWN:
-                    break  # sent again after the next wait
+                    sent = self._send(index, batches[index], again=index in resent)
+                except _BROKER_DOWN:  # sent again after the next wait, as a batch that may be out
+                    resent.setdefault(index, 0)
+                    break
                 unsent.popleft()
                 pending[sent.result.id] = sent
                 inflight += len(batches[index])
@@ -117,7 +126,7 @@ class CeleryDispatcher:
         """Small fan-outs get one call per message (lowest latency); big ones share messages."""
         return 1 if count <= 16 else self.batch_size
 
-    def _send(self, index: int, batch: list[LLMCall]) -> _Sent:
+    def _send(self, index: int, batch: list[LLMCall], again: bool = False) -> _Sent:
         # argsrepr: what Flower and the logs show of the task. Celery would build it from the
         # prompts (user data, and ~0.2 ms of CPU a message); the execution and call ids say enough.
         result = self.celery.send_task(
@@ -126,6 +135,7 @@ class CeleryDispatcher:
             queue=LLM_QUEUE,
             argsrepr=f"execution {batch[0].execution_id}: {len(batch)} call(s) from {batch[0].node_id}",
             kwargsrepr="{}",
+            headers={SENT_AT_HEADER: time.time(), CHECK_TRACE_HEADER: again or self.resumed},
         )
         return _Sent(index, result, time.monotonic())
 
@@ -195,7 +205,7 @@ class CeleryDispatcher:
         for task_id, sent in list(pending.items()):
             if now - sent.sent_at >= self.redispatch_after:
                 try:
-                    again = self._send(sent.index, batches[sent.index])
+                    again = self._send(sent.index, batches[sent.index], again=True)
                 except _BROKER_DOWN:
                     return
                 pending.pop(task_id)

@@ -86,7 +86,7 @@ def run_embedded(app: Flask, execution_id: str, tally: SubCallTally | None = Non
     """Run one execution in this thread, inside the app's context. Returns the final status."""
     with app.app_context():
         # Sub-calls in this process end with the engine's own stop checks; no separate wait to cut.
-        return run_execution(execution_id, lambda should_stop: embedded_dispatcher(tally))
+        return run_execution(execution_id, lambda should_stop, resumed: embedded_dispatcher(tally))
 
 
 def submit_embedded(app: Flask, execution_id: str) -> Future:

@@ -20,6 +20,7 @@ from rlm_api.models import Execution
 from rlm_worker.config import Settings
 from rlm_worker.engine.types import utcnow
 from rlm_worker.queues import ROOT_QUEUE, RUN_EXECUTION_TASK
+from rlm_worker.stop_notices import announce_stopped
 
 log = logging.getLogger("rlm.reaper")
 
@@ -50,11 +51,11 @@ def reap_once(engine: SAEngine, celery: Celery, settings: Settings) -> dict[str,
             and _aware(row.started_at) + timedelta(seconds=timeout + TIMEOUT_GRACE_SECONDS) < now
         ):
             counts["timed_out"] += _close(
-                engine, row.id, "timed_out", "the worker running it vanished after its time limit"
+                engine, settings, row.id, "timed_out", "the worker running it vanished after its time limit"
             )
         elif row.attempts >= settings.max_attempts:
             message = f"the worker running it vanished {row.attempts} times; giving up"
-            counts["failed"] += _close(engine, row.id, "failed", message)
+            counts["failed"] += _close(engine, settings, row.id, "failed", message)
         elif row.enqueued_at is None or _aware(row.enqueued_at) < resend_before:
             counts["resumed"] += _resend(engine, celery, row.id, now, resend_before)
     with engine.begin() as conn:
@@ -76,9 +77,9 @@ def _aware(value: datetime) -> datetime:  # SQLite hands back naive datetimes; t
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _close(engine: SAEngine, execution_id: str, status: str, error: str) -> int:
+def _close(engine: SAEngine, settings: Settings, execution_id: str, status: str, error: str) -> int:
     with engine.begin() as conn:
-        return conn.execute(
+        closed = conn.execute(
             sa.update(Execution)
             .where(
                 Execution.id == execution_id,
@@ -87,6 +88,9 @@ def _close(engine: SAEngine, execution_id: str, status: str, error: str) -> int:
             )
             .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
         ).rowcount
+    if closed:
+        announce_stopped(settings.celery_broker_url, execution_id)
+    return closed
 
 
 def _resend(engine: SAEngine, celery: Celery, execution_id: str, now: datetime, sent_before: datetime) -> int:

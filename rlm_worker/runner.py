@@ -226,14 +226,15 @@ def _load_request(execution_id: str) -> ExecutionRequest:
     return build_request(execution, session)
 
 
-DispatcherFactory = Callable[[Callable[[], bool]], Dispatcher]
+DispatcherFactory = Callable[[Callable[[], bool], bool], Dispatcher]
 
 
 def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str | None:
-    """Run it if we can claim it; drop it if it finished or another worker holds it. Returns the status.
+    """Run it if we can claim it; drop it if it finished or another worker holds it. Returns the
+    status it stored (None: dropped, or superseded by another attempt).
 
-    `make_dispatcher(should_stop)` builds the dispatcher; `should_stop` turns true on cancellation
-    or a lost lease, so waits on sub-calls end too.
+    `make_dispatcher(should_stop, resumed)` builds the dispatcher; `should_stop` turns true on
+    cancellation or a lost lease, so waits on sub-calls end too; `resumed`: an earlier attempt ran.
     """
     settings = get_settings()
     attempt = through_outage(claim, db.engine, execution_id, settings.lease_seconds, settings.max_attempts)
@@ -248,7 +249,7 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
         should_stop = status_probe(execution_id, heartbeat)
         sink = DurableTraceSink(SqlTraceSink(db.engine))
         sandboxes = StoppableSandboxes(sandbox_factory())
-        engine = Engine(model_client(), make_dispatcher(should_stop), sink, sandboxes)
+        engine = Engine(model_client(), make_dispatcher(should_stop, attempt > 1), sink, sandboxes)
         try:
             request = in_transaction(lambda: _load_request(execution_id))
             # The engine stops itself between steps; this also stops a cell that is busy computing.
@@ -258,10 +259,8 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
         except Exception as exc:  # the engine failing is a failed execution, never a lost one
             log.exception("execution %s crashed", execution_id)
             db.session.rollback()
-            _finish(
-                execution_id, attempt, status="failed", error=f"internal error: {type(exc).__name__}: {exc}"
-            )
-            return "failed"
+            error = f"internal error: {type(exc).__name__}: {exc}"
+            return "failed" if _finish(execution_id, attempt, status="failed", error=error) else None
     return in_transaction(lambda: _store_result(execution_id, attempt, result))
 
 
@@ -300,11 +299,14 @@ def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> s
     return execution.status
 
 
-def _finish(execution_id: str, attempt: int, status: str, error: str) -> None:
-    in_transaction(
-        lambda: db.session.execute(
+def _finish(execution_id: str, attempt: int, status: str, error: str) -> bool:
+    """Whether `attempt` still held the execution, so that this status was stored."""
+
+    def update() -> int:
+        return db.session.execute(
             sa.update(Execution)
             .where(holds_lease(execution_id, attempt))
             .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)
-        )
-    )
+        ).rowcount
+
+    return in_transaction(update) > 0

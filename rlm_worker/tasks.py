@@ -1,9 +1,12 @@
 """Celery tasks: the root execution on `rlm.root`, batches of leaf model calls on `rlm.llm`.
 
 Leaf tasks never wait on other tasks; root tasks wait only on leaf tasks (docs/architecture.md).
-A leaf task may run twice (a redelivery after its worker died, a redispatch of a slow batch): a
-call whose trace node already succeeded is answered from the trace, so it neither calls the model
-again nor writes a second row.
+A leaf task calls no model for a cancelled or finished execution. It may run twice (a redelivery
+after its worker died, a redispatch of a slow batch): a call whose trace node already succeeded is
+answered from the trace, so it neither calls the model again nor writes a second row. Both cost
+one database read, which a message skips on its first delivery when the root sent it once, from an
+attempt that is not resuming (nothing can have answered its calls yet), and the stop notices
+(`stop_notices.py`) cover its send time.
 """
 
 from __future__ import annotations
@@ -13,14 +16,14 @@ import logging
 from typing import Any
 
 import sqlalchemy as sa
-from celery import current_app, shared_task
+from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init, worker_ready
 
 from rlm_api.models import FINISHED_STATUSES, Execution, TraceNode, db
 from rlm_api.trace_sink import SqlTraceSink, trace_engine
 from rlm_worker.celery_app import worker_flask_app
 from rlm_worker.config import get_settings
-from rlm_worker.dispatchers import CeleryDispatcher
+from rlm_worker.dispatchers import CHECK_TRACE_HEADER, SENT_AT_HEADER, CeleryDispatcher
 from rlm_worker.engine.subcall import execute_llm_calls
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
 from rlm_worker.queues import LLM_CALLS_TASK, RUN_EXECUTION_TASK
@@ -29,6 +32,7 @@ from rlm_worker.reaper import Reaper
 from rlm_worker.runner import DurableTraceSink
 from rlm_worker.runner import run_execution as run_stored_execution
 from rlm_worker.services import model_client
+from rlm_worker.stop_notices import announce_stopped, process_listener
 
 log = logging.getLogger("rlm.tasks")
 
@@ -37,24 +41,28 @@ log = logging.getLogger("rlm.tasks")
 def run_execution(execution_id: str) -> str | None:
     settings = get_settings()
 
-    def make_dispatcher(should_stop):
+    def make_dispatcher(should_stop, resumed):
         return CeleryDispatcher(
             current_app,
             batch_size=settings.llm_batch_size,
             max_inflight=settings.subcall_inflight_per_execution,
             redispatch_after=settings.subcall_redispatch_seconds,
             should_stop=should_stop,
+            resumed=resumed,
         )
 
-    return run_stored_execution(execution_id, make_dispatcher)
+    status = run_stored_execution(execution_id, make_dispatcher)
+    if status is not None:  # stored and committed: its leaf tasks still queued need not run
+        announce_stopped(settings.celery_broker_url, execution_id)
+    return status
 
 
-@shared_task(name=LLM_CALLS_TASK, acks_late=True)
-def llm_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+@shared_task(name=LLM_CALLS_TASK, acks_late=True, bind=True)
+def llm_calls(self: Task, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     batch = [LLMCall.from_dict(c) for c in calls]
     if not batch:
         return []
-    stopped, answered = _what_is_known(batch)
+    stopped, answered = _what_is_known(batch, self.request)
     if stopped:
         return [_refused(c).to_dict() for c in batch]
     fresh = [c for c in batch if c.node_id not in answered]
@@ -97,10 +105,25 @@ _KNOWN = (
 )
 
 
-def _what_is_known(batch: list[LLMCall]) -> tuple[bool, dict[str, LLMCallOutcome]]:
+def _what_is_known(batch: list[LLMCall], request: Any) -> tuple[bool, dict[str, LLMCallOutcome]]:
     """Whether the execution is finished or cancelled (then no call reaches the model), and the
-    calls of this batch an earlier run of it already answered. With the database unreachable,
-    nothing is known: the calls are made and their trace write waits for the database."""
+    calls of this batch an earlier run of it already answered.
+
+    A stop notice answers the first; a first delivery of a message sent once, by an attempt that
+    is not resuming, has no earlier run, so when the notices cover its send time nothing is read.
+    """
+    notices = process_listener()
+    if notices.is_stopped(batch[0].execution_id):
+        return True, {}
+    first_run = not (request.delivery_info or {}).get("redelivered") and not request.get(CHECK_TRACE_HEADER)
+    if first_run and notices.covers(request.get(SENT_AT_HEADER)):
+        return False, {}
+    return _read_known(batch)
+
+
+def _read_known(batch: list[LLMCall]) -> tuple[bool, dict[str, LLMCallOutcome]]:
+    """One round trip for both. With the database unreachable, nothing is known: the calls are
+    made and their trace write waits for the database."""
     prompts = {c.node_id: c.prompt for c in batch}
     try:
         with trace_engine(db.engine).connect() as conn:
@@ -131,6 +154,7 @@ def _warm_up() -> None:
     """Import the model library now (~2 s of CPU) rather than inside the first execution's time."""
     importlib.import_module("litellm")
     model_client()
+    process_listener()  # its cover starts when it subscribes: the sooner, the fewer status reads
 
 
 @worker_process_init.connect

@@ -24,6 +24,7 @@ from rlm_api.serializers import execution_dict, execution_links, node_dict
 from rlm_worker.engine.local_model import is_local
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
+from rlm_worker.stop_notices import announce_stopped
 from rlm_worker.strategies import LOCAL_CHUNK_SIZE, root_program
 
 log = logging.getLogger("rlm.api")
@@ -175,7 +176,8 @@ def get_trace(execution_id: str):
 
 @bp.post("/executions/<execution_id>/cancel")
 def cancel_execution(execution_id: str):
-    """The worker's engine polls the status, so marking the row `cancelled` stops the whole tree."""
+    """The worker's engine polls the status, so marking the row `cancelled` stops the whole tree.
+    Leaf tasks already queued hear it as a stop notice (embedded mode has none to tell)."""
     execution = get_owned_execution(execution_id)
     changed = db.session.execute(
         sa.update(Execution)
@@ -186,6 +188,9 @@ def cancel_execution(execution_id: str):
     db.session.refresh(execution)
     if not changed:
         raise APIError(409, "conflict", f"execution {execution.id} already finished: {execution.status}")
+    settings = _settings()
+    if current_app.config.get("RLM_DISPATCH", settings.dispatch) != "embedded":
+        announce_stopped(settings.celery_broker_url, execution.id)
     return execution_dict(execution)
 
 

@@ -103,18 +103,23 @@ def _wait_until(condition, seconds: float = 10.0) -> None:
 
 @pytest.fixture()
 def success_logs(monkeypatch) -> list[str]:
-    """Every success-logging payload litellm prepares (counted at the outermost edge: litellm itself)."""
+    """Every call litellm runs its success logging for (counted at the outermost edge: litellm itself)."""
     from litellm.litellm_core_utils.litellm_logging import Logging
 
-    prepared: list[str] = []
-    original = Logging.prepare_success_logging
+    handled: list[str] = []
 
-    def counted(self, *args, **kwargs):
-        prepared.append(self.model)
-        return original(self, *args, **kwargs)
+    def counting(name: str) -> None:
+        original = getattr(Logging, name)
 
-    monkeypatch.setattr(Logging, "prepare_success_logging", counted)
-    return prepared
+        def counted(self, *args, **kwargs):
+            handled.append(self.model)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(Logging, name, counted)
+
+    counting("success_handler")
+    counting("async_success_handler")
+    return handled
 
 
 def _bare_call(server, model: str, awaited: bool) -> None:

@@ -12,7 +12,7 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import programs
@@ -27,6 +27,7 @@ class FanoutRun:
     fanout: float  # what the program saw llm_query_batched take
     peak: int  # the model server's peak concurrency
     cpu_ms_per_call: float = float("nan")  # every engine process (API, root, llm workers), per sub-call
+    by_process: dict[str, float] = field(default_factory=dict)  # CPU ms per sub-call of each kind of process
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -41,12 +42,38 @@ def _cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def _by_process(stack: BenchStack) -> dict[str, list[int]]:
+    """The processes of the machine that work during a run, by kind (all of Postgres and Redis)."""
+
+    def pgrep(*args: str) -> list[int]:
+        found = subprocess.run(["pgrep", *args], capture_output=True, text=True).stdout.split()
+        return [int(pid) for pid in found]
+
+    return {
+        "llm workers": [
+            pid for name in stack.processes if name.startswith("llm") for pid in stack.pids(name)
+        ],
+        "root worker": stack.pids("root"),
+        "API": stack.pids("api"),
+        "Postgres": pgrep("-u", "postgres"),
+        "Redis": pgrep("-x", "redis-server"),
+        "model server (the harness)": stack.pids("model"),
+    }
+
+
+ENGINE = ("llm workers", "root worker", "API")
+
+
 def run_ours(stack: BenchStack, context: str, chunks: int) -> FanoutRun:
     stack.reset_model()
-    pids = [pid for name in stack.processes if name != "model" for pid in stack.pids(name)]
-    cpu = _cpu_seconds(pids)
+    groups = _by_process(stack)
+    before = {kind: _cpu_seconds(pids) for kind, pids in groups.items()}
     done = stack.run(programs.query("fanout", chunks), context)
-    cpu = _cpu_seconds(pids) - cpu
+    groups["Postgres"] = sorted(set(groups["Postgres"]) | set(_by_process(stack)["Postgres"]))  # new backends
+    by_process = {
+        kind: (_cpu_seconds(pids) - before.get(kind, 0.0)) / chunks * 1000 for kind, pids in groups.items()
+    }
+    cpu = sum(by_process[kind] for kind in ENGINE) * chunks / 1000
     report = json.loads(done.execution["final_answer"])
     if report["count"] != chunks:
         raise RuntimeError(f"fan-out answered {report['count']} of {chunks} sub-calls")
@@ -55,6 +82,7 @@ def run_ours(stack: BenchStack, context: str, chunks: int) -> FanoutRun:
         report["seconds"] or float("nan"),
         stack.model_calls()["peak_concurrency"],
         cpu / chunks * 1000,
+        by_process,
     )
 
 
@@ -172,8 +200,28 @@ def benchmark(
         "sets it up: prices registered, unread logging skipped), split over as many processes "
         "as our llm workers and started together, no queue, no sandbox, no trace."
     )
+    if ours_at_max:
+        notes += ["", *_cpu_table(ours_at_max, floor, most, stack.llm_threads)]
     header = ["llm workers", "ideal", "fan-out", "vs ideal", "end to end", "peak", "CPU / call"]
     return Section("1. Fan-out", command, table(header, rows), notes, targets)
+
+
+def _cpu_table(ours: list[FanoutRun], floor: list[FanoutRun], workers: int, threads: int) -> list[str]:
+    """Where the two cores go during one execution: CPU per sub-call of each kind of process."""
+    kinds = list(ours[0].by_process)
+    medians = {kind: Spread.of([r.by_process[kind] for r in ours]).median for kind in kinds}
+    rows = [[kind, f"{medians[kind]:.2f} ms"] for kind in kinds]
+    rows.append(["all of them", f"{sum(medians.values()):.2f} ms"])
+    if floor:
+        rows.append(["litellm alone, its processes (beside: the llm workers' row)",
+                     f"{Spread.of([r.cpu_ms_per_call for r in floor]).median:.2f} ms"])  # fmt: skip
+    return [
+        f"CPU per sub-call by process, {workers} × {threads} (medians of the runs above; the whole execution, "
+        "so the API's and root's rows include receiving, storing and loading the 10 M context; Postgres and "
+        "Redis are every process of those servers; the sandbox's own process is not counted):",
+        "",
+        table(["process", "CPU / sub-call"], rows),
+    ]
 
 
 def _row(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from bench import chain, context_scale, fanout, overhead, programs, sandbox_costs, throughput
 
 
@@ -26,6 +28,14 @@ def test_fanout_answers_every_chunk_against_both_engines(bench_stack):
     # CPU per sub-call: ours includes litellm's, so it is no less than litellm alone's
     assert float(ours[-1].split()[0]) >= float(alone[-1].split()[0]) > 0
     assert {t.what for t in section.targets} == {"fan-out vs reference (4 × 32)", "fan-out vs ideal (4 × 32)"}
+    assert any("CPU per sub-call by process" in note for note in section.notes)
+
+
+def test_fanout_run_counts_the_cpu_of_every_kind_of_process(bench_stack):
+    run = fanout.run_ours(bench_stack, "x" * 5_000, 4)
+    assert set(fanout.ENGINE) <= set(run.by_process)
+    assert run.by_process["llm workers"] > 0 and run.by_process["root worker"] > 0
+    assert run.cpu_ms_per_call == pytest.approx(sum(run.by_process[kind] for kind in fanout.ENGINE))
 
 
 def test_fanout_run_reports_wall_time_no_shorter_than_the_model_latency(bench_stack):
@@ -37,20 +47,24 @@ def test_fanout_run_reports_wall_time_no_shorter_than_the_model_latency(bench_st
 
 def test_overhead_measures_every_call_in_both_modes(bench_stack):
     section = overhead.benchmark(bench_stack, calls=15)
-    rows = [_cells(section, i) for i in range(4)]
-    assert [r[0] for r in rows] == [
+    rows = [_cells(section, i) for i in range(5)]
+    assert [r[0] for r in rows][:1] + [r[0] for r in rows][2:] == [
         "bare `litellm.completion`",
         "bare Celery task (no model, no database)",
         "distributed (Celery, Postgres)",
         "embedded (threads, SQLite)",
     ]
+    assert rows[1][0].startswith("bare `litellm.completion`, ") and rows[1][0].endswith("idle between calls")
     for row in rows:
         p50, p95, p99 = (float(c.split()[0]) for c in row[1:4])
         assert 0 < p50 <= p95 <= p99 < 5_000
     # Not a speed target: Celery's gather once slept 0.5 s per wait (fixed in CeleryDispatcher).
-    assert float(rows[2][1].split()[0]) < 250
+    assert float(rows[3][1].split()[0]) < 250
     # A sub-call is a Celery round trip and more, so it cannot be the cheaper of the two.
-    assert float(rows[2][1].split()[0]) > float(rows[1][1].split()[0])
+    assert float(rows[3][1].split()[0]) > float(rows[2][1].split()[0])
+    # The stage breakdown: every stage stamped, the model call among them.
+    stages = next(note for note in section.notes if note.startswith("| stage of one sub-call"))
+    assert "model call (litellm, through our client)" in stages and "trace row written" in stages
     assert bench_stack.latency == 0.02  # restored after the zero-latency runs
 
 

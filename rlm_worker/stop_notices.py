@@ -16,7 +16,6 @@ they started just before the stop.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from functools import lru_cache
@@ -26,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from rlm_worker.config import get_settings
+from rlm_worker.engine.process_local import ProcessLocal
 
 log = logging.getLogger("rlm.stop_notices")
 
@@ -69,7 +69,6 @@ class StopListener:
 
     def __init__(self, url: str, remember: int = REMEMBERED) -> None:
         self.url, self.remember = url, remember
-        self.pid = os.getpid()
         self._stopped: dict[str, float] = {}  # execution id -> when heard (wall clock), oldest first
         self._known_since: float | None = None  # every stop announced since then is in _stopped
         self._closed = threading.Event()
@@ -141,28 +140,10 @@ class StopListener:
                 self._known_since = max(self._known_since, forgotten_at)
 
 
-_lock = threading.Lock()
-_listener: StopListener | None = None
-
-
-def _forget_after_fork() -> None:
-    """A forked child has the parent's listener object but not its thread: start afresh."""
-    global _lock, _listener
-    _lock = threading.Lock()  # the parent may have held it while forking
-    _listener = None
-
-
-os.register_at_fork(after_in_child=_forget_after_fork)
+_listener = ProcessLocal(lambda: StopListener(get_settings().celery_broker_url).start())
 
 
 def process_listener() -> StopListener:
     """This process's listener on the Celery broker, started on first use (never covers anything
     when the broker is not Redis)."""
-    global _listener
-    current = _listener
-    if current is not None and current.pid == os.getpid():
-        return current
-    with _lock:
-        if _listener is None or _listener.pid != os.getpid():
-            _listener = StopListener(get_settings().celery_broker_url).start()
-        return _listener
+    return _listener.get()

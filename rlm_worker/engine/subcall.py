@@ -9,13 +9,13 @@ threads); any other client runs on a thread pool.
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 from rlm_worker.engine.ports import AsyncModelClient, ModelClient, ModelError, TraceSink, supports_async
+from rlm_worker.engine.process_local import ProcessLocal
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, ModelReply, TraceNode, utcnow
 
 T = TypeVar("T")
@@ -27,36 +27,12 @@ class _LoopThread:
     """An event loop running forever in a daemon thread, one per process."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="rlm-subcall-loop", daemon=True)
         self.thread.start()
 
 
-_loop_lock = threading.Lock()
-_loop_thread: _LoopThread | None = None
-
-
-def _forget_loop_after_fork() -> None:
-    """A forked child has the parent's loop object but not its thread: start afresh on first use."""
-    global _loop_lock, _loop_thread
-    _loop_lock = threading.Lock()  # the parent may have held it while forking
-    _loop_thread = None
-
-
-os.register_at_fork(after_in_child=_forget_loop_after_fork)
-
-
-def _event_loop() -> _LoopThread:
-    """This process's loop, started on first use (the pid check also covers a fork the hook missed)."""
-    global _loop_thread
-    current = _loop_thread
-    if current is not None and current.pid == os.getpid():
-        return current
-    with _loop_lock:
-        if _loop_thread is None or _loop_thread.pid != os.getpid():
-            _loop_thread = _LoopThread()
-        return _loop_thread
+_loop_thread = ProcessLocal(_LoopThread)
 
 
 def _new_node(call: LLMCall) -> TraceNode:
@@ -130,11 +106,12 @@ async def _await_all(
 
 def run_on_loop(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run `coroutine` on this process's leaf-call loop and wait for it (not from the loop itself)."""
-    return asyncio.run_coroutine_threadsafe(coroutine, _event_loop().loop).result()
+    return asyncio.run_coroutine_threadsafe(coroutine, _loop_thread.get().loop).result()
 
 
 def _on_loop_thread() -> bool:
-    return _loop_thread is not None and threading.current_thread() is _loop_thread.thread
+    current = _loop_thread.peek()
+    return current is not None and threading.current_thread() is current.thread
 
 
 def _run_batch(calls: list[LLMCall], client: ModelClient) -> list[tuple[LLMCallOutcome, TraceNode]]:

@@ -133,6 +133,15 @@ def _bare_call(server, model: str, awaited: bool) -> None:
         litellm.completion(**kwargs)
 
 
+def _through_client(server, awaited: bool, times: int) -> None:
+    client = client_for(server)
+    for _ in range(times):
+        if awaited:
+            run_on_loop(client.acomplete("openai/scripted-sub", MESSAGES))
+        else:
+            client.complete("openai/scripted-sub", MESSAGES)
+
+
 def test_the_installed_litellm_has_the_switch_for_unread_logging():
     """Without it every call pays litellm's logging (~1 ms of CPU): an upgrade must not lose it silently."""
     from rlm_worker.engine.llm import logging_switch
@@ -142,12 +151,7 @@ def test_the_installed_litellm_has_the_switch_for_unread_logging():
 
 @pytest.mark.parametrize("awaited", [False, True], ids=["blocking", "awaited"])
 def test_litellm_success_logging_is_skipped_when_no_callback_reads_it(scripted, success_logs, awaited):
-    client = client_for(scripted)
-    for _ in range(3):
-        if awaited:
-            run_on_loop(client.acomplete("openai/scripted-sub", MESSAGES))
-        else:
-            client.complete("openai/scripted-sub", MESSAGES)
+    _through_client(scripted, awaited, times=3)
     _bare_call(scripted, "openai/control", awaited)  # logged in the background, after the three
     _wait_until(lambda: "control" in success_logs)
     assert success_logs.count("scripted-sub") == 0
@@ -170,12 +174,7 @@ def test_a_registered_litellm_callback_still_sees_every_call(scripted, monkeypat
     for name in _CALLBACK_LISTS:  # litellm copies `callbacks` into the others: restore them all after
         monkeypatch.setattr(litellm, name, [])
     monkeypatch.setattr(litellm, "callbacks", [Recorder()])
-    client = client_for(scripted)
-    for _ in range(2):
-        if awaited:
-            run_on_loop(client.acomplete("openai/scripted-sub", MESSAGES))
-        else:
-            client.complete("openai/scripted-sub", MESSAGES)
+    _through_client(scripted, awaited, times=2)
     _wait_until(lambda: len(seen) >= 2)
     assert set(seen) == {"scripted-sub"}
 

@@ -15,7 +15,11 @@ def flask_db(database_url: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "DATABASE_URL": database_url}
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "rlm_api", "db", *args],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -33,5 +37,31 @@ def test_upgrade_on_an_empty_database_then_models_match(backend, tmp_path):
         assert "No new upgrade operations detected" in check.stdout + check.stderr
         downgrade = flask_db(url, "downgrade", "base")
         assert downgrade.returncode == 0, downgrade.stderr
+    finally:
+        drop()
+
+
+def _compression(url: str) -> dict[str, str]:
+    """pg_attribute.attcompression of the large text columns: 'l' lz4, 'p' pglz, '' the default."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        rows = conn.execute(
+            "SELECT c.relname || '.' || a.attname, a.attcompression FROM pg_attribute a"
+            " JOIN pg_class c ON c.oid = a.attrelid"
+            " WHERE c.relname IN ('contexts', 'trace_nodes') AND a.atttypid = 'text'::regtype"
+        ).fetchall()
+    return {name: str(method or "") for name, method in rows}
+
+
+def test_large_text_columns_are_compressed_with_lz4_on_postgres():
+    """pglz cost ~0.13 s of database CPU per 10 M-character context; lz4 about a third (0002)."""
+    url, drop = create_database("rlm_migrate")
+    try:
+        assert flask_db(url, "upgrade").returncode == 0
+        after = _compression(url)
+        assert {after[c] for c in ("contexts.content", "trace_nodes.prompt", "trace_nodes.stdout")} == {"l"}
+        assert flask_db(url, "downgrade", "0001").returncode == 0
+        assert set(_compression(url).values()) == {""}
     finally:
         drop()

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,11 +99,10 @@ class CeleryDispatcher:
             self._forget_answered()  # while the calls just sent are out, not between answer and caller
             reason = self._stop_reason(deadline)
             if reason:
+                # Best effort: with the broker down, a stopped execution's calls are refused by the leaf task.
                 for sent in pending.values():
-                    try:
+                    with suppress(*_BROKER_DOWN):
                         sent.result.revoke()
-                    except _BROKER_DOWN:
-                        pass  # a refused or stopped execution's calls are also refused by the leaf task
                 break
             for index in self._collect(pending, done, deadline, more_to_send=bool(unsent)):
                 resent[index] = resent.get(index, 0) + 1
@@ -195,10 +195,8 @@ class CeleryDispatcher:
         with self._answered_lock:
             answered, self._answered = self._answered, []
         for result in answered:
-            try:
+            with suppress(*_BROKER_DOWN):  # results expire anyway
                 result.forget()
-            except _BROKER_DOWN:
-                pass  # results expire anyway
 
     def _redispatch_stale(self, pending: dict[str, _Sent], batches: list[list[LLMCall]]) -> None:
         now = time.monotonic()

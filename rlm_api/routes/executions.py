@@ -13,7 +13,7 @@ from rlm_api.auth import auth_enabled, current_owner, max_active_executions, own
 from rlm_api.contexts import store_context
 from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
-from rlm_api.launch import launch_execution
+from rlm_api.launch import announce_cancelled, launch_execution
 from rlm_api.models import Execution, Session, TraceNode, db
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, parse_body, parse_query
@@ -24,7 +24,6 @@ from rlm_api.serializers import execution_dict, execution_links, node_dict
 from rlm_worker.engine.local_model import is_local
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
-from rlm_worker.stop_notices import announce_stopped
 from rlm_worker.strategies import LOCAL_CHUNK_SIZE, root_program
 
 log = logging.getLogger("rlm.api")
@@ -188,9 +187,7 @@ def cancel_execution(execution_id: str):
     db.session.refresh(execution)
     if not changed:
         raise APIError(409, "conflict", f"execution {execution.id} already finished: {execution.status}")
-    settings = _settings()
-    if current_app.config.get("RLM_DISPATCH", settings.dispatch) != "embedded":
-        announce_stopped(settings.celery_broker_url, execution.id)
+    announce_cancelled(execution.id)
     return execution_dict(execution)
 
 

@@ -7,17 +7,13 @@ from flask import current_app
 
 from rlm_api.auth import owned
 from rlm_api.health import health_report
+from rlm_api.launch import dispatch_mode
 from rlm_api.models import EXECUTION_STATUSES, Execution, TraceNode, db
 from rlm_api.openapi import openapi_document
 from rlm_api.routes import bp
 
 #: Node kinds whose own tokens and cost are one model call (a root's totals repeat its children's).
 MODEL_CALL_KINDS = ("iteration", "llm_call")
-
-
-def dispatch_mode() -> str:
-    settings = current_app.config["RLM_SETTINGS"]
-    return "embedded" if current_app.config.get("RLM_DISPATCH", settings.dispatch) == "embedded" else "celery"
 
 
 @bp.get("/stats")

@@ -244,7 +244,9 @@ def test_cancellation_stops_promptly(run):
         return "x"
 
     code = "i = 0\nwhile True:\n    llm_query(str(i))\n    i += 1"
-    result, _ = run(ScriptedModel(lambda m, _: fence(code), sub=sub), "abc", is_cancelled=lambda: state["n"] >= 3)
+    result, _ = run(
+        ScriptedModel(lambda m, _: fence(code), sub=sub), "abc", is_cancelled=lambda: state["n"] >= 3
+    )
     assert result.status == "cancelled"
     assert state["n"] <= 4
 
@@ -284,7 +286,7 @@ def test_child_inherits_memory_and_its_learnings_merge_back_without_duplicates(r
 
 def test_root_code_program_runs_without_a_root_model(run):
     program = "parts = llm_query_batched([QUESTION + ': ' + c for c in context])\nFINAL(','.join(parts))"
-    model = ScriptedModel(lambda m, _: "never called", sub=lambda p: p.split(': ')[1])
+    model = ScriptedModel(lambda m, _: "never called", sub=lambda p: p.split(": ")[1])
     result, sink = run(model, ["a", "b"], query="echo", root_code=program)
     assert result.final_answer == "a,b"
     assert all(kind == "sub" for kind, _ in model.calls)
@@ -298,6 +300,18 @@ def test_session_variables_are_exported_and_restored(run):
     assert "bad" in first.dropped_variables
     second, _ = run(ScriptedModel(lambda m, _: fence("FINAL(found[0])")), "abc", variables=first.variables)
     assert second.final_answer == "a"
+
+
+def test_stored_variables_that_are_not_json_are_dropped_and_reported(run):
+    """A session an older version stored with Infinity/NaN in it still runs; the bad values go."""
+    stored = {"ok": [1, 2], "inf": float("inf"), "nested": {"x": [float("-inf")]}, "nan": float("nan")}
+    result, sink = run(
+        ScriptedModel(lambda m, _: fence("total = sum(ok)\nFINAL(str(total))")), "abc", variables=stored
+    )
+    assert result.status == "succeeded" and result.final_answer == "3"
+    assert result.variables == {"ok": [1, 2], "total": 3}
+    root = next(n for n in sink.tree() if n.kind == "root")
+    assert "dropped from the session (stored values that are not JSON): inf, nested, nan" in root.stderr
 
 
 def test_totals_add_up_over_the_tree(run):
@@ -319,7 +333,9 @@ def test_a_resumed_execution_answers_recorded_calls_from_the_trace(run):
     lost = {calls[3].id, calls[4].id}
     recorded = {n.id: n for n in sink.tree() if n.status == "succeeded" and n.id not in lost}
 
-    second_model = ScriptedModel(lambda m, _: "the root model must not be asked again", sub=lambda p: p.upper())
+    second_model = ScriptedModel(
+        lambda m, _: "the root model must not be asked again", sub=lambda p: p.upper()
+    )
     second, second_sink = run(second_model, "abc", recorded=recorded)
     assert second.final_answer == "Q0,Q1,Q2,Q3,Q4"
     assert second_model.calls == [("sub", "sub-model"), ("sub", "sub-model")]

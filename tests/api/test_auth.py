@@ -153,6 +153,15 @@ def test_logging_in_needs_a_valid_token_and_the_csrf_token(token_client):
     assert token_client.get("/sessions").status_code == 200
 
 
+def test_the_login_cookie_is_same_site_lax(token_client):
+    form = token_client.get("/login")
+    csrf = csrf_of(form.get_data(as_text=True))
+    ok = token_client.post("/login", data={"token": ALICE, "csrf_token": csrf})
+    cookies = form.headers.getlist("Set-Cookie") + ok.headers.getlist("Set-Cookie")
+    session_cookies = [c for c in cookies if c.startswith("session=")]
+    assert session_cookies and all("SameSite=Lax" in c and "HttpOnly" in c for c in session_cookies), cookies
+
+
 def test_login_never_redirects_off_site(token_client):
     csrf = csrf_of(token_client.get("/login").get_data(as_text=True))
     ok = token_client.post("/login", data={"token": ALICE, "csrf_token": csrf, "next": "//evil.example/x"})

@@ -9,8 +9,8 @@ import pytest
 import sqlalchemy as sa
 
 from rlm_api.auth import token_hash
-from rlm_api.models import Execution, Session, db
-from tests.api.conftest import ALICE, BOB, bearer, make_app
+from rlm_api.models import Context, Execution, Session, db
+from tests.api.conftest import ALICE, BOB, MAX_CONTEXT, bearer, make_app
 
 
 def test_without_a_valid_token_every_api_call_is_401(token_client):
@@ -63,6 +63,52 @@ def test_rows_belong_to_the_token_that_made_them(token_client, token_app):
     with token_app.app_context():
         owners = {db.session.get(Session, session_id).owner, db.session.get(Execution, execution_id).owner}
     assert owners == {token_hash(ALICE)}
+
+
+def test_contexts_are_stored_once_per_token_not_shared_across_tokens(token_client, token_app):
+    """Token B uploading A's exact text gets a context of its own, and cannot name A's."""
+    text = "confidential merger memo. " * (MAX_CONTEXT // 26)
+
+    def session_context(token: str) -> str:
+        created = token_client.post(
+            "/api/sessions", json={"name": "s", "context": text}, headers=bearer(token)
+        )
+        assert created.status_code == 201, created.get_json()
+        return created.get_json()["context_id"]
+
+    def execution_context(token: str) -> str:
+        started = token_client.post(
+            "/api/execute", json={"user_query": "q", "context": text}, headers=bearer(token)
+        )
+        assert started.status_code == 202, started.get_json()
+        record = token_client.get(
+            f"/api/executions/{started.get_json()['execution_id']}", headers=bearer(token)
+        )
+        return record.get_json()["context_id"]
+
+    def dashboard_context(token: str) -> str:
+        login_csrf = csrf_of(token_client.get("/login").text)
+        token_client.post("/login", data={"token": token, "csrf_token": login_csrf})
+        csrf = csrf_of(token_client.get("/sessions").text)
+        created = token_client.post("/sessions", data={"name": "form", "context": text, "csrf_token": csrf})
+        session_id = created.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+        return token_client.get(f"/api/sessions/{session_id}", headers=bearer(token)).get_json()["context_id"]
+
+    alice = {session_context(ALICE), session_context(ALICE), execution_context(ALICE)}
+    bob = {session_context(BOB), session_context(BOB), execution_context(BOB), dashboard_context(BOB)}
+    assert len(alice) == 1 and len(bob) == 1  # stored once per token
+    assert alice != bob
+    with token_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Context)) == 2
+
+    (alices_context,) = alice
+    for body in (
+        {"user_query": "q", "context_id": alices_context},
+        {"name": "s", "context_id": alices_context},
+    ):
+        path = "/api/execute" if "user_query" in body else "/api/sessions"
+        refused = token_client.post(path, json=body, headers=bearer(BOB))
+        assert refused.status_code == 422, refused.get_json()  # no request takes a context id
 
 
 def test_a_token_may_have_only_so_many_active_executions(token_client):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +12,8 @@ import sqlalchemy as sa
 from rlm_api.auth import token_hash
 from rlm_api.models import Context, Execution, Session, db
 from tests.api.conftest import ALICE, BOB, MAX_CONTEXT, bearer, make_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_without_a_valid_token_every_api_call_is_401(token_client):
@@ -206,6 +209,25 @@ def test_the_login_cookie_is_same_site_lax(token_client):
     cookies = form.headers.getlist("Set-Cookie") + ok.headers.getlist("Set-Cookie")
     session_cookies = [c for c in cookies if c.startswith("session=")]
     assert session_cookies and all("SameSite=Lax" in c and "HttpOnly" in c for c in session_cookies), cookies
+
+
+def test_the_event_stream_needs_the_token_not_the_dashboard_login(token_client):
+    """What docs/api.md says of EventSource: with tokens set, a login cookie alone gets 401."""
+    started = token_client.post(
+        "/api/execute", json={"user_query": "q", "context": "c"}, headers=bearer(ALICE)
+    )
+    events = f"/api/executions/{started.get_json()['execution_id']}/events"
+    login_csrf = csrf_of(token_client.get("/login").text)
+    assert token_client.post("/login", data={"token": ALICE, "csrf_token": login_csrf}).status_code == 302
+    assert token_client.get("/sessions").status_code == 200  # logged in
+    assert token_client.get(events).status_code == 401
+    stream = token_client.get(events, headers=bearer(ALICE), buffered=False)
+    assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+    stream.close()
+    doc = " ".join((ROOT / "docs" / "api.md").read_text().split())
+    assert "with the dashboard's login" not in doc
+    assert "`EventSource` cannot send an `Authorization` header" in doc
+    assert "`/api` never accepts the dashboard's login cookie" in doc
 
 
 def test_login_never_redirects_off_site(token_client):

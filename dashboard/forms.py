@@ -56,7 +56,7 @@ def create_session(form: Any, files: Any) -> FormResult:
         result.errors["context"] = f"the context has {len(context):,} characters; the limit is {limit:,}"
     if result.errors:
         return result
-    context_id = store_context(context).id if context is not None else None
+    context_id = store_context(context, owner=current_owner()).id if context is not None else None
     session = Session(name=name, context_id=context_id, memory={}, variables={}, owner=current_owner())
     db.session.add(session)
     db.session.commit()

@@ -36,6 +36,8 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
         MAX_CONTENT_LENGTH=settings.max_context_size * 4 + 1_000_000,
         CELERY=celery_config(settings),
         JSON_SORT_KEYS=False,
+        # Flask's defaults already hold this key (None), so it must be set, not setdefault-ed.
+        SESSION_COOKIE_SAMESITE="Lax",
     )
     if overrides:
         app.config.update(overrides)

@@ -101,7 +101,6 @@ def init_auth(app: Flask) -> None:
     if owners:  # forms carry `csrf_token()` only when there is a login to protect
         app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)  # checked below, for dashboard forms only
         app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid as long as the login session
-        app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
         csrf.init_app(app)
     app.register_blueprint(bp)
     app.before_request(_guard)

@@ -1,4 +1,10 @@
-"""Contexts are stored once per distinct content, keyed by sha256; messages carry only ids."""
+"""Contexts are stored once per owner and distinct content; messages carry only ids.
+
+The dedupe key (the `sha256` column) covers the owner (the API token's hash) as well as the
+content, so a token uploading another token's exact text gets a context of its own: a context id
+never tells one token what another has uploaded, and never leads to another token's row. Without
+tokens (owner None) the key is the content's alone, as before, so existing rows still match.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +36,16 @@ def context_size(value: Any) -> int:
     return len(encode_context(value)[1])
 
 
-def store_context(value: Any) -> Context:
-    """Insert the context unless an identical one exists; return the row either way."""
+def dedupe_key(kind: str, text: str, owner: str | None) -> str:
+    """sha256 of the owner (if any), the kind and the text; the two forms never share a prefix."""
+    scope = b"" if owner is None else b"owner\0" + owner.encode() + b"\0"
+    return hashlib.sha256(scope + f"{kind}\0".encode() + text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def store_context(value: Any, owner: str | None = None) -> Context:
+    """Insert the context unless this owner already stored an identical one; return the row either way."""
     kind, text = encode_context(value)
-    digest = hashlib.sha256(f"{kind}\0".encode() + text.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = dedupe_key(kind, text, owner)
     existing = db.session.scalar(sa.select(Context).where(Context.sha256 == digest))
     if existing is not None:
         return existing

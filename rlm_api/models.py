@@ -38,7 +38,9 @@ def _now() -> datetime:
 
 
 class Context(db.Model):
-    """An input, stored once per distinct content (sha256), so messages carry only its id."""
+    """An input, stored once per owner and distinct content, so messages carry only its id.
+
+    `sha256` is the dedupe key: the hash of the owner and the content (see `rlm_api.contexts`)."""
 
     __tablename__ = "contexts"
 

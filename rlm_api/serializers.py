@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from rlm_api.models import Execution, Session, TraceNode
+from rlm_worker.engine.variables import strict_json_variables
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -57,7 +58,9 @@ def session_dict(s: Session, context_size: int | None = None) -> dict[str, Any]:
         "context_id": s.context_id,
         "context_size": context_size,
         "memory": s.memory,
-        "variables": s.variables,
+        # A value an older version stored that is not JSON (Infinity) is left out; the next
+        # execution of the session drops it for good and says so in its trace.
+        "variables": strict_json_variables(s.variables or {})[0],
         "created_at": _iso(s.created_at),
         "updated_at": _iso(s.updated_at),
     }

@@ -30,7 +30,9 @@ PROCESS_VARIABLES = (
     Variable("ROOT_CONCURRENCY", "4", "Threads of an `rlm worker root` (agent loops at once)."),
     Variable("LLM_CONCURRENCY", "32", "Threads of an `rlm worker llm` (model calls at once)."),
     Variable(
-        "FLOWER_BASIC_AUTH", None, "`user:password` for Flower; `rlm flower` refuses to start without it."
+        "FLOWER_BASIC_AUTH",
+        None,
+        "`user:password` for Flower (passwords of 16+ characters); `rlm flower` refuses to start without it.",
     ),
     Variable("FLOWER_PORT", "5555", "Port of `rlm flower`."),
     Variable("LOG_LEVEL", "INFO", "Log level of web and workers."),

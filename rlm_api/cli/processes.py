@@ -90,9 +90,27 @@ def worker(
     _exec(argv)
 
 
-def _valid_credentials(value: str) -> bool:
+#: Flower's basic auth has no rate limit and no lockout, and whoever gets in sees every task's
+#: arguments and can shut workers down, so each password must resist online guessing by itself:
+#: 16 characters, just over the 15 NIST SP 800-63B-4 asks of a password that is the only factor.
+#: The README's `openssl rand -hex 12` gives 24.
+MIN_FLOWER_PASSWORD_CHARS = 16
+
+
+def _credentials_problem(value: str) -> str | None:
+    """Why FLOWER_BASIC_AUTH cannot be used (never quoting a password), or None."""
     pairs = [p.strip() for p in value.split(",") if p.strip()]
-    return bool(pairs) and all(":" in p and all(p.split(":", 1)) for p in pairs)
+    if not pairs or not all(":" in p and all(p.split(":", 1)) for p in pairs):
+        return "FLOWER_BASIC_AUTH must look like user:password[,user2:password2]"
+    for pair in pairs:
+        user, password = pair.split(":", 1)
+        if len(password) < MIN_FLOWER_PASSWORD_CHARS:
+            return (
+                f"FLOWER_BASIC_AUTH: the password of user {user!r} has only {len(password)} "
+                f"character{'s' if len(password) != 1 else ''}; "
+                f"use at least {MIN_FLOWER_PASSWORD_CHARS}, e.g. {user}:$(openssl rand -hex 12)"
+            )
+    return None
 
 
 def _is_loopback(address: str) -> bool:
@@ -117,8 +135,8 @@ def flower(port: int, address: str | None, basic_auth: str | None, insecure_loca
     """Start Flower, the Celery monitor, on both queues. Refuses to start without credentials.
 
     Flower shows every task's arguments and can revoke tasks and shut workers down, so it never
-    runs open: give FLOWER_BASIC_AUTH=user:password, or say --insecure-local to bind it to
-    127.0.0.1 without auth.
+    runs open: give FLOWER_BASIC_AUTH=user:password (passwords of 16 characters or more), or say
+    --insecure-local to bind it to 127.0.0.1 without auth.
 
     \b
     Examples:
@@ -127,8 +145,9 @@ def flower(port: int, address: str | None, basic_auth: str | None, insecure_loca
     """
     env = dict(os.environ)
     if basic_auth:
-        if not _valid_credentials(basic_auth):
-            raise click.UsageError("FLOWER_BASIC_AUTH must look like user:password[,user2:password2]")
+        problem = _credentials_problem(basic_auth)
+        if problem:
+            raise click.UsageError(problem)
         env["FLOWER_BASIC_AUTH"] = basic_auth  # handed over in the environment, not in argv
         address = address or "0.0.0.0"
     elif insecure_local:

@@ -107,7 +107,7 @@ def execute():
     session: Session | None = get_owned_session(body.session_id) if body.session_id else None
     if body.context is not None:
         check_context_size(body.context)
-        context_id = store_context(body.context).id
+        context_id = store_context(body.context, owner=current_owner()).id
     elif session is not None and session.context_id:
         context_id = session.context_id
     else:

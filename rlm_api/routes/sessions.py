@@ -40,7 +40,7 @@ def create_session():
     context_id = size = None
     if body.context is not None:
         check_context_size(body.context)
-        ctx = store_context(body.context)
+        ctx = store_context(body.context, owner=current_owner())
         context_id, size = ctx.id, ctx.size_chars
     session = Session(
         name=body.name, context_id=context_id, memory=body.memory, variables={}, owner=current_owner()

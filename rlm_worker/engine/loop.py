@@ -25,6 +25,7 @@ from rlm_worker.engine.ports import (
 from rlm_worker.engine.repl_api import ReplCalls
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import CellResult, TraceNode, utcnow
+from rlm_worker.engine.variables import strict_json_variables
 
 
 @dataclass
@@ -99,6 +100,7 @@ class Engine:
         )
         self.sink.node_started(root)
         self.sink.memory_snapshot(request.execution_id, root.id, memory.snapshot())
+        variables, unloadable = strict_json_variables(request.variables)
         agent = Agent(
             run=_RunState(self, request, budget),
             depth=0,
@@ -107,7 +109,7 @@ class Engine:
             context=request.context,
             model=request.root_model,
             memory=memory,
-            variables=request.variables,
+            variables=variables,
             export_variables=request.keep_variables,
         )
         outcome = (
@@ -121,8 +123,14 @@ class Engine:
         root.response, root.error, root.finished_at = outcome.final, outcome.error, utcnow()
         root.input_tokens, root.output_tokens = budget.input_tokens, budget.output_tokens
         root.cost_usd = budget.cost_usd
+        notes = []
+        if unloadable:
+            notes.append(
+                f"dropped from the session (stored values that are not JSON): {', '.join(unloadable)}"
+            )
         if outcome.dropped:
-            root.stderr = f"not kept for the session (not JSON-serialisable): {', '.join(outcome.dropped)}"
+            notes.append(f"not kept for the session (not JSON-serialisable): {', '.join(outcome.dropped)}")
+        root.stderr = "\n".join(notes) or root.stderr
         self.sink.node_finished(root)
         return ExecutionResult(
             status=status,
@@ -208,6 +216,8 @@ class Agent:
             )
         except Exception as exc:
             outcome.error = f"could not start the REPL: {exc}"
+            if self.export_variables:  # the session keeps what it had
+                outcome.variables = dict(self.variables)
             return outcome
         messages = [
             {"role": "system", "content": prompts.build_system_prompt(self.context, options.chunk_size)},
@@ -255,6 +265,8 @@ class Agent:
             )
         except Exception as exc:
             outcome.error = f"could not start the REPL: {exc}"
+            if self.export_variables:  # the session keeps what it had
+                outcome.variables = dict(self.variables)
             return outcome
         node = self.cursor.child(
             "iteration",
@@ -385,7 +397,8 @@ class Agent:
         except Exception as exc:
             return {}, [f"(could not read variables: {exc})"]
         variables.pop("answer", None)
-        return variables, dropped
+        kept, not_json = strict_json_variables(variables)
+        return kept, dropped + not_json
 
     def _finish(self, node: TraceNode) -> None:
         node.status = "succeeded" if node.status == "running" else node.status

@@ -2,15 +2,14 @@
 
 Why a process of its own: whatever the code does (loop forever, allocate 10 GB, crash the
 interpreter) happens here, not in the worker. The worker starts it with an empty environment, in a
-private temporary directory, with `-I -S`; it then caps itself with `setrlimit` (CPU seconds per
-cell and per execution, address space, file size, open files, no new processes, no core dumps)
-before it reads any code. It talks to the worker only through `protocol` frames on two private
+private directory it deletes as soon as this process runs, with `-I -S`; it then caps itself with
+`setrlimit` (CPU seconds per cell and per execution, address space, file size, open files, no new
+processes, no core dumps) before it reads any code. It talks to the worker only through `protocol` frames on two private
 pipe descriptors; fds 0-2 point at /dev/null so nothing can write into the protocol stream.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import resource
@@ -19,8 +18,8 @@ import sys
 import types
 from typing import Any
 
-from rlm_worker.sandbox import policy
-from rlm_worker.sandbox.protocol import ChannelClosed, ChildChannel, frame_bytes
+from rlm_worker.sandbox import policy, protocol
+from rlm_worker.sandbox.protocol import ChannelClosed, ChildChannel
 from rlm_worker.sandbox.stubs import (
     EXIT_CPU,
     EXIT_MEMORY,
@@ -222,20 +221,20 @@ def _result(buffer: policy.OutputBuffer, error: str | None, limit: str | None) -
 def _encode_result(message: dict[str, Any]) -> bytes:
     """The result frame; an oversized final answer is cut so the frame always fits."""
     try:
-        body = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = protocol.dumps(message).encode("utf-8")
     except UnicodeEncodeError:
-        body = json.dumps(message, separators=(",", ":")).encode("ascii")
+        body = protocol.dumps(message, ascii_only=True).encode("ascii")
     if len(body) > Settings.max_frame_bytes and message["final"] is not None:
         room = max(0, Settings.max_frame_bytes // 8 - 1000)
         message["final"] = message["final"][:room]
         message["error"] = (message["error"] or "") + "\nthe final answer was too large and was cut"
-        body = json.dumps(message, separators=(",", ":")).encode("ascii")
-    return frame_bytes(body, Settings.max_frame_bytes)
+        body = protocol.dumps(message, ascii_only=True).encode("ascii")
+    return protocol.frame_bytes(body, Settings.max_frame_bytes)
 
 
 def variables_frame() -> bytes:
     """The JSON-serialisable user variables and the names of the others (functions, classes,
-    objects), as one frame. Imported modules are neither."""
+    objects, non-finite numbers), as one frame. Imported modules are neither."""
     start_cpu_budget()
     parts: list[bytes] = []
     dropped: list[str] = []
@@ -247,15 +246,15 @@ def variables_frame() -> bytes:
             dropped.append(name)
             continue
         try:
-            RUNTIME.in_user_code = True
+            RUNTIME.in_user_code = True  # a dict subclass's items() is the code's own, and may spin
             try:
-                text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+                text = protocol.dumps(value)
             finally:
                 RUNTIME.in_user_code = False
             try:
                 encoded = text.encode("utf-8")
             except UnicodeEncodeError:
-                encoded = json.dumps(value, allow_nan=False).encode("ascii")
+                encoded = protocol.dumps(value, ascii_only=True).encode("ascii")
         except BaseException:
             dropped.append(name)
             continue
@@ -263,17 +262,17 @@ def variables_frame() -> bytes:
             dropped.append(name)
             continue
         room -= len(encoded) + len(name) + 8
-        parts.append(json.dumps(name).encode("utf-8") + b":" + encoded)
+        parts.append(protocol.dumps(name, ascii_only=True).encode("ascii") + b":" + encoded)
     RUNTIME.cpu_signals = 0
     RUNTIME.cpu_pending = False
     body = (
         b'{"op":"variables","variables":{'
         + b",".join(parts)
         + b'},"dropped":'
-        + json.dumps(dropped).encode("utf-8")
+        + protocol.dumps(dropped, ascii_only=True).encode("ascii")
         + b"}"
     )
-    return frame_bytes(body, Settings.max_frame_bytes)
+    return protocol.frame_bytes(body, Settings.max_frame_bytes)
 
 
 def _settable(name: Any, reserved: set[str]) -> bool:
@@ -303,23 +302,12 @@ def init_namespace(message: dict[str, Any]) -> None:
     RUNTIME.reserved = frozenset(reserved)
 
 
-def _remove_private_directory() -> None:
-    """Remove the (always empty) private cwd, in case the worker died before it could."""
-    try:
-        cwd = os.getcwd()
-        if os.path.basename(cwd).startswith("rlm-sandbox-"):
-            os.rmdir(cwd)
-    except OSError:
-        pass
-
-
 def serve(channel: ChildChannel) -> None:
     """Answer the worker's messages until it closes the pipe."""
     while True:
         try:
             message = channel.receive()
-        except ChannelClosed:  # the worker is gone (closed us, or died): tidy up and leave
-            _remove_private_directory()
+        except ChannelClosed:  # the worker is gone (closed us, or died)
             os._exit(0)
         op = message["op"]
         if op == "exec" and isinstance(message.get("code"), str):

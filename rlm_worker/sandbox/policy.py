@@ -21,6 +21,7 @@ Rules, in short:
 
 from __future__ import annotations
 
+import abc
 import ast
 import builtins
 import collections
@@ -267,6 +268,38 @@ def guarded_import(
     return view
 
 
+# -- classes, judged by their MRO -------------------------------------------------------------
+
+_user_classes: weakref.WeakSet[type] = weakref.WeakSet()
+
+#: Containers the code may change, matched against the concrete classes of an object's type
+#: (its MRO), never with `issubclass`: `UserDict` and `UserList` are ABCs, and an ABC answers
+#: `issubclass` as the code tells it to (`UserDict.register(type)`, or a metaclass whose
+#: `__subclasscheck__` says yes), while a class's MRO is fixed when the class is made.
+_WRITABLE_BASES = frozenset(
+    {dict, list, set, bytearray, collections.deque, collections.UserDict, collections.UserList}
+)
+#: A type's MRO and namespace, read from the type slots (not looked up through its metaclass).
+_type_mro = type.__dict__["__mro__"].__get__
+_type_dict = type.__dict__["__dict__"].__get__
+
+
+def classes_of(obj: Any) -> tuple[type, ...]:
+    """The classes `obj` is an instance of: its type's MRO (no ABC hooks, no virtual subclasses)."""
+    return _type_mro(type(obj))
+
+
+def _is_class(obj: Any) -> bool:
+    return type in classes_of(obj)
+
+
+def user_class(name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
+    """`__metaclass__` for `class` statements: builds the class and remembers the code owns it."""
+    cls = type(name, bases, namespace, **kwargs)
+    _user_classes.add(cls)
+    return cls
+
+
 # -- attribute and item access ------------------------------------------------------------------
 
 
@@ -289,25 +322,67 @@ def guarded_getattr(obj: Any, name: Any, /) -> Any:
     elif name == "obj" and isinstance(obj, AttributeError):
         raise _deny(name)
     if name == "format" or name == "format_map":
-        if isinstance(obj, str):
+        if str in classes_of(obj):
             plain = str.__str__(obj)
             return functools.partial(safe_format if name == "format" else safe_format_map, plain)
-        if isinstance(obj, type) and issubclass(obj, str):
+        if _class_based_on(obj, str):
             return safe_format if name == "format" else safe_format_map
-        if isinstance(obj, collections.UserString) or (
-            isinstance(obj, type) and issubclass(obj, collections.UserString)
-        ):
+        if _instance_or_class_based_on(obj, collections.UserString):
             raise _deny(name, "of UserString is not available in the REPL; use str(x).format(...)")
-    if name in _FORMATTER_METHODS and (
-        isinstance(obj, string.Formatter) or (isinstance(obj, type) and issubclass(obj, string.Formatter))
-    ):
+    if name in _FORMATTER_METHODS and _instance_or_class_based_on(obj, string.Formatter):
         raise _deny(name)
+    if name == "register" and _registers_into_library_abc(obj):
+        raise _deny(name, "of a library ABC is not available in the REPL (it would change the library)")
     value = getattr(obj, name)
     if isinstance(value, types.ModuleType):
         return _filter_module(value, name)
     if isinstance(value, (types.FrameType, types.CodeType, types.TracebackType)):
         raise _deny(name)
+    if _library_container(obj, name, value):
+        return _read_only(value)
     return value
+
+
+def _class_based_on(obj: Any, base: type) -> bool:
+    return _is_class(obj) and base in _type_mro(obj)
+
+
+def _instance_or_class_based_on(obj: Any, base: type) -> bool:
+    return base in classes_of(obj) or _class_based_on(obj, base)
+
+
+def _registers_into_library_abc(obj: Any) -> bool:
+    """`register` of an ABC the code did not make, or of `ABCMeta` itself (or a metaclass built on
+    it, whose `register(abc, cls)` takes any ABC): it would change what the library's
+    `isinstance`/`issubclass` answer."""
+    if not _is_class(obj):
+        return False
+    if abc.ABCMeta in _type_mro(obj):
+        return True
+    return abc.ABCMeta in classes_of(obj) and obj not in _user_classes
+
+
+def _library_container(obj: Any, name: str, value: Any) -> bool:
+    """Whether `value` is a mutable container held by a module or by a class of the library
+    (`textwrap.TextWrapper.unicode_whitespace_trans`): changing it would change the library."""
+    if not any(klass in _WRITABLE_BASES for klass in classes_of(value)):
+        return False
+    if id(obj) in _view_ids:
+        return True
+    owners = _type_mro(obj) if _is_class(obj) else classes_of(obj)
+    return any(_type_dict(klass).get(name) is value and klass not in _user_classes for klass in owners)
+
+
+def _read_only(value: Any) -> Any:
+    """A copy (or, for a dict, a read-only view) the code can read but not change."""
+    bases = classes_of(value)
+    if dict in bases or collections.UserDict in bases:
+        return types.MappingProxyType(value)
+    if set in bases:
+        return frozenset(value)
+    if bytearray in bases:
+        return bytes(value)
+    return tuple(value)
 
 
 _MISSING = object()
@@ -342,8 +417,6 @@ def guarded_getitem(obj: Any, key: Any, /) -> Any:
 
 # -- writes ----------------------------------------------------------------------------------------
 
-_WRITABLE = (dict, list, set, bytearray, collections.deque, collections.UserDict, collections.UserList)
-_user_classes: weakref.WeakSet[type] = weakref.WeakSet()
 _extra_writable: set[type] = set()
 
 
@@ -352,22 +425,15 @@ def allow_writes_to(kind: type) -> None:
     _extra_writable.add(kind)
 
 
-def user_class(name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
-    """`__metaclass__` for `class` statements: builds the class and remembers the code owns it."""
-    cls = type(name, bases, namespace, **kwargs)
-    _user_classes.add(cls)
-    return cls
-
-
 def _writable(obj: Any) -> bool:
+    """Containers, the `memory` stub, and what the code made itself (its classes, their instances,
+    its functions). Every class, module and function of the library and of the REPL API is not."""
     kind = type(obj)
-    if issubclass(kind, _WRITABLE) or kind in _extra_writable:
+    if kind in _extra_writable or _user_function(obj):
         return True
-    if kind is type and obj in _user_classes:
+    if _is_class(obj) and obj in _user_classes:
         return True
-    if _user_function(obj):
-        return True
-    return any(klass in _user_classes for klass in kind.__mro__)
+    return any(klass in _WRITABLE_BASES or klass in _user_classes for klass in _type_mro(kind))
 
 
 def guarded_write(obj: Any, /) -> Any:

@@ -2,7 +2,7 @@
 
 Why: the engine needs a `Sandbox` (see `rlm_worker.engine.ports`) whose failures can never take
 the worker down. Each sandbox is a fresh OS process started with an empty environment, in a
-private temporary directory, with no inherited descriptors and in a session of its own. Every
+private, already deleted directory, with no inherited descriptors and in a session of its own. Every
 read and write on its pipes has a deadline; every message it sends is validated; a cell that
 overruns its wall-clock time (time spent answering its calls excluded) or its CPU time is killed
 with its whole process group, and the next cell gets a fresh process.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -107,13 +106,25 @@ def _grow_pipe(fd: int) -> None:
         pass
 
 
+def _remove_directory(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError as exc:  # not empty: nothing should ever write there, so keep it to look at
+        log.warning("could not remove the sandbox directory %s: %s", path, exc)
+
+
 class _Process:
-    """One REPL process, its pipes and its private directory."""
+    """One REPL process and its pipes.
+
+    Its working directory is made empty and private (mode 0700) and removed as soon as the
+    process has started in it: the process keeps a cwd in which no file can be created or found,
+    and no exit path, not even the worker being killed, can leave the directory behind.
+    """
 
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.killed_for: str | None = None
-        self.directory = tempfile.mkdtemp(prefix="rlm-sandbox-")
+        directory = tempfile.mkdtemp(prefix="rlm-sandbox-")
         child_config = {
             "path": _code_roots(),
             "cell_cpu_seconds": config.cell_cpu_seconds,
@@ -142,13 +153,12 @@ class _Process:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
                 env={},
-                cwd=self.directory,
+                cwd=directory,
                 close_fds=True,
                 start_new_session=True,
             )
-        except BaseException:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            raise
+        finally:  # Popen returns once the child has changed into the directory and exec'd
+            _remove_directory(directory)
         assert self.popen.stdin is not None and self.popen.stdout is not None
         _grow_pipe(self.popen.stdin.fileno())
         _grow_pipe(self.popen.stdout.fileno())
@@ -202,7 +212,6 @@ class _Process:
                     stream.close()
             except OSError:
                 pass
-        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _close_quietly(box: list[_Process | None]) -> None:
@@ -459,7 +468,7 @@ class SubprocessSandbox:
             raise SandboxError(result.error or "reading the REPL variables failed") from None
 
     def close(self) -> None:
-        """Kill the process and remove its directory. Safe to call twice."""
+        """Kill the process and close its pipes. Safe to call twice."""
         self._closed = True
         self._finalizer()
 

@@ -9,13 +9,21 @@ these pipes: it is collected in a buffer and sent inside a `result` frame.
 Worker -> sandbox: init, exec, get_variables, response, call_error. A str context follows `init`
 as one raw UTF-8 frame (no JSON escaping of ten million characters).
 Sandbox -> worker: ready, call, result, variables (validated by `validate_child_message`).
+
+The JSON codec of the frames (`dumps`, `loads`) is bound here, at import, before any cell runs:
+the C encoder and scanner of `_json` with hooks of our own, never the `json` module's functions
+or classes looked up at call time. Nothing a cell does to `json` can then forge or read a frame.
+Both directions accept strict JSON only: numbers must be finite however they are spelled
+(`NaN`, `Infinity`, and `1e999`, which parses to an infinite float, are all refused).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import re
 import select
 import struct
 import time
@@ -69,16 +77,70 @@ class ChannelTimeout(Exception):
     """No complete frame arrived before the deadline."""
 
 
+class NonFiniteNumber(ProtocolError, ValueError):
+    """A number that is not finite (`NaN`, `Infinity`, `1e999`): not JSON, whatever the spelling."""
+
+
+# -- the frames' JSON codec, bound at import ---------------------------------------------------------
+
+
 def _reject_constant(name: str) -> Any:
-    raise ProtocolError(f"non-standard JSON constant {name}")
+    raise NonFiniteNumber(f"non-standard JSON constant {name}")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NonFiniteNumber(f"number {text[:40]} is out of the range of a float")
+    return value
+
+
+def _not_json(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _finite_repr(value: float) -> str:
+    if not math.isfinite(value):
+        raise ValueError(f"Out of range float values are not JSON compliant: {value!r}")
+    return float.__repr__(value)
+
+
+_c_make_encoder = json.encoder.c_make_encoder
+_py_make_encoder = json.encoder._make_iterencode
+_escape_text = json.encoder.encode_basestring
+_escape_ascii = json.encoder.encode_basestring_ascii
+#: The scanner keeps the hooks it was made with; `loads` calls it directly, not `JSONDecoder.decode`.
+_scan_once = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_constant).scan_once
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def dumps(value: Any, ascii_only: bool = False) -> str:
+    """Strict, compact JSON: ValueError for a non-finite float, TypeError for a non-JSON type."""
+    escape = _escape_ascii if ascii_only else _escape_text
+    if _c_make_encoder is not None:
+        encode = _c_make_encoder({}, _not_json, escape, None, ":", ",", False, False, False)
+    else:  # an interpreter built without _json
+        encode = _py_make_encoder({}, _not_json, escape, None, _finite_repr, ":", ",", False, False, True)
+    return "".join(encode(value, 0))
+
+
+def loads(text: str) -> Any:
+    """Strict JSON: ValueError for anything else, NonFiniteNumber for a number that is not finite."""
+    try:
+        value, end = _scan_once(text, _WHITESPACE.match(text).end())
+    except StopIteration as exc:
+        raise ValueError(f"not JSON at character {exc.value}") from None
+    if _WHITESPACE.match(text, end).end() != len(text):
+        raise ValueError(f"extra data after the JSON value at character {end}")
+    return value
 
 
 def encode_frame(message: dict[str, Any], max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
     """Header + JSON body. Raises ValueError/TypeError for non-JSON values, ProtocolError if too big."""
     try:
-        body = json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        body = dumps(message).encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates: let json escape them
-        body = json.dumps(message, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+        body = dumps(message, ascii_only=True).encode("ascii")
     return frame_bytes(body, max_bytes)
 
 
@@ -91,7 +153,7 @@ def frame_bytes(body: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> bytes:
 def decode_body(body: bytes | bytearray) -> dict[str, Any]:
     """Parse one frame body into a dict with a str `op`; anything else is a ProtocolError."""
     try:
-        message = json.loads(body, parse_constant=_reject_constant)
+        message = loads(body.decode("utf-8", "surrogatepass"))
     except ProtocolError:
         raise
     except (ValueError, RecursionError, MemoryError) as exc:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from rlm_api.auth import token_hash
-from rlm_api.models import Execution, Session, db
-from tests.api.conftest import ALICE, BOB, bearer, make_app
+from rlm_api.models import Context, Execution, Session, db
+from tests.api.conftest import ALICE, BOB, MAX_CONTEXT, bearer, make_app
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_without_a_valid_token_every_api_call_is_401(token_client):
@@ -63,6 +66,52 @@ def test_rows_belong_to_the_token_that_made_them(token_client, token_app):
     with token_app.app_context():
         owners = {db.session.get(Session, session_id).owner, db.session.get(Execution, execution_id).owner}
     assert owners == {token_hash(ALICE)}
+
+
+def test_contexts_are_stored_once_per_token_not_shared_across_tokens(token_client, token_app):
+    """Token B uploading A's exact text gets a context of its own, and cannot name A's."""
+    text = "confidential merger memo. " * (MAX_CONTEXT // 26)
+
+    def session_context(token: str) -> str:
+        created = token_client.post(
+            "/api/sessions", json={"name": "s", "context": text}, headers=bearer(token)
+        )
+        assert created.status_code == 201, created.get_json()
+        return created.get_json()["context_id"]
+
+    def execution_context(token: str) -> str:
+        started = token_client.post(
+            "/api/execute", json={"user_query": "q", "context": text}, headers=bearer(token)
+        )
+        assert started.status_code == 202, started.get_json()
+        record = token_client.get(
+            f"/api/executions/{started.get_json()['execution_id']}", headers=bearer(token)
+        )
+        return record.get_json()["context_id"]
+
+    def dashboard_context(token: str) -> str:
+        login_csrf = csrf_of(token_client.get("/login").text)
+        token_client.post("/login", data={"token": token, "csrf_token": login_csrf})
+        csrf = csrf_of(token_client.get("/sessions").text)
+        created = token_client.post("/sessions", data={"name": "form", "context": text, "csrf_token": csrf})
+        session_id = created.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+        return token_client.get(f"/api/sessions/{session_id}", headers=bearer(token)).get_json()["context_id"]
+
+    alice = {session_context(ALICE), session_context(ALICE), execution_context(ALICE)}
+    bob = {session_context(BOB), session_context(BOB), execution_context(BOB), dashboard_context(BOB)}
+    assert len(alice) == 1 and len(bob) == 1  # stored once per token
+    assert alice != bob
+    with token_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Context)) == 2
+
+    (alices_context,) = alice
+    for body in (
+        {"user_query": "q", "context_id": alices_context},
+        {"name": "s", "context_id": alices_context},
+    ):
+        path = "/api/execute" if "user_query" in body else "/api/sessions"
+        refused = token_client.post(path, json=body, headers=bearer(BOB))
+        assert refused.status_code == 422, refused.get_json()  # no request takes a context id
 
 
 def test_a_token_may_have_only_so_many_active_executions(token_client):
@@ -151,6 +200,34 @@ def test_logging_in_needs_a_valid_token_and_the_csrf_token(token_client):
     ok = token_client.post("/login", data={"token": ALICE, "csrf_token": csrf, "next": "/sessions"})
     assert ok.status_code == 302 and ok.headers["Location"] == "/sessions"
     assert token_client.get("/sessions").status_code == 200
+
+
+def test_the_login_cookie_is_same_site_lax(token_client):
+    form = token_client.get("/login")
+    csrf = csrf_of(form.get_data(as_text=True))
+    ok = token_client.post("/login", data={"token": ALICE, "csrf_token": csrf})
+    cookies = form.headers.getlist("Set-Cookie") + ok.headers.getlist("Set-Cookie")
+    session_cookies = [c for c in cookies if c.startswith("session=")]
+    assert session_cookies and all("SameSite=Lax" in c and "HttpOnly" in c for c in session_cookies), cookies
+
+
+def test_the_event_stream_needs_the_token_not_the_dashboard_login(token_client):
+    """What docs/api.md says of EventSource: with tokens set, a login cookie alone gets 401."""
+    started = token_client.post(
+        "/api/execute", json={"user_query": "q", "context": "c"}, headers=bearer(ALICE)
+    )
+    events = f"/api/executions/{started.get_json()['execution_id']}/events"
+    login_csrf = csrf_of(token_client.get("/login").text)
+    assert token_client.post("/login", data={"token": ALICE, "csrf_token": login_csrf}).status_code == 302
+    assert token_client.get("/sessions").status_code == 200  # logged in
+    assert token_client.get(events).status_code == 401
+    stream = token_client.get(events, headers=bearer(ALICE), buffered=False)
+    assert stream.status_code == 200 and stream.mimetype == "text/event-stream"
+    stream.close()
+    doc = " ".join((ROOT / "docs" / "api.md").read_text().split())
+    assert "with the dashboard's login" not in doc
+    assert "`EventSource` cannot send an `Authorization` header" in doc
+    assert "`/api` never accepts the dashboard's login cookie" in doc
 
 
 def test_login_never_redirects_off_site(token_client):

@@ -107,6 +107,26 @@ def test_flower_refuses_to_run_open(cli_env):
     assert empty.returncode == 2 and "user:password" in empty.stderr
 
 
+@pytest.mark.parametrize(
+    "how, credentials, problem",
+    [
+        ("flag", "admin:x", "user 'admin' has only 1 character;"),
+        ("env", "ops:short-pw-123456", "user 'ops' has only 15 characters;"),
+        ("env", "a:" + "p" * 16 + ",b:tiny-pw-42", "user 'b' has only 10 characters;"),
+    ],
+    ids=["one-character", "fifteen", "second-user"],
+)
+def test_flower_refuses_short_passwords(cli_env, how, credentials, problem):
+    if how == "flag":
+        refused = run_shell(f"rlm flower --basic-auth '{credentials}'", cli_env)
+    else:
+        refused = run_shell("rlm flower", {**cli_env, "FLOWER_BASIC_AUTH": credentials})
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"the password of {problem} use at least 16" in refused.stderr
+    for password in (pair.split(":", 1)[1] for pair in credentials.split(",")):
+        assert len(password) == 1 or password not in refused.stderr  # never echoed
+
+
 def test_flower_from_the_readme_demands_its_password(broker_env, tmp_path):
     port = free_port()
     command = readme_command("FLOWER_BASIC_AUTH=")

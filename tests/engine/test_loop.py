@@ -300,6 +300,18 @@ def test_session_variables_are_exported_and_restored(run):
     assert second.final_answer == "a"
 
 
+def test_stored_variables_that_are_not_json_are_dropped_and_reported(run):
+    """A session an older version stored with Infinity/NaN in it still runs; the bad values go."""
+    stored = {"ok": [1, 2], "inf": float("inf"), "nested": {"x": [float("-inf")]}, "nan": float("nan")}
+    result, sink = run(
+        ScriptedModel(lambda m, _: fence("total = sum(ok)\nFINAL(str(total))")), "abc", variables=stored
+    )
+    assert result.status == "succeeded" and result.final_answer == "3"
+    assert result.variables == {"ok": [1, 2], "total": 3}
+    root = next(n for n in sink.tree() if n.kind == "root")
+    assert "dropped from the session (stored values that are not JSON): inf, nested, nan" in root.stderr
+
+
 def test_totals_add_up_over_the_tree(run):
     code = "llm_query_batched(['a', 'b', 'c'])\nFINAL('x')"
     result, sink = run(ScriptedModel(lambda m, _: fence(code), tokens=10, cost=0.001), "abc")
@@ -319,7 +331,9 @@ def test_a_resumed_execution_answers_recorded_calls_from_the_trace(run):
     lost = {calls[3].id, calls[4].id}
     recorded = {n.id: n for n in sink.tree() if n.status == "succeeded" and n.id not in lost}
 
-    second_model = ScriptedModel(lambda m, _: "the root model must not be asked again", sub=lambda p: p.upper())
+    second_model = ScriptedModel(
+        lambda m, _: "the root model must not be asked again", sub=lambda p: p.upper()
+    )
     second, second_sink = run(second_model, "abc", recorded=recorded)
     assert second.final_answer == "Q0,Q1,Q2,Q3,Q4"
     assert second_model.calls == [("sub", "sub-model"), ("sub", "sub-model")]

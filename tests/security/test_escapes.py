@@ -373,9 +373,12 @@ def test_child_runs_in_a_private_directory_with_limits(factory):
     try:
         pid = box.pid
         cwd = os.readlink(f"/proc/{pid}/cwd")
-        assert os.path.basename(cwd).startswith("rlm-sandbox-")
-        assert stat.S_IMODE(os.stat(cwd).st_mode) == 0o700
-        assert os.listdir(cwd) == []
+        # An empty private directory, deleted once the process started in it: nothing can be
+        # created there, and nothing is left behind however the process ends.
+        assert os.path.basename(cwd).startswith("rlm-sandbox-") and cwd.endswith(" (deleted)")
+        assert stat.S_IMODE(os.stat(f"/proc/{pid}/cwd").st_mode) == 0o700
+        assert os.listdir(f"/proc/{pid}/cwd") == []
+        assert not os.path.exists(cwd.removesuffix(" (deleted)"))
         with open(f"/proc/{pid}/limits") as handle:
             limits = {line[:26].strip(): line[26:].split() for line in handle.read().splitlines()[1:]}
         assert limits["Max core file size"][:2] == ["0", "0"]
@@ -388,4 +391,3 @@ def test_child_runs_in_a_private_directory_with_limits(factory):
         assert os.getsid(pid) == pid  # a session of its own: killed as a group
     finally:
         box.close()
-    assert not os.path.exists(cwd)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlm_worker.engine.model_policy import ModelNotAllowed
+from rlm_worker.engine.model_policy import ModelNotAllowed, ProviderNotConfigured
 from rlm_worker.engine.provider_keys import MissingApiKey, UnknownModel, check_credentials
 
 
@@ -41,6 +41,8 @@ def check_models(settings: Any, **models: str | None) -> None:
         try:
             policy.check(model)
             check_credentials(model, settings.llm_api_base)
+        except ProviderNotConfigured as exc:
+            raise ModelRefused(field, model, "missing_api_key", str(exc)) from None
         except ModelNotAllowed as exc:
             raise ModelRefused(field, model, "model_not_allowed", str(exc)) from None
         except MissingApiKey as exc:

@@ -20,12 +20,21 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
 from rlm_worker.engine.local_model import PREFIX as LOCAL_PREFIX
+from rlm_worker.engine.provider_keys import missing_key_message
 
 SETTING = "MODEL_ALLOWLIST"
 
 
 class ModelNotAllowed(ValueError):
     """The model string is not on the allow-list; the message names the model and the setting."""
+
+
+class ProviderNotConfigured(ModelNotAllowed):
+    """Off the default allow-list only because its provider's key is unset: the message says so."""
+
+
+#: Providers the default allow-list lets in once their key is set: pattern -> the key's variable.
+KEYED_PROVIDERS = {"openai/*": "OPENAI_API_KEY", "anthropic/*": "ANTHROPIC_API_KEY"}
 
 
 @dataclass(frozen=True)
@@ -58,12 +67,23 @@ class ModelPolicy:
         return any(fnmatchcase(model, pattern) for pattern in self.patterns)
 
     def check(self, model: str) -> str:
-        """`model` if allowed, else ModelNotAllowed naming it and the setting."""
+        """`model` if allowed, else ModelNotAllowed naming it and the setting (or the missing key)."""
         if not self.allows(model):
-            raise ModelNotAllowed(self.refusal(model))
+            refused = ProviderNotConfigured if self.missing_key(model) else ModelNotAllowed
+            raise refused(self.refusal(model))
         return model
 
+    def missing_key(self, model: str) -> str | None:
+        """The variable that would put `model` on the default list (none for an operator's list)."""
+        if self.explicit:
+            return None
+        return next((var for pattern, var in KEYED_PROVIDERS.items() if fnmatchcase(model, pattern)), None)
+
     def refusal(self, model: str) -> str:
+        """Why `model` is refused: not on the list, or (default list) its provider has no key."""
+        variable = self.missing_key(model)
+        if variable:
+            return missing_key_message(model, variable)
         shown = ", ".join(self.patterns)
         where = f"{SETTING}={shown}" if self.explicit else f"{SETTING} (unset; the default allows {shown})"
         return f"the model {model!r} is not allowed by {where}; ask the operator to add it to {SETTING}"

@@ -50,11 +50,11 @@ class ChildSampler(threading.Thread):
     def __init__(self) -> None:
         super().__init__(daemon=True)
         self.peak = 0
-        self._stop = threading.Event()
+        self._done = threading.Event()
 
     def run(self) -> None:
         me = str(os.getpid())
-        while not self._stop.wait(0.01):
+        while not self._done.wait(0.01):
             count = 0
             for pid in os.listdir("/proc"):
                 if not pid.isdigit():
@@ -76,7 +76,7 @@ class ChildSampler(threading.Thread):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
+        self._done.set()
         self.join()
 
 

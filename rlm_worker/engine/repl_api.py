@@ -154,7 +154,7 @@ class ReplCalls:
         inherit = (
             self.agent.run_state.options.inherit_memory if inherit_memory is None else bool(inherit_memory)
         )
-        child_model = model or self.agent.model
+        child_model = model or self._child_model()
         refusal = self._refusal(child_model)
         if refusal is not None:
             return self._refused_children(prompt_list, child_model, refusal)
@@ -196,6 +196,11 @@ class ReplCalls:
             )
         self.agent.budget.check()
         return answers
+
+    def _child_model(self) -> str:
+        """A child runs on its parent's model; under a root program (no root model) the sub-model."""
+        request = self.agent.run_state.request
+        return request.sub_model if self.agent.depth == 0 and request.root_code else self.agent.model
 
     def _refused_children(self, prompt_list: list[str], model: str, refusal: str) -> list[str]:
         """rlm_query with a model off the allow-list: no child starts; each answer is the refusal."""

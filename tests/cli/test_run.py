@@ -185,3 +185,26 @@ def test_a_missing_key_is_named_before_anything_runs(cli_env, scripted, tmp_path
         .endswith("no API key for openai/gpt-4o-mini: set OPENAI_API_KEY, or LLM_API_BASE for a local server")
     ), done.stderr
     assert scripted.stats()["total_calls"] == 0
+
+
+def test_the_sandbox_cap_holds_in_a_real_run_and_the_trace_says_so(cli_env, scripted, tmp_path):
+    """MAX_SANDBOXES_PER_EXECUTION=1: the root program holds the only REPL, so each rlm_query child
+    is answered by one plain llm_query on the sub-model, and its trace node says why (#17)."""
+    note = tmp_path / "note.txt"
+    note.write_text("a short note")
+    program = tmp_path / "root.py"
+    program.write_text("parts = rlm_query_batched(['a', 'b', 'c'])\nFINAL('|'.join(parts))\n")
+
+    done = run_shell(
+        f"rlm run {note} -q 'What?' --root-code {program}", {**cli_env, "MAX_SANDBOXES_PER_EXECUTION": "1"}
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "NONE|NONE|NONE"
+    assert scripted.stats()["by_model"] == {"scripted-sub": 3}
+    with sqlite3.connect(embedded_db(cli_env)) as conn:
+        children = conn.execute("SELECT status, stdout FROM trace_nodes WHERE kind = 'child_rlm'").fetchall()
+    assert len(children) == 3
+    for status, stdout in children:
+        assert status == "succeeded"
+        assert "no sandbox slot free (1 sandboxes alive, MAX_SANDBOXES_PER_EXECUTION=1)" in stdout

@@ -1,8 +1,8 @@
-"""Caps on live REPL processes (MAX_SANDBOXES_PER_EXECUTION / _PER_PROCESS): never exceeded, no
-deadlock, and the trace says which children ran without a REPL.
-
-The tree of issue #17: every agent's code calls `rlm_query_batched` with 4 branches, down to depth
-3 (1 + 4 + 16 + 64 agents uncapped). Live processes are counted twice, for real: by the sandbox
+"""Issue #17 part 3. Attack: a model whose code calls `rlm_query_batched` at every level (4 branches,
+depth 3: 1 + 4 + 16 + 64 agents; 60 REPL processes were alive at once, 751 MB, before the cap).
+Outcome that must hold: live REPL processes never exceed MAX_SANDBOXES_PER_EXECUTION /
+MAX_SANDBOXES_PER_PROCESS, nothing deadlocks or crashes, and the trace says which children ran
+without a REPL. Live processes are counted twice, for real: by the sandbox
 module's own counter (start to reaping) and by sampling this process's children in /proc.
 """
 
@@ -49,27 +49,30 @@ class ChildSampler(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
+        self.baseline = self.count()
         self.peak = 0
         self._done = threading.Event()
 
     def run(self) -> None:
-        me = str(os.getpid())
         while not self._done.wait(0.01):
-            count = 0
-            for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{pid}/stat", "rb") as handle:
-                        stat = handle.read()
-                    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                        cmdline = handle.read()
-                except OSError:
-                    continue
-                fields = stat[stat.rindex(b")") + 2 :].split()
-                if fields[1].decode() == me and fields[0] != b"Z" and b"rlm_worker.sandbox.child" in cmdline:
-                    count += 1
-            self.peak = max(self.peak, count)
+            self.peak = max(self.peak, self.count() - self.baseline)
+
+    @staticmethod
+    def count() -> int:
+        me = str(os.getpid())
+        count = 0
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/stat", "rb") as handle:
+                    stat = handle.read()
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
+            except OSError:
+                continue
+            fields = stat[stat.rindex(b")") + 2 :].split()
+            if fields[1].decode() == me and fields[0] != b"Z" and b"rlm_worker.sandbox.child" in cmdline:
+                count += 1
+        return count
 
     def __enter__(self) -> ChildSampler:
         self.start()
@@ -104,13 +107,29 @@ def request(execution_id: str, depth: int) -> ExecutionRequest:
     )
 
 
+@pytest.fixture(scope="module")
+def sandbox_factory(factory):
+    return factory
+
+
+class Counted:
+    """The sandbox module's count of live REPLs, above what was alive before the test (another
+    module's shared sandbox, say)."""
+
+    def __init__(self) -> None:
+        self.baseline = live_processes.count
+        live_processes.reset_peak()
+
+    @property
+    def peak(self) -> int:
+        return live_processes.peak - self.baseline
+
+
 @pytest.fixture()
 def counted():
-    """Starts from no live sandbox, so the module's peak is this test's."""
-    assert live_processes.count == 0
-    live_processes.reset_peak()
-    yield live_processes
-    assert live_processes.count == 0, "every REPL process was reaped"
+    counter = Counted()
+    yield counter
+    assert live_processes.count == counter.baseline, "every REPL process of the test was reaped"
 
 
 def test_four_branches_to_depth_three_stay_under_the_execution_cap(sandbox_factory, counted):

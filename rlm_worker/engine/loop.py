@@ -7,6 +7,7 @@ One `Agent` is one loop (the root, or a recursive `rlm_query` child with its own
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -223,7 +224,8 @@ class Agent:
         """Run a fixed root program in the same sandbox with the same API; no root model writes code."""
         return self._with_slot(lambda: self._run_program(code, label))
 
-    def _with_slot(self, body: Any) -> AgentOutcome:
+    def _with_slot(self, body: Callable[[], AgentOutcome]) -> AgentOutcome:
+        """Run `body` holding a REPL slot: a root waits for one, a child without one runs as a leaf call."""
         slots = self.run_state.slots
         if self.depth:
             slot = slots.try_take()  # a child never waits: its parent holds a slot meanwhile

@@ -16,6 +16,7 @@ from werkzeug.datastructures import FileStorage
 from rlm_api.auth import current_owner
 from rlm_api.contexts import store_context
 from rlm_api.launch import launch_execution
+from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.models import Execution, Session, db
 from rlm_worker.engine.options import ExecutionOptions
 
@@ -92,12 +93,18 @@ def start_execution(session: Session, form: Any) -> FormResult:
         return result
     settings = current_app.config["RLM_SETTINGS"]
     root_model = result.values["model"].strip() or settings.default_model
+    sub_model = result.values["sub_model"].strip() or settings.sub_model or root_model
+    try:
+        check_models(settings, model=root_model, sub_model=sub_model)
+    except ModelRefused as exc:
+        result.errors[exc.field] = exc.message
+        return result
     execution = Execution(
         session_id=session.id,
         context_id=session.context_id,
         user_query=query,
         root_model=root_model,
-        sub_model=result.values["sub_model"].strip() or settings.sub_model or root_model,
+        sub_model=sub_model,
         options=options,
         status="queued",
         owner=current_owner(),

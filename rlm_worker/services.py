@@ -12,6 +12,7 @@ from functools import lru_cache
 from rlm_worker.config import get_settings
 from rlm_worker.engine.llm import LiteLLMClient
 from rlm_worker.engine.ports import ModelClient, SandboxFactory
+from rlm_worker.engine.sandbox_slots import SlotPool
 
 
 @lru_cache(maxsize=1)
@@ -24,6 +25,7 @@ def model_client() -> ModelClient:
         timeout=s.llm_timeout_seconds,
         max_retries=s.llm_max_retries,
         prices=prices,
+        policy=s.model_policy(),
     )
     if not s.model_rate_limits:
         return client
@@ -38,6 +40,12 @@ def sandbox_factory() -> SandboxFactory:
 
     forbid_same_user_inspection()
     return make_sandbox_factory(SandboxConfig())
+
+
+@lru_cache(maxsize=1)
+def process_sandboxes() -> SlotPool:
+    """The live REPL processes of this worker process, every execution together."""
+    return SlotPool(get_settings().max_sandboxes_per_process, "MAX_SANDBOXES_PER_PROCESS")
 
 
 def forbid_same_user_inspection() -> bool:

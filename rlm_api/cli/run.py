@@ -79,6 +79,19 @@ def plan_run(
     return plan
 
 
+def check_plan_models(settings: Any, plan: RunPlan, model: str | None, sub_model: str | None) -> None:
+    """A model off MODEL_ALLOWLIST, or without its key, is a usage error before anything runs."""
+    from rlm_api.model_checks import ModelRefused, check_models
+
+    root = None if plan.root_label and not model else plan.root_model  # no root model is called
+    try:
+        check_models(settings, model=root, sub_model=plan.sub_model)
+    except ModelRefused as exc:
+        chosen = {"model": "--model" if model else None, "sub_model": "--sub-model" if sub_model else None}
+        option = chosen.get(exc.field)
+        raise click.UsageError(f"{option}: {exc.message}" if option else exc.message) from None
+
+
 def session_named(name: str, context_id: str) -> Any:
     """The newest session called `name`, now over this input; a new one if there is none."""
     import sqlalchemy as sa
@@ -211,6 +224,7 @@ def run(
     app = open_app(embedded_database_url(), quiet=True)
     with app.app_context():
         plan = plan_run(app.config["RLM_SETTINGS"], model, sub_model, strategy, root_code)
+        check_plan_models(app.config["RLM_SETTINGS"], plan, model, sub_model)
         execution_id = create_execution(text, question, plan, session_name)
 
     if plan.notice:

@@ -14,6 +14,7 @@ from rlm_api.contexts import store_context
 from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
 from rlm_api.launch import announce_cancelled, launch_execution
+from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.models import Execution, Session, TraceNode, db
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, parse_body, parse_query
@@ -74,6 +75,14 @@ def _check_quota() -> None:
         )
 
 
+def _check_models(settings, root_model: str | None, sub_model: str) -> None:
+    """422 naming the model and the reason (MODEL_ALLOWLIST, a missing key) before anything is stored."""
+    try:
+        check_models(settings, model=root_model, sub_model=sub_model)
+    except ModelRefused as exc:
+        raise APIError(422, exc.code, exc.message, [{"field": exc.field, "message": exc.message}]) from None
+
+
 def _launch(execution: Execution) -> None:
     """Hand it over; if the broker refuses, the execution is failed rather than left queued forever."""
     try:
@@ -105,6 +114,13 @@ def execute():
     body = parse_body(ExecuteRequest)
     settings = _settings()
     session: Session | None = get_owned_session(body.session_id) if body.session_id else None
+    default_root = body.model or settings.default_model
+    sub_model = body.sub_model or settings.sub_model or default_root
+    options = effective_options(body.options, sub_model)
+    program = root_program(options.get("strategy"), options.get("root_code"))
+    # A fixed root program calls no root model: the record must not name one that was never used.
+    root_model = f"({program[1]})" if program and not body.model else default_root
+    _check_models(settings, None if program and not body.model else root_model, sub_model)
     if body.context is not None:
         check_context_size(body.context)
         context_id = store_context(body.context, owner=current_owner()).id
@@ -118,12 +134,6 @@ def execute():
             [{"field": "context", "message": "Field required"}],
         )
     _check_quota()
-    default_root = body.model or settings.default_model
-    sub_model = body.sub_model or settings.sub_model or default_root
-    options = effective_options(body.options, sub_model)
-    program = root_program(options.get("strategy"), options.get("root_code"))
-    # A fixed root program calls no root model: the record must not name one that was never used.
-    root_model = f"({program[1]})" if program and not body.model else default_root
     execution = Execution(
         session_id=session.id if session else None,
         context_id=context_id,

@@ -13,7 +13,9 @@ from typing import Any
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from rlm_worker.engine import local_model
+from rlm_worker.engine.model_policy import ModelNotAllowed, ModelPolicy
 from rlm_worker.engine.ports import ModelError
+from rlm_worker.engine.provider_keys import MissingApiKey, UnknownModel, litellm_credentials
 from rlm_worker.engine.types import ModelReply
 
 # litellm fetches its price map from the internet unless told not to; these machines have no route out.
@@ -28,6 +30,20 @@ _TRANSIENT_NAMES = (
     "ServiceUnavailableError",
     "BadGatewayError",
 )
+#: Errors no retry can fix, whatever status code litellm gave them (it wraps some as 500s).
+_PERMANENT_NAMES = (
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "NotFoundError",
+    "BadRequestError",
+    "UnprocessableEntityError",
+    "UnsupportedParamsError",
+    "ContextWindowExceededError",
+    "ContentPolicyViolationError",
+    "InvalidRequestError",
+)
+#: Messages of a missing or rejected key, which litellm sometimes raises as InternalServerError.
+_CREDENTIAL_MESSAGES = ("missing credentials", "api_key client option must be set", "invalid api key")
 #: litellm's lists of logging callbacks: when every one is empty, its success logging has no reader.
 _CALLBACK_LISTS = (
     "callbacks",
@@ -123,13 +139,24 @@ def classify(exc: Exception) -> ModelError:
     """Turn a provider exception into a ModelError that knows whether a retry can help."""
     name = type(exc).__name__
     status = getattr(exc, "status_code", None)
-    transient = name in _TRANSIENT_NAMES or (isinstance(status, int) and (status == 429 or status >= 500))
     message = str(exc).splitlines()[0][:500] if str(exc) else name
+    permanent = (
+        name in _PERMANENT_NAMES
+        or (isinstance(status, int) and status in (400, 401, 403, 404, 422))
+        or any(text in message.lower() for text in _CREDENTIAL_MESSAGES)
+    )
+    transient = not permanent and (
+        name in _TRANSIENT_NAMES or (isinstance(status, int) and (status == 429 or status >= 500))
+    )
     return ModelError(f"{name}: {message}", transient=transient)
 
 
 class LiteLLMClient:
-    """The production ModelClient. `api_base` serves every `openai/...` model from one server."""
+    """The production ModelClient. `api_base` serves every `openai/...` model from one server.
+
+    Before any request: the model must pass `policy` (MODEL_ALLOWLIST) and have a key of its own
+    (`provider_keys`); otherwise the call fails at once with a permanent ModelError.
+    """
 
     def __init__(
         self,
@@ -138,9 +165,11 @@ class LiteLLMClient:
         timeout: float = 120.0,
         max_retries: int = 4,
         prices: dict[str, dict[str, float]] | None = None,
+        policy: ModelPolicy | None = None,
     ) -> None:
         self.api_base = api_base
         self.api_key = api_key
+        self.policy = policy or ModelPolicy.allow_all()
         self.timeout = timeout
         self.max_retries = max_retries
         self.prices = prices or {}
@@ -171,28 +200,36 @@ class LiteLLMClient:
         return _lib()
 
     def _request_kwargs(self, model: str) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"model": model, "timeout": self.timeout, "num_retries": 0}
-        if local_model.is_local(model):  # `local/<name>`: openai/<name> at this process's llama.cpp server
-            kwargs.update(local_model.litellm_kwargs(model))
-        elif self.api_base and model.startswith("openai/"):
-            kwargs["api_base"] = self.api_base
-            kwargs["api_key"] = self.api_key or "not-needed"
+        """litellm's arguments; a model off the allow-list or without its key raises ModelError."""
+        try:
+            self.policy.check(model)
+            kwargs: dict[str, Any] = {"model": model, "timeout": self.timeout, "num_retries": 0}
+            if local_model.is_local(model):  # `local/<name>`: openai/<name> at this process's server
+                kwargs.update(local_model.litellm_kwargs(model))
+            else:
+                kwargs.update(litellm_credentials(model, self.api_base, self.api_key))
+        except (ModelNotAllowed, MissingApiKey, UnknownModel) as exc:
+            raise ModelError(str(exc), transient=False) from None
+        except local_model.LocalModelUnavailable as exc:
+            raise classify(exc) from None
         return kwargs
 
     def _complete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         litellm = self._litellm()
+        kwargs = self._request_kwargs(model)
         try:
             with without_unread_logging():
-                response = litellm.completion(messages=messages, **self._request_kwargs(model))
+                response = litellm.completion(messages=messages, **kwargs)
         except Exception as exc:  # provider errors come in many classes; classify them all
             raise classify(exc) from None
         return self._reply(model, response)
 
     async def _acomplete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         litellm = self._litellm()
+        kwargs = self._request_kwargs(model)
         try:
             with without_unread_logging():
-                response = await litellm.acompletion(messages=messages, **self._request_kwargs(model))
+                response = await litellm.acompletion(messages=messages, **kwargs)
         except Exception as exc:
             raise classify(exc) from None
         return self._reply(model, response)

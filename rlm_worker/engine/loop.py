@@ -6,12 +6,15 @@ One `Agent` is one loop (the root, or a recursive `rlm_query` child with its own
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_worker.engine import prompts
 from rlm_worker.engine.budget import Budget, GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks
+from rlm_worker.engine.model_policy import ModelPolicy
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.parsing import extract_code_cells, find_bare_final, truncate_output
 from rlm_worker.engine.ports import (
@@ -23,6 +26,7 @@ from rlm_worker.engine.ports import (
     TraceSink,
 )
 from rlm_worker.engine.repl_api import ReplCalls
+from rlm_worker.engine.sandbox_slots import SandboxSlots, SlotPool
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import CellResult, TraceNode, utcnow
 from rlm_worker.engine.variables import strict_json_variables
@@ -78,7 +82,12 @@ class AgentOutcome:
 
 
 class Engine:
-    """Runs executions. Holds only ports; one instance serves many executions and threads."""
+    """Runs executions. Holds only ports; one instance serves many executions and threads.
+
+    `model_policy`: the models the REPL may name (None: any; the model client checks again).
+    `max_sandboxes_per_execution` and `process_sandboxes` (the worker process's shared pool)
+    cap live REPL processes; see `sandbox_slots`.
+    """
 
     def __init__(
         self,
@@ -86,14 +95,21 @@ class Engine:
         dispatcher: Dispatcher,
         sink: TraceSink,
         sandbox_factory: SandboxFactory,
+        model_policy: ModelPolicy | None = None,
+        max_sandboxes_per_execution: int | None = None,
+        process_sandboxes: SlotPool | None = None,
     ) -> None:
         self.model_client = model_client
         self.dispatcher = dispatcher
         self.sink = sink
         self.sandbox_factory = sandbox_factory
+        self.model_policy = model_policy or ModelPolicy.allow_all()
+        self.max_sandboxes_per_execution = max_sandboxes_per_execution
+        self.process_sandboxes = process_sandboxes or SlotPool(None, "MAX_SANDBOXES_PER_PROCESS")
 
     def run(self, request: ExecutionRequest, is_cancelled: Any = None) -> ExecutionResult:
         budget = Budget(request.options, is_cancelled)
+        slots = SandboxSlots(self.max_sandboxes_per_execution, self.process_sandboxes)
         memory = MemoryBlocks(request.memory)
         root = TreeCursor(request.execution_id, None).child(
             "root", 0, model=request.root_model, prompt=request.user_query
@@ -102,7 +118,7 @@ class Engine:
         self.sink.memory_snapshot(request.execution_id, root.id, memory.snapshot())
         variables, unloadable = strict_json_variables(request.variables)
         agent = Agent(
-            run=_RunState(self, request, budget),
+            run=_RunState(self, request, budget, slots),
             depth=0,
             node=root,
             query=request.user_query,
@@ -168,6 +184,7 @@ class _RunState:
     engine: Engine
     request: ExecutionRequest
     budget: Budget
+    slots: SandboxSlots
 
     @property
     def options(self) -> ExecutionOptions:
@@ -206,8 +223,54 @@ class Agent:
         self.sink = run.engine.sink
         self.budget = run.budget
 
-    # -- the loop -----------------------------------------------------------------------------
+    # -- a slot for the REPL ------------------------------------------------------------------
     def run(self) -> AgentOutcome:
+        """The loop, in a REPL of its own if a slot is free; a child without one is a plain llm_query."""
+        return self._with_slot(self._run_loop)
+
+    def run_program(self, code: str, label: str) -> AgentOutcome:
+        """Run a fixed root program in the same sandbox with the same API; no root model writes code."""
+        return self._with_slot(lambda: self._run_program(code, label))
+
+    def _with_slot(self, body: Callable[[], AgentOutcome]) -> AgentOutcome:
+        """Run `body` holding a REPL slot: a root waits for one, a child without one runs as a leaf call."""
+        slots = self.run_state.slots
+        if self.depth:
+            slot = slots.try_take()  # a child never waits: its parent holds a slot meanwhile
+            if slot is None:
+                return self._run_without_repl(slots.describe_refusal())
+        else:
+            try:
+                slot = slots.wait_for(self.budget.remaining_seconds, self.budget.check)
+            except GuardTripped as exc:
+                return AgentOutcome(error=f"stopped by guard {exc.guard}: {exc}")
+            if slot is None:
+                return AgentOutcome(
+                    error="no REPL process could start in this worker within the time limit "
+                    f"({slots.process.held} alive, {slots.process.name}={slots.process.limit})"
+                )
+        try:
+            return body()
+        finally:
+            slot.release()
+
+    def _run_without_repl(self, why: str) -> AgentOutcome:
+        """A child that found no free slot: its question goes to one leaf call, and the trace says so."""
+        self.node.stdout = f"no sandbox slot free ({why}): answered by one plain llm_query, without a REPL"
+        prompt = self.query
+        if self.context != self.query:
+            text = self.context if isinstance(self.context, str) else json.dumps(self.context, default=str)
+            prompt = f"{self.query}\n\nContext:\n{text}"
+        try:
+            outcome = ReplCalls(self, self.cursor).plain_llm_call(prompt, self.model)
+        except GuardTripped as exc:
+            return AgentOutcome(error=f"stopped by guard {exc.guard}: {exc}")
+        if outcome.error is not None:
+            return AgentOutcome(error=outcome.error)
+        return AgentOutcome(final=outcome.text or "")
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _run_loop(self) -> AgentOutcome:
         options = self.run_state.options
         outcome = AgentOutcome()
         try:
@@ -253,8 +316,7 @@ class Agent:
             sandbox.close()
         return outcome
 
-    def run_program(self, code: str, label: str) -> AgentOutcome:
-        """Run a fixed root program in the same sandbox with the same API; no root model writes code."""
+    def _run_program(self, code: str, label: str) -> AgentOutcome:
         outcome = AgentOutcome(iterations=1)
         options = self.run_state.options
         try:

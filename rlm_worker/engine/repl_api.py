@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from rlm_worker.engine.budget import GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
 from rlm_worker.engine.ports import CallRejected
+from rlm_worker.engine.subcall import refused_llm_calls
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, utcnow
 
@@ -69,13 +70,35 @@ class ReplCalls:
             return None
         raise CallRejected(f"unknown REPL function {fn!r}")
 
+    def plain_llm_call(self, prompt: str, model: str) -> LLMCallOutcome:
+        """One leaf call under this cursor's node (a child run without a REPL uses it)."""
+        return self._llm_outcomes([prompt], model)[0]
+
     def _llm_queries(self, prompt_list: list[str], model: str | None) -> list[str]:
+        return [o.as_repl_value() for o in self._llm_outcomes(prompt_list, model)]
+
+    def _llm_outcomes(self, prompt_list: list[str], model: str | None) -> list[LLMCallOutcome]:
         model = model or self.agent.run_state.request.sub_model
         self.agent.budget.reserve_sub_calls(len(prompt_list))
+        calls = self._calls(prompt_list, model)
+        refusal = self._refusal(model)
+        if refusal is not None:  # never dispatched: the trace shows each refused call
+            return refused_llm_calls(calls, refusal, self.agent.sink)
+        outcomes = self._replayed_or_dispatched(calls)
+        for o in outcomes:
+            self.agent.budget.add_usage(o.input_tokens, o.output_tokens, o.cost_usd)
+        return outcomes
+
+    def _refusal(self, model: str) -> str | None:
+        """Why `model` may not be used (MODEL_ALLOWLIST), or None."""
+        policy = self.agent.run_state.engine.model_policy
+        return None if policy.allows(model) else policy.refusal(model)
+
+    def _calls(self, prompt_list: list[str], model: str) -> list[LLMCall]:
         cursor = self.cursor
         parent = cursor.parent
         assert parent is not None
-        calls = [
+        return [
             LLMCall(
                 execution_id=self.agent.run_state.execution_id,
                 node_id=node_id,
@@ -88,10 +111,6 @@ class ReplCalls:
             )
             for (seq, path, node_id), prompt in zip(cursor.next(len(prompt_list)), prompt_list, strict=True)
         ]
-        outcomes = self._replayed_or_dispatched(calls)
-        for o in outcomes:
-            self.agent.budget.add_usage(o.input_tokens, o.output_tokens, o.cost_usd)
-        return [o.as_repl_value() for o in outcomes]
 
     def _replayed_or_dispatched(self, calls: list[LLMCall]) -> list[LLMCallOutcome]:
         """Sub-calls an earlier attempt already finished come from its trace; the rest are dispatched."""
@@ -135,7 +154,10 @@ class ReplCalls:
         inherit = (
             self.agent.run_state.options.inherit_memory if inherit_memory is None else bool(inherit_memory)
         )
-        child_model = model or self.agent.model
+        child_model = model or self._child_model()
+        refusal = self._refusal(child_model)
+        if refusal is not None:
+            return self._refused_children(prompt_list, child_model, refusal)
         before = self.agent.memory.snapshot()
         children = []
         for prompt, context in zip(prompt_list, contexts, strict=True):
@@ -174,6 +196,20 @@ class ReplCalls:
             )
         self.agent.budget.check()
         return answers
+
+    def _child_model(self) -> str:
+        """A child runs on its parent's model; under a root program (no root model) the sub-model."""
+        request = self.agent.run_state.request
+        return request.sub_model if self.agent.depth == 0 and request.root_code else self.agent.model
+
+    def _refused_children(self, prompt_list: list[str], model: str, refusal: str) -> list[str]:
+        """rlm_query with a model off the allow-list: no child starts; each answer is the refusal."""
+        for prompt in prompt_list:
+            node = self.cursor.child("child_rlm", self.agent.depth + 1, model=model, prompt=prompt)
+            node.status, node.error, node.finished_at = "failed", refusal, utcnow()
+            self.agent.sink.node_started(node)
+            self.agent.sink.node_finished(node)
+        return [f"Error: {refusal}"] * len(prompt_list)
 
 
 def _text(value: Any, name: str) -> str:

@@ -61,6 +61,14 @@ def _failed(call: LLMCall, node: TraceNode, exc: Exception) -> LLMCallOutcome:
     return LLMCallOutcome(node_id=call.node_id, text=None, error=message, model=call.model)
 
 
+def refused_llm_calls(calls: list[LLMCall], reason: str, sink: TraceSink) -> list[LLMCallOutcome]:
+    """Calls refused before any dispatch (a model off the allow-list): failed nodes, traced."""
+    pairs = [(call, _new_node(call)) for call in calls]
+    outcomes = [_failed(call, node, ModelError(reason)) for call, node in pairs]
+    sink.nodes_recorded([node for _, node in pairs])
+    return outcomes
+
+
 def _succeeded(call: LLMCall, node: TraceNode, reply: ModelReply) -> LLMCallOutcome:
     node.status = "succeeded"
     node.response = reply.text

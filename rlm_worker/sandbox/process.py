@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Iterator
@@ -73,6 +74,35 @@ class SandboxConfig:
 
 class SandboxError(RuntimeError):
     """The REPL process could not be started or stopped answering."""
+
+
+class LiveProcesses:
+    """How many REPL processes of this worker process are alive now, and the most at once.
+
+    Counted from start to reaping, whatever ends them; the sandbox caps (engine/sandbox_slots.py)
+    are checked against this in tests, and an operator can read it while debugging.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+        self.peak = 0
+
+    def started(self) -> None:
+        with self._lock:
+            self.count += 1
+            self.peak = max(self.peak, self.count)
+
+    def ended(self) -> None:
+        with self._lock:
+            self.count -= 1
+
+    def reset_peak(self) -> None:
+        with self._lock:
+            self.peak = self.count
+
+
+live_processes = LiveProcesses()
 
 
 def _code_roots() -> list[str]:
@@ -159,6 +189,8 @@ class _Process:
             )
         finally:  # Popen returns once the child has changed into the directory and exec'd
             _remove_directory(directory)
+        live_processes.started()
+        self._counted = True
         assert self.popen.stdin is not None and self.popen.stdout is not None
         _grow_pipe(self.popen.stdin.fileno())
         _grow_pipe(self.popen.stdout.fileno())
@@ -196,6 +228,13 @@ class _Process:
                 self.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
                 log.error("sandbox process %s did not die after SIGKILL", self.popen.pid)
+        self._uncount()
+
+    def _uncount(self) -> None:
+        """Once the process is reaped, it no longer counts as alive."""
+        if self._counted and self.popen.returncode is not None:
+            self._counted = False
+            live_processes.ended()
 
     def exit_code(self, wait: float = 2.0) -> int | None:
         try:

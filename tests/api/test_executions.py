@@ -39,12 +39,16 @@ def test_options_merge_over_the_settings_defaults(client, open_app):
     assert record["status"] == "queued" and record["final_answer"] is None
 
 
-def test_models_litellm_can_route_are_accepted(client):
-    execution_id = submit(client, model="anthropic/claude-3-5-haiku-latest", sub_model="gpt-4o-mini")[
+def test_allowed_models_with_a_key_are_accepted(client, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")  # the default allow-list then has anthropic/*
+    execution_id = submit(client, model="anthropic/claude-3-5-haiku-latest", sub_model="openai/gpt-4o-mini")[
         "execution_id"
     ]
     record = _get(client, execution_id)
-    assert (record["root_model"], record["sub_model"]) == ("anthropic/claude-3-5-haiku-latest", "gpt-4o-mini")
+    assert (record["root_model"], record["sub_model"]) == (
+        "anthropic/claude-3-5-haiku-latest",
+        "openai/gpt-4o-mini",
+    )
 
 
 def _get(client, execution_id: str) -> dict:

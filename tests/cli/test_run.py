@@ -124,10 +124,24 @@ def test_an_embedded_run_whose_process_died_is_closed_on_the_next_start(tmp_path
         ctx = Context(sha256="0" * 64, kind="str", size_chars=1, content="x")
         db.session.add(ctx)
         db.session.flush()
-        lapsed = Execution(context_id=ctx.id, user_query="q", root_model="m", sub_model="m", options={},
-                           status="running", lease_expires_at=utcnow() - timedelta(seconds=5))
-        live = Execution(context_id=ctx.id, user_query="q", root_model="m", sub_model="m", options={},
-                         status="running", lease_expires_at=utcnow() + timedelta(minutes=5))
+        lapsed = Execution(
+            context_id=ctx.id,
+            user_query="q",
+            root_model="m",
+            sub_model="m",
+            options={},
+            status="running",
+            lease_expires_at=utcnow() - timedelta(seconds=5),
+        )
+        live = Execution(
+            context_id=ctx.id,
+            user_query="q",
+            root_model="m",
+            sub_model="m",
+            options={},
+            status="running",
+            lease_expires_at=utcnow() + timedelta(minutes=5),
+        )
         db.session.add_all([lapsed, live])
         db.session.commit()
         lapsed_id, live_id = lapsed.id, live.id
@@ -136,3 +150,61 @@ def test_an_embedded_run_whose_process_died_is_closed_on_the_next_start(tmp_path
         assert db.session.get(Execution, lapsed_id).status == "failed"
         assert "exited" in db.session.get(Execution, lapsed_id).error
         assert db.session.get(Execution, live_id).status == "running"
+
+
+def test_a_model_off_the_allow_list_is_one_line_and_exit_2(cli_env, scripted, tmp_path):
+    """`--model`/`--sub-model` go through MODEL_ALLOWLIST before anything is stored (issue #17)."""
+    note = tmp_path / "note.txt"
+    note.write_text("a short note")
+
+    done = run_shell(f"rlm run {note} -q 'What?' --sub-model deepinfra/x", cli_env)
+
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "--sub-model: the model 'deepinfra/x' is not allowed by MODEL_ALLOWLIST" in lines[-1], done.stderr
+    assert "Traceback" not in done.stderr
+    assert scripted.stats()["total_calls"] == 0
+    allowed = run_shell(
+        f"rlm run {note} -q 'What?' --sub-model deepinfra/x", {**cli_env, "MODEL_ALLOWLIST": "*"}
+    )
+    assert "no API key for deepinfra/x: set DEEPINFRA_API_KEY" in allowed.stderr and allowed.returncode == 2
+
+
+def test_a_missing_key_is_named_before_anything_runs(cli_env, scripted, tmp_path):
+    """#15: no key and no LLM_API_BASE for the model asked for: say which variable to set."""
+    note = tmp_path / "note.txt"
+    note.write_text("a short note")
+    env = {k: v for k, v in cli_env.items() if k not in ("LLM_API_BASE", "OPENAI_API_KEY")}
+
+    done = run_shell(f"rlm run {note} -q 'What?' --model openai/gpt-4o-mini", env)
+
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .endswith("no API key for openai/gpt-4o-mini: set OPENAI_API_KEY, or LLM_API_BASE for a local server")
+    ), done.stderr
+    assert scripted.stats()["total_calls"] == 0
+
+
+def test_the_sandbox_cap_holds_in_a_real_run_and_the_trace_says_so(cli_env, scripted, tmp_path):
+    """MAX_SANDBOXES_PER_EXECUTION=1: the root program holds the only REPL, so each rlm_query child
+    is answered by one plain llm_query on the sub-model, and its trace node says why (#17)."""
+    note = tmp_path / "note.txt"
+    note.write_text("a short note")
+    program = tmp_path / "root.py"
+    program.write_text("parts = rlm_query_batched(['a', 'b', 'c'])\nFINAL('|'.join(parts))\n")
+
+    done = run_shell(
+        f"rlm run {note} -q 'What?' --root-code {program}", {**cli_env, "MAX_SANDBOXES_PER_EXECUTION": "1"}
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "NONE|NONE|NONE"
+    assert scripted.stats()["by_model"] == {"scripted-sub": 3}
+    with sqlite3.connect(embedded_db(cli_env)) as conn:
+        children = conn.execute("SELECT status, stdout FROM trace_nodes WHERE kind = 'child_rlm'").fetchall()
+    assert len(children) == 3
+    for status, stdout in children:
+        assert status == "succeeded"
+        assert "no sandbox slot free (1 sandboxes alive, MAX_SANDBOXES_PER_EXECUTION=1)" in stdout

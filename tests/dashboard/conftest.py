@@ -41,6 +41,9 @@ def dashboard_app(dashboard_db_url, broker):
         dispatch="celery",
         flower_url=FLOWER_URL,
         max_context_size=10_000,
+        # An OpenAI-compatible server is configured (never called here), so `openai/...` models
+        # pass the submission checks (rlm_api/model_checks.py).
+        llm_api_base="http://127.0.0.1:9/v1",
     )
     return create_app(settings=settings)
 

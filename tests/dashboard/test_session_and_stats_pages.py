@@ -112,6 +112,11 @@ def test_start_execution_form_errors_are_shown(app, client, broker):
     assert empty.status_code == 400 and "ask a question" in html(empty)
     bad = client.post(f"/sessions/{session_id}/executions", data={"user_query": "q", "max_iterations": "0"})
     assert bad.status_code == 400 and "greater than or equal to 1" in html(bad)
+    refused = client.post(
+        f"/sessions/{session_id}/executions", data={"user_query": "q", "sub_model": "deepinfra/x"}
+    )
+    assert refused.status_code == 400
+    assert "the model &#39;deepinfra/x&#39; is not allowed by MODEL_ALLOWLIST" in html(refused)
     assert broker.llen(ROOT_QUEUE) == 0
 
 

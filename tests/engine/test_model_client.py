@@ -55,7 +55,7 @@ def test_transient_errors_give_up_after_the_retries(scripted, complete):
     assert scripted.stats()["total_calls"] == 2
 
 
-@pytest.mark.parametrize("status", [400, 401, 404])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
 def test_permanent_errors_fail_fast_with_a_clear_message(scripted, complete, status):
     scripted.responder = failing_first(10, status)
     with pytest.raises(ModelError) as error:
@@ -63,6 +63,56 @@ def test_permanent_errors_fail_fast_with_a_clear_message(scripted, complete, sta
     assert not error.value.transient
     assert f"scripted {status}" in str(error.value)
     assert scripted.stats()["total_calls"] == 1
+
+
+def test_a_credentials_error_is_never_retried_even_as_a_500(scripted, complete):
+    """litellm raises some missing-key errors as InternalServerError (issue #15 saw ~16 s of retries)."""
+    scripted.responder = lambda request: (_ for _ in ()).throw(
+        ScriptedError(500, "Missing credentials. Please pass an `api_key`")
+    )
+    with pytest.raises(ModelError) as error:
+        complete(client_for(scripted, max_retries=3), "openai/scripted-sub", MESSAGES)
+    assert not error.value.transient
+    assert scripted.stats()["total_calls"] == 1
+
+
+def test_a_missing_key_is_reported_before_any_request(scripted, complete, monkeypatch):
+    """No LLM_API_BASE, no OPENAI_API_KEY: the message says what to set, and nothing is sent."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_BASE", scripted.url)  # were a request made, it would land here
+    started = time.monotonic()
+    with pytest.raises(ModelError) as error:
+        complete(LiteLLMClient(timeout=10, max_retries=4), "openai/gpt-4o-mini", MESSAGES)
+    assert str(error.value) == (
+        "no API key for openai/gpt-4o-mini: set OPENAI_API_KEY, or LLM_API_BASE for a local server"
+    )
+    assert not error.value.transient
+    assert time.monotonic() - started < 1
+    assert scripted.stats()["total_calls"] == 0
+
+
+def test_an_unknown_model_fails_at_once_without_a_request(scripted, complete):
+    with pytest.raises(ModelError) as error:
+        complete(client_for(scripted, max_retries=4), "nosuch-model-xyz", MESSAGES)
+    assert "unknown model 'nosuch-model-xyz'" in str(error.value)
+    assert not error.value.transient
+    assert scripted.stats()["total_calls"] == 0
+
+
+def test_the_key_of_each_route_is_passed_explicitly(scripted, monkeypatch):
+    """LLM_API_BASE gets LLM_API_KEY; OpenAI gets OPENAI_API_KEY; never litellm's own fallback."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-anthropic")
+    monkeypatch.setenv("DEEPINFRA_API_KEY", "sk-deepinfra")
+    client = client_for(scripted)
+    assert client._request_kwargs("openai/x")["api_key"] == "scripted"
+    assert client._request_kwargs("openai/x")["api_base"] == scripted.url
+    plain = LiteLLMClient()
+    assert plain._request_kwargs("openai/x")["api_key"] == "sk-openai"
+    assert plain._request_kwargs("gpt-4o-mini")["api_key"] == "sk-openai"
+    assert plain._request_kwargs("anthropic/claude-3-5-haiku-latest")["api_key"] == "sk-anthropic"
+    assert plain._request_kwargs("deepinfra/x")["api_key"] == "sk-deepinfra"
+    assert plain._request_kwargs("ollama/x")["api_key"] == "no-key"
 
 
 def test_usage_and_registered_prices_give_the_cost(scripted):

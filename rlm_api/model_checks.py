@@ -1,0 +1,51 @@
+"""Models a submission names, checked before anything is stored: allowed, and with a key to call them.
+
+The API (`POST /api/execute`, sessions included), the dashboard form and `rlm run` all ask here,
+so a model off MODEL_ALLOWLIST, or one whose provider has no key in this environment, is refused
+at once (422 / a one-line CLI error) instead of failing later in a worker. The worker checks
+again before every call (`LiteLLMClient`), since a worker may run with other settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_worker.engine.model_policy import ModelNotAllowed, ProviderNotConfigured
+from rlm_worker.engine.provider_keys import MissingApiKey, UnknownModel, check_credentials
+
+
+@dataclass(frozen=True)
+class ModelRefused(Exception):
+    """`field` (model or sub_model) names `model`, which cannot be used: `code` says why."""
+
+    field: str
+    model: str
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def check_models(settings: Any, **models: str | None) -> None:
+    """Raise ModelRefused for the first named model that is not allowed or has no key.
+
+    Pass the models the execution will call, by field name (`model=..., sub_model=...`); None
+    (no model is called, e.g. a built-in strategy plays the root) is skipped.
+    """
+    policy = settings.model_policy()
+    for field, model in models.items():
+        if model is None:
+            continue
+        try:
+            policy.check(model)
+            check_credentials(model, settings.llm_api_base)
+        except ProviderNotConfigured as exc:
+            raise ModelRefused(field, model, "missing_api_key", str(exc)) from None
+        except ModelNotAllowed as exc:
+            raise ModelRefused(field, model, "model_not_allowed", str(exc)) from None
+        except MissingApiKey as exc:
+            raise ModelRefused(field, model, "missing_api_key", str(exc)) from None
+        except UnknownModel as exc:
+            raise ModelRefused(field, model, "unknown_model", str(exc)) from None

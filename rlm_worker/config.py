@@ -29,6 +29,13 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(120.0, description="Timeout of one model HTTP call.")
     llm_max_retries: int = Field(4, description="Retries of a transient model error.")
     max_context_size: int = Field(10_000_000, description="Largest accepted context, in characters.")
+    input_max_files: int = Field(
+        10_000, description="Files one input (a folder, an archive, uploads) may hold."
+    )
+    input_max_bytes: int = Field(
+        200_000_000, description="Bytes one input may expand to, counted as read (archives too)."
+    )
+    input_max_archive_depth: int = Field(2, description="Archives inside archives, levels deep.")
     default_chunk_size: int = Field(50_000, description="Chunk size suggested to the root model.")
     max_recursion_depth: int = Field(10, description="Deepest rlm_query nesting.")
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")
@@ -38,9 +45,13 @@ class Settings(BaseSettings):
         description='JSON prices for models litellm does not know: {"model": {"input_cost_per_token": ..}}.',
     )
     llm_batch_size: int = Field(8, description="Sub-calls carried by one rlm.llm task message.")
-    lease_seconds: float = Field(20.0, description="A running execution's lease; a worker renews it every quarter.")
+    lease_seconds: float = Field(
+        20.0, description="A running execution's lease; a worker renews it every quarter."
+    )
     max_attempts: int = Field(3, description="Worker losses an execution survives before it is failed.")
-    reaper_interval: float = Field(5.0, description="Seconds between scans for executions whose worker vanished.")
+    reaper_interval: float = Field(
+        5.0, description="Seconds between scans for executions whose worker vanished."
+    )
     broker_visibility_timeout: int | None = Field(
         None, description="Redis visibility timeout, s; default twice the longest execution (min 1 h)."
     )
@@ -57,7 +68,9 @@ class Settings(BaseSettings):
         None, description="Sub-calls running at once over every llm worker (Redis); unset = the pools' size."
     )
     api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; unset = open API.")
-    api_rate_limit: str = Field("600/minute", description="Requests one API token may make, e.g. `600/minute`.")
+    api_rate_limit: str = Field(
+        "600/minute", description="Requests one API token may make, e.g. `600/minute`."
+    )
     api_max_active_executions: int = Field(
         20, description="Executions one API token may have queued or running at once."
     )

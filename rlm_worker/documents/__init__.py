@@ -7,7 +7,14 @@ context is stored, so workers only ever see text. No Flask here: the CLI and the
 
 from __future__ import annotations
 
-from rlm_worker.documents.model import ConvertedInput, Document, InputError, InputLimits, Skipped
+from rlm_worker.documents.model import (
+    ConvertedInput,
+    Document,
+    InputError,
+    InputLimits,
+    InputTooLarge,
+    Skipped,
+)
 from rlm_worker.documents.reader import read_path, read_uploads
 
 __all__ = [
@@ -15,6 +22,7 @@ __all__ = [
     "Document",
     "InputError",
     "InputLimits",
+    "InputTooLarge",
     "Skipped",
     "read_path",
     "read_uploads",

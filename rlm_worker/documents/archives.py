@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from rlm_worker.documents.model import InputError, InputLimits, Skipped
+from rlm_worker.documents.model import InputError, InputLimits, InputTooLarge, Skipped
 
 CHUNK = 1 << 20
 ARCHIVE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, NotImplementedError, ValueError)
@@ -37,32 +37,30 @@ class Budget:
     def count_file(self) -> None:
         self.files += 1
         if self.files > self.limits.max_files:
-            raise InputError(
+            raise InputTooLarge(
                 f"{self.label}: more than {self.limits.max_files:,} files (INPUT_MAX_FILES); refused"
             )
 
     def read(self, stream: BinaryIO) -> bytes:
-        """All of `stream`, counted; InputError as soon as the input passes `max_bytes`."""
+        """All of `stream`, counted; InputTooLarge as soon as the input passes `max_bytes`."""
         parts = []
         while chunk := stream.read(CHUNK):
-            self.bytes += len(chunk)
-            if self.bytes > self.limits.max_bytes:
-                raise InputError(
-                    f"{self.label}: expands to more than {self.limits.max_bytes:,} bytes "
-                    "(INPUT_MAX_BYTES; a zip bomb?); refused"
-                )
+            self._count(len(chunk))
             parts.append(chunk)
         return b"".join(parts)
 
     def drain(self, stream: BinaryIO) -> None:
         """Count `stream` without keeping it (checks an office file's zip before a parser opens it)."""
         while chunk := stream.read(CHUNK):
-            self.bytes += len(chunk)
-            if self.bytes > self.limits.max_bytes:
-                raise InputError(
-                    f"{self.label}: expands to more than {self.limits.max_bytes:,} bytes "
-                    "(INPUT_MAX_BYTES; a zip bomb?); refused"
-                )
+            self._count(len(chunk))
+
+    def _count(self, size: int) -> None:
+        self.bytes += size
+        if self.bytes > self.limits.max_bytes:
+            raise InputTooLarge(
+                f"{self.label}: expands to more than {self.limits.max_bytes:,} bytes "
+                "(INPUT_MAX_BYTES; a zip bomb?); refused"
+            )
 
 
 def is_ignored(name: str) -> bool:

@@ -10,6 +10,10 @@ class InputError(ValueError):
     """An input that cannot be used as given; the message names the file and says why."""
 
 
+class InputTooLarge(InputError):
+    """An input past its limits (files, expanded bytes, archive nesting): a zip bomb ends here."""
+
+
 @dataclass(frozen=True)
 class InputLimits:
     """Bounds on what one input may expand to. Sizes are counted as bytes are read, never taken

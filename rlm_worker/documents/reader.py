@@ -21,7 +21,14 @@ from rlm_worker.documents.archives import (
 )
 from rlm_worker.documents.converters import OFFICE_FORMATS, ConversionFailed, convert
 from rlm_worker.documents.formats import detect_format
-from rlm_worker.documents.model import ConvertedInput, Document, InputError, InputLimits, Skipped
+from rlm_worker.documents.model import (
+    ConvertedInput,
+    Document,
+    InputError,
+    InputLimits,
+    InputTooLarge,
+    Skipped,
+)
 
 HEAD_BYTES = 512
 
@@ -110,7 +117,7 @@ def _collect(
         name, data = entry
         if detect_format(name, data[:HEAD_BYTES]) == "archive":
             if depth + 1 > budget.limits.max_archive_depth:
-                raise InputError(
+                raise InputTooLarge(
                     f"{label}: {name} nests archives more than {budget.limits.max_archive_depth} deep "
                     "(INPUT_MAX_ARCHIVE_DEPTH); refused"
                 )

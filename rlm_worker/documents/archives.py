@@ -134,6 +134,8 @@ def check_zip_expansion(data: bytes, budget: Budget) -> None:
             for info in zf.infolist():
                 with zf.open(info) as member:
                     budget.drain(member)
+    except InputError:
+        raise
     except ARCHIVE_ERRORS:
         return  # not a zip at all: the format's parser gives the clearer reason
 

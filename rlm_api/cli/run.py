@@ -201,20 +201,22 @@ def run(
       rlm run ./contracts/ -q "Which contracts end in 2031?"
       rlm run bundle.zip -q "Which report mentions the recall?"
     """
+    from rlm_api.cli.inputs import check_question, read_input, report_skipped
+    from rlm_worker.config import get_settings
+
+    question = check_question(question)  # a bad input is refused before the heavy imports
+    converted = read_input(source, get_settings())
+
     from rich.console import Console
 
-    from rlm_api.cli.inputs import check_question, read_input, report_skipped
     from rlm_api.cli.local_app import embedded_database_url, open_app
     from rlm_api.cli.progress import ProgressDisplay
     from rlm_api.models import Execution, db
     from rlm_api.serializers import execution_dict
-    from rlm_worker.config import get_settings
     from rlm_worker.embedded import SubCallTally, run_embedded
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
-    question = check_question(question)
-    converted = read_input(source, get_settings())
     root_code = root_code_file.read() if root_code_file else None
     if root_code is not None and not root_code.strip():
         raise click.UsageError("the --root-code file is empty")

@@ -1,8 +1,9 @@
 """Input conversion (issue 18): time and peak memory to turn a 200-page PDF and a 1,000-file folder
 of mixed formats into a context, as `rlm run` and the API do before anything is stored.
 
-Each conversion runs in a fresh process (`read_path` in a child), so its peak RSS is its own; the
-baseline is that child's RSS after importing the converters, before reading. Fixtures are made
+Each conversion runs in a fresh process (`read_path` in a child) whose peak RSS (VmHWM) is reset
+after the converters are imported, so "peak" is that process's high-water mark while converting and
+"growth" is that minus its RSS before reading. Fixtures are made
 here (fpdf2, python-docx, python-pptx, openpyxl), never fetched. Run: `python -m bench.inputs`
 (`--markdown` for the BENCHMARKS.md table).
 """
@@ -24,14 +25,20 @@ import json, resource, sys, time
 from rlm_worker.documents import read_path
 from rlm_worker.documents import converters
 import pypdf, docx, pptx, openpyxl, bs4, markdownify  # the parsers, so the baseline holds them
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-started = time.perf_counter()
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # resets the peak (VmHWM) to now: the peak below is the conversion's own
+base = status("VmRSS")
+started, cpu = time.perf_counter(), time.process_time()
 converted = read_path(sys.argv[1])
-seconds = time.perf_counter() - started
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
 chars = sum(len(d.text) for d in converted.documents)
-print(json.dumps({"seconds": seconds, "base_kb": base, "peak_kb": peak, "chars": chars,
-                  "documents": len(converted.documents), "skipped": len(converted.skipped)}))
+print(json.dumps({"seconds": seconds, "cpu": cpu, "base_kb": base, "peak_kb": status("VmHWM"),
+                  "chars": chars, "documents": len(converted.documents), "skipped": len(converted.skipped)}))
 """
 
 PARAGRAPH = (
@@ -91,11 +98,14 @@ def convert_in_child(path: Path) -> dict:
     return json.loads(done.stdout)
 
 
-def measure(runs: int = 3) -> dict[str, dict]:
+def measure(runs: int = 3, pages: int = 200, files: int = 1_000) -> dict[str, dict]:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        inputs = {"200-page PDF": make_pdf(folder), "1,000-file folder": make_folder(folder)}
+        inputs = {
+            f"{pages:,}-page PDF": make_pdf(folder, pages),
+            f"{files:,}-file folder": make_folder(folder, files),
+        }
         for label, path in inputs.items():
             size = (
                 path.stat().st_size
@@ -109,6 +119,7 @@ def measure(runs: int = 3) -> dict[str, dict]:
                 "seconds_median": statistics.median(seconds),
                 "seconds_min": min(seconds),
                 "seconds_max": max(seconds),
+                "cpu_median": statistics.median(s["cpu"] for s in samples),
                 "peak_rss_mb": max(s["peak_kb"] for s in samples) / 1024,
                 "growth_mb": max(s["peak_kb"] - s["base_kb"] for s in samples) / 1024,
                 "chars": samples[0]["chars"],
@@ -121,13 +132,13 @@ def measure(runs: int = 3) -> dict[str, dict]:
 
 def markdown(results: dict[str, dict]) -> str:
     lines = [
-        "| input | size | documents | characters out | time (median, min–max) | peak RSS | RSS growth |",
-        "|---|---|---|---|---|---|---|",
+        "| input | size | documents | characters out | time (median, min–max) | CPU (median) | peak RSS | RSS growth |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, r in results.items():
         lines.append(
             f"| {label} | {r['input_bytes'] / 1e6:.2f} MB | {r['documents']:,} | {r['chars']:,} | "
-            f"{r['seconds_median']:.2f} s ({r['seconds_min']:.2f}–{r['seconds_max']:.2f}) | "
+            f"{r['seconds_median']:.2f} s ({r['seconds_min']:.2f}–{r['seconds_max']:.2f}) | {r['cpu_median']:.2f} s | "
             f"{r['peak_rss_mb']:.0f} MB | {r['growth_mb']:.0f} MB |"
         )
     return "\n".join(lines)

@@ -14,10 +14,11 @@ from pydantic import ValidationError
 from werkzeug.datastructures import FileStorage
 
 from rlm_api.auth import current_owner
-from rlm_api.contexts import store_context
+from rlm_api.contexts import context_size, store_context
 from rlm_api.launch import launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.models import Execution, Session, db
+from rlm_worker.documents import InputError, InputLimits, read_uploads
 from rlm_worker.engine.options import ExecutionOptions
 
 NAME_MAX = 200
@@ -30,18 +31,24 @@ class FormResult:
     errors: dict[str, str] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)
     created_id: str | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def _context_text(form: Any, files: Any, errors: dict[str, str]) -> str | None:
-    upload: FileStorage | None = files.get("context_file")
-    if upload is not None and upload.filename:
+def _context(form: Any, files: Any, result: FormResult) -> Any:
+    """The uploaded files through the input reader (a list of documents for several files or an
+    archive; its skipped files noted on the result), else the pasted text."""
+    uploads: list[FileStorage] = [u for u in files.getlist("context_file") if u.filename]
+    if uploads:
+        limits = InputLimits.from_settings(current_app.config["RLM_SETTINGS"])
         try:
-            return upload.read().decode("utf-8")
-        except UnicodeDecodeError:
-            errors["context"] = "the uploaded file is not UTF-8 text"
+            converted = read_uploads(((u.filename, u.read()) for u in uploads), limits)
+        except InputError as exc:
+            result.errors["context"] = str(exc)
             return None
+        result.skipped = converted.skipped_dicts
+        return converted.context
     text = form.get("context", "")
-    return text or None
+    return text if text.strip() else None
 
 
 def create_session(form: Any, files: Any) -> FormResult:
@@ -51,10 +58,12 @@ def create_session(form: Any, files: Any) -> FormResult:
         result.errors["name"] = "give the session a name"
     elif len(name) > NAME_MAX:
         result.errors["name"] = f"at most {NAME_MAX} characters"
-    context = _context_text(form, files, result.errors)
+    context = _context(form, files, result)
     limit = current_app.config["RLM_SETTINGS"].max_context_size
-    if context is not None and len(context) > limit:
-        result.errors["context"] = f"the context has {len(context):,} characters; the limit is {limit:,}"
+    if context is not None and context_size(context) > limit:
+        result.errors["context"] = (
+            f"the context has {context_size(context):,} characters; the limit is {limit:,}"
+        )
     if result.errors:
         return result
     context_id = store_context(context, owner=current_owner()).id if context is not None else None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from werkzeug.exceptions import NotFound
 
 from dashboard import charts, forms, queries
@@ -140,6 +140,8 @@ def create_session():
     if result.errors:
         page = queries.sessions_page(1)
         return render_template("sessions.html", page=page, form=result), 400
+    for item in result.skipped:
+        flash(f"Skipped {item['name']}: {item['reason']}")
     return redirect(url_for("dashboard.session", session_id=result.created_id), code=303)
 
 

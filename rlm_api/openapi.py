@@ -23,9 +23,12 @@ ERRORS = {
     401: "No valid `Authorization: Bearer <token>` while `API_TOKENS` is set (`unauthorized`).",
     404: "No such id, or it belongs to another token (`not_found`).",
     409: "The execution already finished (`conflict`).",
-    413: "The context exceeds `MAX_CONTEXT_SIZE` (`context_too_large`) or the body is too big (`payload_too_large`).",
+    413: "The context exceeds `MAX_CONTEXT_SIZE` (`context_too_large`), the body is too big (`payload_too_large`), "
+    "or an uploaded archive passes the input limits, e.g. a zip bomb (`input_too_large`).",
     415: "A body that is not JSON, multipart/form-data or text/plain (`unsupported_media_type`).",
-    422: "A field has an invalid value, e.g. a negative limit or a model litellm cannot route (`invalid_field`).",
+    422: "A field has an invalid value, e.g. a negative limit, a blank question or an empty context, or a model "
+    "litellm cannot route (`invalid_field`); an uploaded file cannot be read, named in the message "
+    "(`unreadable_input`).",
     429: "Over the token's request rate (`rate_limited`) or active-execution quota (`quota_exceeded`); see Retry-After.",
     503: "The broker refused the execution (`broker_unavailable`).",
 }
@@ -209,7 +212,12 @@ def _multipart_schema(model: type[BaseModel], components: dict[str, Any]) -> dic
                 "type": "string",
                 "format": "binary",
                 "contentMediaType": "application/octet-stream",
-                "description": "The context file (UTF-8 text, or JSON when the part is application/json).",
+                "description": (
+                    "The context file: PDF, DOCX, PPTX, XLSX, CSV, HTML, Markdown, JSON or text in any "
+                    "common encoding, or a zip/tar archive (a list of documents). Repeat the part to send "
+                    "several files (a list of documents). A single part sent as application/json is "
+                    "parsed to a list or object."
+                ),
             }
         elif name in ("options", "memory"):
             properties[name] = {"type": "string", "description": f"`{name}` as JSON text."}

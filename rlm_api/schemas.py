@@ -35,6 +35,14 @@ def storable_text(value: str) -> str:
 
 
 Text = Annotated[str, AfterValidator(storable_text)]
+
+
+def not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
 Identifier = Annotated[str, Field(pattern=ID_PATTERN, description="A 32-character hex id.")]
 ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out", "cancelled"]
 assert set(ExecutionStatus.__args__) == set(EXECUTION_STATUSES)  # type: ignore[attr-defined]
@@ -45,7 +53,10 @@ assert set(NodeKind.__args__) == set(NODE_KINDS)  # type: ignore[attr-defined]
 
 
 def storable_context(value: Any) -> Any:
-    """A context is stored as text (JSON for lists and objects); check that text can be stored."""
+    """A context is stored as text (JSON for lists and objects); check that text can be stored.
+    An empty or blank one is refused: there would be nothing to answer from."""
+    if not (value.strip() if isinstance(value, str) else value):
+        raise ValueError("the context is empty")
     if isinstance(value, str):
         return storable_text(value)
     try:
@@ -114,7 +125,7 @@ class ExecuteRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    user_query: Annotated[Text, Field(min_length=1, max_length=100_000)]
+    user_query: Annotated[Text, Field(min_length=1, max_length=100_000), AfterValidator(not_blank)]
     session_id: Identifier | None = Field(None, description="Run over this session's context and memory.")
     context: ContextValue | None = None
     model: ModelName | None = Field(None, description="Root model; default DEFAULT_MODEL.")
@@ -230,6 +241,11 @@ class ExecutionList(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last.")
 
 
+class SkippedFileOut(BaseModel):
+    name: str = Field(description="The file's path inside the uploaded archive.")
+    reason: str
+
+
 class SessionOut(BaseModel):
     id: str
     name: str
@@ -239,6 +255,11 @@ class SessionOut(BaseModel):
     variables: dict[str, Any]
     created_at: str | None
     updated_at: str | None
+    skipped: list[SkippedFileOut] = Field(
+        default_factory=list,
+        description="Only in the answer to a `POST /api/sessions` with uploads: files of an uploaded "
+        "archive that were not read, and why.",
+    )
 
 
 class SessionList(BaseModel):

@@ -36,6 +36,13 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(120.0, description="Timeout of one model HTTP call.")
     llm_max_retries: int = Field(4, description="Retries of a transient model error.")
     max_context_size: int = Field(10_000_000, description="Largest accepted context, in characters.")
+    input_max_files: int = Field(
+        10_000, description="Files one input (a folder, an archive, uploads) may hold."
+    )
+    input_max_bytes: int = Field(
+        200_000_000, description="Bytes one input may expand to, counted as read (archives too)."
+    )
+    input_max_archive_depth: int = Field(2, description="Archives inside archives, levels deep.")
     default_chunk_size: int = Field(50_000, description="Chunk size suggested to the root model.")
     max_recursion_depth: int = Field(10, description="Deepest rlm_query nesting.")
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")

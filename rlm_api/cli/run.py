@@ -110,18 +110,20 @@ def session_named(name: str, context_id: str) -> Any:
     return session
 
 
-def create_execution(text: str, question: str, plan: RunPlan, session_name: str | None) -> str:
-    """Store the input and a queued execution (inside an app context); return its id."""
+def create_execution(context: Any, question: str, plan: RunPlan, session_name: str | None) -> str:
+    """Store the input (a text, or a list of documents) and a queued execution (inside an app
+    context); return its id."""
     from flask import current_app
     from pydantic import ValidationError
 
-    from rlm_api.contexts import store_context
+    from rlm_api.contexts import context_size, store_context
     from rlm_api.models import Execution, db
 
     settings = current_app.config["RLM_SETTINGS"]
-    if len(text) > settings.max_context_size:
+    size = context_size(context)
+    if size > settings.max_context_size:
         raise click.UsageError(
-            f"the input has {len(text):,} characters; MAX_CONTEXT_SIZE is {settings.max_context_size:,}"
+            f"the input has {size:,} characters; MAX_CONTEXT_SIZE is {settings.max_context_size:,}"
         )
     try:
         options = execution_options(settings, **plan.options)
@@ -129,7 +131,7 @@ def create_execution(text: str, question: str, plan: RunPlan, session_name: str 
         raise click.UsageError(
             f"invalid options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"
         ) from None
-    context_id = store_context(text).id
+    context_id = store_context(context).id
     session = session_named(session_name, context_id) if session_name else None
     execution = Execution(
         session_id=session.id if session else None,
@@ -162,7 +164,7 @@ def mark_ended(execution_id: str, status: str, error: str) -> None:
 
 
 @click.command("run")
-@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.argument("source", metavar="INPUT", type=click.Path(allow_dash=True))
 @click.option("-q", "--question", required=True, help="What to ask about the input.")
 @click.option("--model", help="Root model, a litellm string (default: DEFAULT_MODEL).")
 @click.option("--sub-model", help="Model of sub-calls (default: SUB_MODEL, else the root model).")
@@ -180,7 +182,7 @@ def mark_ended(execution_id: str, status: str, error: str) -> None:
 @click.option("--session", "session_name", help="Create or reuse a session by name: memory persists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the execution record instead of the answer.")
 def run(
-    file: Any,
+    source: str,
     question: str,
     model: str | None,
     sub_model: str | None,
@@ -189,7 +191,10 @@ def run(
     session_name: str | None,
     as_json: bool,
 ) -> None:
-    """Answer QUESTION about FILE (`-` reads standard input) on this machine.
+    """Answer QUESTION about INPUT on this machine: a file, a folder, a zip or tar archive, or `-`
+    (standard input). PDF, Word, PowerPoint, Excel, CSV, HTML, Markdown, JSON and text in any
+    common encoding are converted to text; a folder or archive becomes a list of documents, and
+    the files in it that cannot be read are skipped and named on stderr.
 
     Embedded mode: the trace goes to DATABASE_URL if set, else to SQLite in your data folder;
     sub-calls run on a thread pool in this process. No Redis, no Postgres, no server. Progress
@@ -206,7 +211,15 @@ def run(
       rlm run notes.txt -q "How many open items?" --json | jq .final_answer
       rlm run book.txt -q "Who is Ahab?" --strategy find --sub-model local/smollm2
       rlm run logs.txt -q "Count the errors" --root-code my_root.py
+      rlm run ./contracts/ -q "Which contracts end in 2031?"
+      rlm run bundle.zip -q "Which report mentions the recall?"
     """
+    from rlm_api.cli.inputs import check_question, read_input, report_skipped
+    from rlm_worker.config import get_settings
+
+    question = check_question(question)  # a bad input is refused before the heavy imports
+    converted = read_input(source, get_settings())
+
     from rich.console import Console
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
@@ -217,7 +230,6 @@ def run(
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
-    text = file.read()
     root_code = root_code_file.read() if root_code_file else None
     if root_code is not None and not root_code.strip():
         raise click.UsageError("the --root-code file is empty")
@@ -225,8 +237,11 @@ def run(
     with app.app_context():
         plan = plan_run(app.config["RLM_SETTINGS"], model, sub_model, strategy, root_code)
         check_plan_models(app.config["RLM_SETTINGS"], plan, model, sub_model)
-        execution_id = create_execution(text, question, plan, session_name)
+        if converted.skipped:
+            plan.options["skipped"] = converted.skipped_dicts
+        execution_id = create_execution(converted.context, question, plan, session_name)
 
+    report_skipped(converted)
     if plan.notice:
         click.echo(plan.notice, err=True)
     console = Console(stderr=True)

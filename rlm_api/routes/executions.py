@@ -17,7 +17,7 @@ from rlm_api.launch import announce_cancelled, launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.models import Execution, Session, TraceNode, db
 from rlm_api.routes import bp
-from rlm_api.routes.inputs import check_context_size, parse_body, parse_query
+from rlm_api.routes.inputs import check_context_size, input_skipped, parse_body, parse_query
 from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
@@ -117,6 +117,7 @@ def execute():
     default_root = body.model or settings.default_model
     sub_model = body.sub_model or settings.sub_model or default_root
     options = effective_options(body.options, sub_model)
+    options["skipped"] = input_skipped() or []  # a record the server makes, whatever the request said
     program = root_program(options.get("strategy"), options.get("root_code"))
     # A fixed root program calls no root model: the record must not name one that was never used.
     root_model = f"({program[1]})" if program and not body.model else default_root

@@ -1,8 +1,11 @@
 """Request bodies and query strings to validated schemas, with the API's error codes.
 
-A body may be JSON, `multipart/form-data` (the context as a file part) or `text/plain` (the body is
-the context; the other fields come from the query string). All three end in the same pydantic model.
-Werkzeug bounds every body by `MAX_CONTENT_LENGTH` before it is read (413 `payload_too_large`).
+A body may be JSON, `multipart/form-data` (the context as one or more file parts) or `text/plain`
+(the body is the context; the other fields come from the query string). All three end in the same
+pydantic model. Werkzeug bounds every body by `MAX_CONTENT_LENGTH` before it is read (413
+`payload_too_large`). Uploaded files go through the input reader (`rlm_worker.documents`): PDF,
+Office, HTML and text in any encoding become text, several files or an archive a list of documents;
+the files it skipped inside an archive are kept in `flask.g` for the handler to record.
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ import json
 import math
 from typing import Any, TypeVar
 
-from flask import current_app, request
+from flask import current_app, g, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import FileStorage
 
 from rlm_api.contexts import context_size
 from rlm_api.errors import APIError
+from rlm_worker.documents import InputError, InputLimits, InputTooLarge, read_uploads
+from rlm_worker.documents.text import decode_text
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -54,18 +59,32 @@ def _is_json(mimetype: str) -> bool:
 
 
 def _decode_text(data: bytes, field: str) -> str:
+    text = decode_text(data)
+    if text is None:
+        raise APIError(422, "invalid_field", f"invalid {field}: not text", [{"field": field}])
+    return text
+
+
+def _context_from_files(uploads: list[FileStorage]) -> Any:
+    """One part sent as `application/json` is parsed to a list or object; any other upload, or
+    several, is converted by the input reader (422 `unreadable_input` naming the file, 413
+    `input_too_large` past the input limits)."""
+    if len(uploads) == 1 and _is_json(uploads[0].mimetype or ""):
+        return load_json(uploads[0].stream.read(), "the uploaded context")
+    limits = InputLimits.from_settings(current_app.config["RLM_SETTINGS"])
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise APIError(422, "invalid_field", f"invalid {field}: not UTF-8 text", [{"field": field}]) from None
+        converted = read_uploads(((u.filename or "upload", u.stream.read()) for u in uploads), limits)
+    except InputTooLarge as exc:
+        raise APIError(413, "input_too_large", str(exc), [{"field": "context"}]) from None
+    except InputError as exc:
+        raise APIError(422, "unreadable_input", str(exc), [{"field": "context"}]) from None
+    g.input_skipped = converted.skipped_dicts
+    return converted.context
 
 
-def _context_from_file(upload: FileStorage) -> Any:
-    """A file part is text; one sent as `application/json` is parsed to a list or object."""
-    data = upload.stream.read()
-    if _is_json(upload.mimetype or ""):
-        return load_json(data, "the uploaded context")
-    return _decode_text(data, "context")
+def input_skipped() -> list[dict[str, str]] | None:
+    """The files of this request's uploads that were not read, and why; None when nothing was uploaded."""
+    return g.get("input_skipped")
 
 
 def _form_fields() -> dict[str, Any]:
@@ -74,9 +93,9 @@ def _form_fields() -> dict[str, Any]:
     except ValueError:
         raise APIError(400, "malformed_body", "the multipart body could not be parsed") from None
     data: dict[str, Any] = {key: form.get(key) for key in form}
-    upload = files.get("context")
-    if upload is not None:
-        data["context"] = _context_from_file(upload)
+    uploads = files.getlist("context")
+    if uploads:
+        data["context"] = _context_from_files(uploads)
     return data
 
 

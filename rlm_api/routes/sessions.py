@@ -11,7 +11,7 @@ from rlm_api.contexts import store_context
 from rlm_api.errors import not_found
 from rlm_api.models import Context, Session, db
 from rlm_api.routes import bp
-from rlm_api.routes.inputs import check_context_size, parse_body, parse_query
+from rlm_api.routes.inputs import check_context_size, input_skipped, parse_body, parse_query
 from rlm_api.routes.pages import page
 from rlm_api.schemas import ID_PATTERN, SessionCreate, SessionQuery
 from rlm_api.serializers import session_dict
@@ -47,7 +47,11 @@ def create_session():
     )
     db.session.add(session)
     db.session.commit()
-    return session_dict(session, size), 201
+    created = session_dict(session, size)
+    skipped = input_skipped()
+    if skipped is not None:  # only an upload can skip files
+        created["skipped"] = skipped
+    return created, 201
 
 
 @bp.get("/sessions")

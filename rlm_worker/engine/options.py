@@ -7,6 +7,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class SkippedFile(BaseModel):
+    """A file of a folder or archive input that was not read, and why."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    reason: str
+
+
 class ExecutionOptions(BaseModel):
     """Guards and knobs for one execution. Validated at the API edge with this same model."""
 
@@ -34,4 +43,9 @@ class ExecutionOptions(BaseModel):
     )
     root_code: str | None = Field(
         None, max_length=200_000, description="Your own root program, run instead of a root model."
+    )
+    skipped: list[SkippedFile] = Field(
+        default_factory=list,
+        description="Files of a folder or archive input that were not read, and why (set by the input "
+        "reader when the context arrives with the request; a record, not a guard).",
     )

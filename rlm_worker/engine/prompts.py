@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from typing import Any
 
 SYSTEM_PROMPT = """\
@@ -68,6 +70,8 @@ def describe_context(context: Any, preview_chars: int = 300) -> str:
             f"Preview of the first {min(preview_chars, len(context))} characters:\n"
             f"{context[:preview_chars]!r}"
         )
+    if is_document_list(context):
+        return describe_documents(context)
     if isinstance(context, list):
         sizes = [len(_as_text(item)) for item in context]
         shown = sizes[:20]
@@ -89,11 +93,53 @@ def describe_context(context: Any, preview_chars: int = 300) -> str:
     return f"`context` is a {type(context).__name__}: {_as_text(context)[:preview_chars]!r}"
 
 
+DOCUMENT_KEYS = {"name", "format", "text"}
+DOCUMENTS_LISTED = 60
+PAGE_MARKER = re.compile(r"^\[(page|slide|sheet) [^\]\n]+\]$", re.M)
+
+
+def is_document_list(context: Any) -> bool:
+    """A folder, an archive or several files, as the input reader makes them: a non-empty list of
+    `{"name", "format", "text"}` dicts."""
+    return (
+        isinstance(context, list)
+        and bool(context)
+        and all(isinstance(item, dict) and DOCUMENT_KEYS <= item.keys() for item in context)
+    )
+
+
+def describe_documents(documents: list[dict[str, Any]]) -> str:
+    """Which documents there are, by index, name, format and size (never their text), so the root
+    can pick the ones to read and cite them by name (and page)."""
+    total = sum(len(str(doc["text"])) for doc in documents)
+    lines = [
+        f"`context` is a list of {len(documents):,} documents, {total:,} characters in total. Each is a "
+        'dict {"name", "format", "text"}: `context[i]["text"]` is document i. Cite documents by name '
+        "(and page, where the text has `[page N]` markers) in your answer.",
+        "Documents (index: name, format, size):",
+    ]
+    for index, doc in enumerate(documents[:DOCUMENTS_LISTED]):
+        text = str(doc["text"])
+        pages = Counter(PAGE_MARKER.findall(text))
+        counts = ", ".join(f"{n:,} {kind}s" for kind, n in sorted(pages.items()))
+        lines.append(
+            f"{index}: {doc['name']} ({doc['format']}, {len(text):,} chars{', ' + counts if counts else ''})"
+        )
+    if len(documents) > DOCUMENTS_LISTED:
+        lines.append(
+            f"... and {len(documents) - DOCUMENTS_LISTED:,} more: print([d['name'] for d in context]) "
+            "to see them all."
+        )
+    return "\n".join(lines)
+
+
 def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, default=str)
 
 
 def context_type_name(context: Any) -> str:
+    if is_document_list(context):
+        return 'list of documents, each a dict {"name", "format", "text"}'
     return {str: "str", list: "list", dict: "dict"}.get(type(context), type(context).__name__)
 
 

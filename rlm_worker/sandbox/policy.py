@@ -338,7 +338,7 @@ def guarded_getattr(obj: Any, name: Any, /) -> Any:
         return _filter_module(value, name)
     if isinstance(value, (types.FrameType, types.CodeType, types.TracebackType)):
         raise _deny(name)
-    if _library_container(obj, name, value):
+    if not _WRITABLE_BASES.isdisjoint(_type_mro(type(value))) and _library_container(obj, name, value):
         return _read_only(value)
     return value
 
@@ -363,10 +363,8 @@ def _registers_into_library_abc(obj: Any) -> bool:
 
 
 def _library_container(obj: Any, name: str, value: Any) -> bool:
-    """Whether `value` is a mutable container held by a module or by a class of the library
+    """Whether the mutable container `value` is held by a module or by a class of the library
     (`textwrap.TextWrapper.unicode_whitespace_trans`): changing it would change the library."""
-    if not any(klass in _WRITABLE_BASES for klass in classes_of(value)):
-        return False
     if id(obj) in _view_ids:
         return True
     owners = _type_mro(obj) if _is_class(obj) else classes_of(obj)

@@ -79,7 +79,15 @@ def markdown_table() -> str:
 ENV_EXAMPLE_GROUPS = (
     (
         "Models: set a provider key, or LLM_API_BASE for an OpenAI-compatible server (Ollama, vLLM).",
-        ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "DEFAULT_MODEL", "SUB_MODEL", "LLM_API_BASE", "LLM_API_KEY"),
+        (
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "DEFAULT_MODEL",
+            "SUB_MODEL",
+            "LLM_API_BASE",
+            "LLM_API_KEY",
+            "MODEL_ALLOWLIST",
+        ),
     ),
     ("Required by docker-compose.yml: uncomment and fill in.", ("SECRET_KEY", "FLOWER_BASIC_AUTH")),
 )

@@ -42,7 +42,7 @@ def read_path(path: str | Path, limits: InputLimits | None = None) -> ConvertedI
         return _collect(label, folder_entries(path, budget), budget, depth=0, required=True)
     try:
         with path.open("rb") as stream:
-            data = budget.read(stream)
+            data = Budget(budget.limits, label).read(stream)  # the file itself is not expansion
     except FileNotFoundError:
         raise InputError(f"{label}: no such file or folder") from None
     except OSError as exc:
@@ -112,9 +112,9 @@ def _collect(
     skipped: list[Skipped] = []
     for entry in entries:
         if isinstance(entry, Skipped):
-            skipped.append(entry)
+            skipped.append(Skipped(_printable(entry.name), entry.reason))
             continue
-        name, data = entry
+        name, data = _printable(entry[0]), entry[1]
         if detect_format(name, data[:HEAD_BYTES]) == "archive":
             if depth + 1 > budget.limits.max_archive_depth:
                 raise InputTooLarge(
@@ -149,3 +149,12 @@ def _upload_name(name: str) -> str:
         return safe_member_name(name, "upload") or "upload"
     except InputError:
         return posixpath.basename(name.replace("\\", "/")) or "upload"
+
+
+def _printable(name: str) -> str:
+    """A path whose bytes were not UTF-8 (kept by the OS or tarfile as lone surrogates) with those
+    bytes shown as U+FFFD, so the name can be stored and printed."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate surrogateescape did not make
+        return name.encode("utf-8", "replace").decode("utf-8")

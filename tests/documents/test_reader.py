@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import resource
 
@@ -195,8 +196,12 @@ def test_a_scanned_or_encrypted_pdf_says_so():
         read_uploads([("locked.pdf", out.getvalue())])
 
 
-def test_a_special_file_in_a_folder_is_skipped(tmp_path):
+def test_a_special_file_in_a_folder_is_skipped_and_odd_names_are_kept_printable(tmp_path):
     (tmp_path / "a.txt").write_text("alpha")
     os.mkfifo(tmp_path / "pipe")
+    with open(os.path.join(os.fsencode(tmp_path), b"caf\xe9.txt"), "wb") as latin1_name:
+        latin1_name.write(b"named in Latin-1")
     converted = read_path(tmp_path)
     assert converted.skipped_dicts == [{"name": "pipe", "reason": "not a regular file"}]
+    assert [d["name"] for d in converted.context] == ["a.txt", "caf\ufffd.txt"]
+    json.dumps(converted.context).encode("utf-8")  # storable as it is

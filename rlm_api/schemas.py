@@ -193,12 +193,6 @@ class ExecutionLinks(BaseModel):
     dashboard: str
 
 
-class ExecutionAccepted(BaseModel):
-    execution_id: str
-    status: ExecutionStatus
-    links: ExecutionLinks
-
-
 class ExecutionOut(BaseModel):
     id: str
     status: ExecutionStatus
@@ -223,6 +217,14 @@ class ExecutionOut(BaseModel):
     finished_at: str | None
     duration_seconds: float | None
     links: ExecutionLinks
+
+
+class ExecutionSubmitted(ExecutionOut):
+    """`POST /api/execute`'s answer: the execution record, as `GET /api/executions/<id>` reads it."""
+
+    execution_id: str = Field(
+        description="Alias of `id`, kept for clients of the first version of the API; prefer `id`."
+    )
 
 
 class ExecutionList(BaseModel):

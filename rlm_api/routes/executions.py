@@ -85,19 +85,25 @@ def _launch(execution: Execution) -> None:
         raise APIError(503, "broker_unavailable", "the execution could not be enqueued; try again") from None
 
 
-def _wait_for(execution_id: str, seconds: float) -> Execution | None:
+def _wait_for(execution_id: str, seconds: float) -> Execution:
+    """The execution once finished, or as it stands when `seconds` are up (its real status)."""
     deadline = time.monotonic() + seconds
     delay = 0.05
     while True:
         db.session.rollback()  # a fresh snapshot each look
         execution = db.session.get(Execution, execution_id)
-        if execution is not None and execution.is_finished:
-            return execution
+        assert execution is not None  # stored by this request; deleting it cascades from nowhere
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
+        if execution.is_finished or remaining <= 0:
+            return execution
         time.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 0.5)
+
+
+def submitted_dict(execution: Execution) -> dict:
+    """The submission's answer: the execution record (`id`) with `execution_id`, the name the first
+    version of the API used, kept as an alias of `id` for clients that read it."""
+    return {**execution_dict(execution), "execution_id": execution.id}
 
 
 @bp.post("/execute")
@@ -137,14 +143,11 @@ def execute():
     db.session.add(execution)
     db.session.commit()
     _launch(execution)
-    if body.wait:
-        cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
-        finished = _wait_for(execution.id, min(body.wait, cap))
-        if finished is not None:
-            return execution_dict(finished), 200
-    links = execution_links(execution.id)
-    accepted = {"execution_id": execution.id, "status": "queued", "links": links}
-    return accepted, 202, {"Location": links["self"]}
+    cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
+    current = _wait_for(execution.id, min(body.wait or 0.0, cap))
+    if current.is_finished and body.wait:
+        return submitted_dict(current), 200
+    return submitted_dict(current), 202, {"Location": execution_links(execution.id)["self"]}
 
 
 @bp.get("/executions")

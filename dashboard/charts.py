@@ -24,6 +24,10 @@ class Chart:
     width: int
     height: int
     title: str
+    #: Drawn as horizontal bars (one row per item) rather than columns over time.
+    horizontal: bool = True
+    #: Said instead of a chart whose every value is zero (an empty-looking chart reads as broken).
+    note: str = ""
 
 
 def bar_chart(
@@ -80,4 +84,28 @@ def column_chart(
                 height=h,
             )
         )
-    return Chart(bars=bars, width=width, height=height, title=title)
+    return Chart(bars=bars, width=width, height=height, title=title, horizontal=False)
+
+
+def unless_all_zero(chart: Chart, note: str) -> Chart:
+    """The chart, or `note` in its place when every bar is zero."""
+    if chart.bars and not any(bar.value for bar in chart.bars):
+        chart.bars, chart.note = [], note
+    return chart
+
+
+#: Fewer days than this read better as one labelled row each than as lone columns.
+MIN_COLUMNS = 4
+
+
+def time_chart(title: str, items: Sequence[tuple[str, float]], fmt: Callable[[float], str]) -> Chart:
+    """A value per day: columns over time, rows when there are only a few days, and a sentence
+    when every value is zero (free local models, unpriced ones)."""
+    if items and not any(value for _, value in items):
+        days = f"{len(items)} day{'s' if len(items) != 1 else ''}"
+        chart = Chart(bars=[], width=0, height=0, title=title)
+        chart.note = f"All {fmt(0)} over {days}: the model calls recorded no cost (local or unpriced models)."
+        return chart
+    if len(items) < MIN_COLUMNS:
+        return bar_chart(title, items, fmt, label_width=90)
+    return column_chart(title, items, fmt)

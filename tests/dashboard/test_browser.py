@@ -101,3 +101,72 @@ def test_running_execution_updates_without_reload(stack_app, stack_client, scrip
     assert page.locator("#execution-header[hx-trigger]").count() == 0  # polling stopped
     wait_finished(stack_app, execution_id)
     page.close()
+
+
+PHONE, DESKTOP = 360, 1400
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "devils_dictionary_a_b.txt"
+
+
+def copy_first_sentence(request: dict) -> str:
+    """A sub-call that copies the first sentence of the passage it was given (a backed answer)."""
+    prompt = str(request["messages"][-1]["content"])
+    passage = prompt.split('"""', 1)[-1].strip()
+    return passage.split(". ", 1)[0] + "."
+
+
+def fits(page) -> tuple[int, int]:
+    return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+
+
+def test_every_page_fits_a_phone_and_a_desktop(stack_app, stack_client, scripted, live_server, browser):
+    """No page scrolls sideways at 360 px or at 1400 px (tables scroll in their own box); a
+    screenshot of each page at each width is kept in tests/artifacts/ for a person to look at."""
+    scripted.responder = copy_first_sentence
+    session = stack_client.post(
+        "/api/sessions", json={"name": "The Devil's Dictionary, A and B", "context": SAMPLE.read_text()}
+    ).get_json()
+    started = stack_client.post(
+        "/api/execute",
+        json={"user_query": "How does Bierce define ABSURDITY?", "session_id": session["id"], "strategy": "search"},
+    ).get_json()
+    execution_id = started["id"]
+    assert wait_finished(stack_app, execution_id).status == "succeeded"
+    trace = stack_client.get(f"/api/executions/{execution_id}/trace").get_json()["nodes"]
+    code_id = next(n["id"] for n in trace if n["kind"] == "code")
+    pages = {
+        "executions": "/executions",
+        "execution": f"/executions/{execution_id}",
+        "node": f"/executions/{execution_id}/nodes/{code_id}",
+        "sessions": "/sessions",
+        "session": f"/sessions/{session['id']}",
+        "stats": "/stats",
+        "not_found": "/executions/" + "0" * 32,
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (PHONE, DESKTOP):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        for name, path in pages.items():
+            page.goto(f"{live_server}{path}")
+            scroll_width, inner_width = fits(page)
+            page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}_{width}.png"), full_page=True)
+            assert scroll_width <= inner_width, f"{path} is {scroll_width} px wide at {width} px"
+        page.close()
+
+    page = browser.new_page(viewport={"width": DESKTOP, "height": 900})
+    page.goto(f"{live_server}/executions/{execution_id}")
+    # Each sub-call row says which passage it read: where in the text, and its first words.
+    labels = page.locator("#execution-tree .leaf:has(.k-llm_call) .node-link").all_inner_texts()
+    assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+    assert all(" · chars " in label and "Question" not in label for label in labels), labels
+    # The strategy's code opens on its own program; the shared helpers are folded away.
+    page.goto(f"{live_server}/executions/{execution_id}/nodes/{code_id}")
+    expect(page.locator(".node-detail h4").first).to_have_text("Program")
+    expect(page.locator(".node-detail .hl").first).to_contain_text("search: find the passages")
+    helpers = page.locator(".node-detail details.helpers")
+    expect(helpers).not_to_have_attribute("open", "")
+    expect(helpers.locator(".hl")).to_be_hidden()
+    # A strategy is not a model: the stats page does not list it as one.
+    page.goto(f"{live_server}/stats")
+    expect(page.locator("table.list")).not_to_contain_text("(strategy")
+    assert page.request.get(f"{live_server}/favicon.ico").status == 200
+    page.close()

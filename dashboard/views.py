@@ -20,7 +20,7 @@ from rlm_api.auth import current_owner
 from rlm_api.launch import dispatch_mode
 from rlm_api.models import EXECUTION_STATUSES, Execution, Session, db
 from rlm_api.passages import PROBE_CHARS
-from rlm_worker.strategies import split_helpers
+from rlm_worker.strategies import DEFAULT_STRATEGY, STRATEGIES, split_helpers
 
 bp = Blueprint(
     "dashboard",
@@ -172,12 +172,17 @@ def _render_session(session: Session, form: forms.FormResult, status: int = 200)
     variables = {
         name: json.dumps(value, indent=2, default=str)[:5000] for name, value in session.variables.items()
     }
+    settings = current_app.config["RLM_SETTINGS"]
     return (
         render_template(
             "session.html",
             session=session,
             context_size=queries.context_size(session.context_id),
             variables=variables,
+            strategies=STRATEGIES,
+            offline_strategy=DEFAULT_STRATEGY,
+            root_model_default=settings.default_model,
+            sub_model_default=settings.sub_model or settings.default_model,
             page=queries.executions_page(None, session.id, _page_arg()),
             form=form,
         ),

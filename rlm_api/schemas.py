@@ -206,6 +206,10 @@ class ExecutionOut(BaseModel):
     error: str | None
     guard_hit: str | None
     forced_final: bool
+    offline: bool = Field(
+        description="Run on the offline plan: no model provider was configured, so the local model "
+        "read the chunks and a built-in strategy played the root (as `rlm run` does)."
+    )
     iterations: int
     total_input_tokens: int
     total_output_tokens: int

@@ -15,16 +15,15 @@ from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
 from rlm_api.launch import announce_cancelled, launch_execution
 from rlm_api.models import Execution, Session, TraceNode, db
+from rlm_api.planning import RunPlan, plan_run
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, parse_body, parse_query
 from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
-from rlm_worker.engine.local_model import is_local
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
-from rlm_worker.strategies import LOCAL_CHUNK_SIZE, root_program
 
 log = logging.getLogger("rlm.api")
 ACTIVE_STATUSES = ("queued", "running")
@@ -35,13 +34,21 @@ def _settings():
     return current_app.config["RLM_SETTINGS"]
 
 
-def effective_options(overrides: ExecutionOptions, sub_model: str | None = None) -> dict:
-    """Settings give the defaults; what the request set explicitly wins. A local sub-model reads
-    short chunks best, so it gets LOCAL_CHUNK_SIZE unless the request chose a chunk size."""
-    defaults = _settings().execution_defaults()
-    if is_local(sub_model):
-        defaults["chunk_size"] = LOCAL_CHUNK_SIZE
-    return ExecutionOptions(**{**defaults, **overrides.model_dump(exclude_unset=True)}).model_dump()
+def planned(body: ExecuteRequest) -> tuple[RunPlan, dict]:
+    """The plan `rlm run` would make for the same choices (the offline plan included), and the
+    options: the settings' defaults, then the plan's, then what the request set explicitly."""
+    settings = _settings()
+    chosen = body.options.model_dump(exclude_unset=True)
+    plan = plan_run(
+        settings,
+        body.model,
+        body.sub_model,
+        body.options.strategy,
+        body.options.root_code,
+        chunk_size_chosen="chunk_size" in chosen,
+    )
+    options = ExecutionOptions(**{**settings.execution_defaults(), **plan.options, **chosen}).model_dump()
+    return plan, options
 
 
 def get_owned_execution(execution_id: str) -> Execution:
@@ -109,7 +116,6 @@ def submitted_dict(execution: Execution) -> dict:
 @bp.post("/execute")
 def execute():
     body = parse_body(ExecuteRequest)
-    settings = _settings()
     session: Session | None = get_owned_session(body.session_id) if body.session_id else None
     if body.context is not None:
         check_context_size(body.context)
@@ -124,19 +130,15 @@ def execute():
             [{"field": "context", "message": "Field required"}],
         )
     _check_quota()
-    default_root = body.model or settings.default_model
-    sub_model = body.sub_model or settings.sub_model or default_root
-    options = effective_options(body.options, sub_model)
-    program = root_program(options.get("strategy"), options.get("root_code"))
-    # A fixed root program calls no root model: the record must not name one that was never used.
-    root_model = f"({program[1]})" if program and not body.model else default_root
+    plan, options = planned(body)
     execution = Execution(
         session_id=session.id if session else None,
         context_id=context_id,
         user_query=body.user_query,
-        root_model=root_model,
-        sub_model=sub_model,
+        root_model=plan.root_model,
+        sub_model=plan.sub_model,
         options=options,
+        offline=plan.offline,
         status="queued",
         owner=current_owner(),
     )

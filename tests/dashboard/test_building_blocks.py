@@ -147,7 +147,10 @@ def test_days_read_as_rows_when_few_and_as_a_sentence_when_all_free():
     free = time_chart("Cost by day", [("12-01", 0.0), ("12-02", 0.0)], money)
     assert free.bars == [] and "All $0 over 2 days" in free.note
     many = time_chart("Tokens by day", [(f"12-0{d}", float(d)) for d in range(1, 8)], str)
-    assert not many.horizontal and len(many.bars) == 7
+    assert not many.horizontal and len(many.bars) == 7 and all(b.tick for b in many.bars)
+    month = time_chart("Tokens by day", [(f"d{d}", float(d)) for d in range(30)], str)
+    ticks = [b.label for b in month.bars if b.tick]
+    assert ticks[-1] == "d29" and 5 <= len(ticks) <= 10  # no two labels overlap
 
 
 def test_charts_scale_to_the_largest_value():

@@ -39,6 +39,9 @@ def make_settings(database_url: str, **fields):
         "celery_result_backend": f"redis://{REDIS_HOST}:{REDIS_PORT}/{BACKEND_DB}",
         "dispatch": "celery",
         "default_model": "openai/scripted-root",
+        # A provider is configured (nothing listens there: no test here runs a model), so a
+        # submission without a model keeps DEFAULT_MODEL instead of the offline plan.
+        "llm_api_base": "http://127.0.0.1:9/v1",
         "max_context_size": MAX_CONTEXT,
         "secret_key": "api-tests-secret",
         **fields,

@@ -191,9 +191,7 @@ def test_a_dashboard_login_sees_only_its_own_tokens_rows(token_client):
     assert token_client.get(f"/sessions/{mine.get_json()['id']}").status_code == 200
     assert token_client.get(f"/sessions/{theirs.get_json()['id']}").status_code == 404
     page = token_client.get("/sessions").get_data(as_text=True)
-    created = token_client.post(
-        "/sessions", data={"name": "alice-form", "context": "c", "csrf_token": csrf_of(page)}
-    )
+    created = token_client.post("/sessions", data={"name": "alice-form", "context": "c", "csrf_token": csrf_of(page)})
     assert created.status_code in (302, 303)
     session_id = created.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
     assert token_client.get(f"/api/sessions/{session_id}", headers=bearer(ALICE)).status_code == 200

@@ -24,13 +24,7 @@ def fence(code: str) -> str:
 class ScriptedModel:
     """The model, scripted: root turns (with a system prompt) go to `root`, sub-calls to `sub`."""
 
-    def __init__(
-        self,
-        root: RootScript,
-        sub: Callable[[str], str] = lambda p: "ok",
-        tokens: int = 10,
-        cost: float = 0.001,
-    ):
+    def __init__(self, root: RootScript, sub: Callable[[str], str] = lambda p: "ok", tokens: int = 10, cost: float = 0.001):
         self.root, self.sub = root, sub
         self.tokens, self.cost = tokens, cost
         self.calls: list[tuple[str, str]] = []
@@ -41,9 +35,7 @@ class ScriptedModel:
         text = self.root(messages, model) if is_root else self.sub(messages[-1]["content"])
         with self._lock:
             self.calls.append(("root" if is_root else "sub", model))
-        return ModelReply(
-            text=text, model=model, input_tokens=self.tokens, output_tokens=self.tokens, cost_usd=self.cost
-        )
+        return ModelReply(text=text, model=model, input_tokens=self.tokens, output_tokens=self.tokens, cost_usd=self.cost)
 
 
 class FailingSub(ScriptedModel):
@@ -68,17 +60,8 @@ def sandbox_factory():
 def run(sandbox_factory):
     """run(model, context, query="q", **options) -> (result, sink)."""
 
-    def _run(
-        model,
-        context,
-        query="What?",
-        memory=None,
-        variables=None,
-        is_cancelled=None,
-        root_code=None,
-        recorded=None,
-        **options,
-    ):
+    def _run(model, context, query="What?", memory=None, variables=None, is_cancelled=None, root_code=None,
+             recorded=None, **options):
         sink = InMemoryTraceSink()
         engine = Engine(model, InProcessDispatcher(model, sink), sink, sandbox_factory)
         request = ExecutionRequest(

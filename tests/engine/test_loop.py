@@ -244,9 +244,7 @@ def test_cancellation_stops_promptly(run):
         return "x"
 
     code = "i = 0\nwhile True:\n    llm_query(str(i))\n    i += 1"
-    result, _ = run(
-        ScriptedModel(lambda m, _: fence(code), sub=sub), "abc", is_cancelled=lambda: state["n"] >= 3
-    )
+    result, _ = run(ScriptedModel(lambda m, _: fence(code), sub=sub), "abc", is_cancelled=lambda: state["n"] >= 3)
     assert result.status == "cancelled"
     assert state["n"] <= 4
 
@@ -286,7 +284,7 @@ def test_child_inherits_memory_and_its_learnings_merge_back_without_duplicates(r
 
 def test_root_code_program_runs_without_a_root_model(run):
     program = "parts = llm_query_batched([QUESTION + ': ' + c for c in context])\nFINAL(','.join(parts))"
-    model = ScriptedModel(lambda m, _: "never called", sub=lambda p: p.split(": ")[1])
+    model = ScriptedModel(lambda m, _: "never called", sub=lambda p: p.split(': ')[1])
     result, sink = run(model, ["a", "b"], query="echo", root_code=program)
     assert result.final_answer == "a,b"
     assert all(kind == "sub" for kind, _ in model.calls)
@@ -321,9 +319,7 @@ def test_a_resumed_execution_answers_recorded_calls_from_the_trace(run):
     lost = {calls[3].id, calls[4].id}
     recorded = {n.id: n for n in sink.tree() if n.status == "succeeded" and n.id not in lost}
 
-    second_model = ScriptedModel(
-        lambda m, _: "the root model must not be asked again", sub=lambda p: p.upper()
-    )
+    second_model = ScriptedModel(lambda m, _: "the root model must not be asked again", sub=lambda p: p.upper())
     second, second_sink = run(second_model, "abc", recorded=recorded)
     assert second.final_answer == "Q0,Q1,Q2,Q3,Q4"
     assert second_model.calls == [("sub", "sub-model"), ("sub", "sub-model")]

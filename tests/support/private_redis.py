@@ -27,21 +27,8 @@ def ensure_private_redis() -> None:
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="rlm-test-redis-")
     proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            "--databases",
-            "32",
-        ],
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", workdir, "--databases", "32"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

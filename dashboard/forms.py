@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from werkzeug.datastructures import FileStorage
 
 from rlm_api.auth import current_owner
@@ -19,7 +19,10 @@ from rlm_api.launch import launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.models import Execution, Session, db
 from rlm_worker.documents import InputError, InputLimits, read_uploads
+from rlm_api.planning import plan_run
+from rlm_api.schemas import ModelName
 from rlm_worker.engine.options import ExecutionOptions
+from rlm_worker.strategies import STRATEGIES
 
 NAME_MAX = 200
 
@@ -74,9 +77,10 @@ def create_session(form: Any, files: Any) -> FormResult:
     return result
 
 
-def _options(form: Any, errors: dict[str, str]) -> dict[str, Any]:
-    """The settings' defaults, with the guards the form set (blank fields keep the default)."""
-    values: dict[str, Any] = current_app.config["RLM_SETTINGS"].execution_defaults()
+def _options(form: Any, errors: dict[str, str], planned: dict[str, Any]) -> dict[str, Any]:
+    """The settings' defaults, then the plan's (strategy, chunk size), then the guards the form
+    set (blank fields keep the default)."""
+    values: dict[str, Any] = {**current_app.config["RLM_SETTINGS"].execution_defaults(), **planned}
     for name in ("max_iterations", "max_recursion_depth", "timeout_seconds", "max_cost_usd"):
         raw = (form.get(name) or "").strip()
         if raw:
@@ -89,22 +93,43 @@ def _options(form: Any, errors: dict[str, str]) -> dict[str, Any]:
         return {}
 
 
+def _model(result: FormResult, name: str) -> str | None:
+    """The model the form named, checked as the API checks it; None when left blank."""
+    value = result.values[name].strip()
+    if not value:
+        return None
+    try:
+        return TypeAdapter(ModelName).validate_python(value)
+    except ValidationError as exc:
+        result.errors[name] = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        return None
+
+
 def start_execution(session: Session, form: Any) -> FormResult:
-    keys = ("user_query", "model", "sub_model", "max_iterations", "max_recursion_depth", "timeout_seconds")
-    result = FormResult(values={k: form.get(k, "") for k in (*keys, "max_cost_usd")})
+    keys = ("user_query", "model", "sub_model", "strategy", "max_iterations", "max_recursion_depth")
+    result = FormResult(values={k: form.get(k, "") for k in (*keys, "timeout_seconds", "max_cost_usd")})
     query = result.values["user_query"].strip()
     if not query:
         result.errors["user_query"] = "ask a question"
     if session.context_id is None:
         result.errors["user_query"] = "this session has no context to run over"
-    options = _options(form, result.errors)
+    strategy = result.values["strategy"].strip() or None
+    if strategy is not None and strategy not in STRATEGIES:
+        result.errors["strategy"] = f"one of {', '.join(STRATEGIES)}, or blank for a root model"
+    model, sub_model = _model(result, "model"), _model(result, "sub_model")
     if result.errors:
         return result
-    settings = current_app.config["RLM_SETTINGS"]
-    root_model = result.values["model"].strip() or settings.default_model
-    sub_model = result.values["sub_model"].strip() or settings.sub_model or root_model
-    try:
-        check_models(settings, model=root_model, sub_model=sub_model)
+    # The same plan as `rlm run` and the API: with nothing configured, the offline plan.
+    plan = plan_run(current_app.config["RLM_SETTINGS"], model, sub_model, strategy, None)
+    options = _options(form, result.errors, plan.options)
+    if result.errors:
+        return result
+    try:  # only the models that will be called: a built-in strategy calls no root model
+        check_models(
+            current_app.config["RLM_SETTINGS"],
+            model=None if plan.root_label and not model else plan.root_model,
+            sub_model=plan.sub_model,
+        )
     except ModelRefused as exc:
         result.errors[exc.field] = exc.message
         return result
@@ -112,9 +137,10 @@ def start_execution(session: Session, form: Any) -> FormResult:
         session_id=session.id,
         context_id=session.context_id,
         user_query=query,
-        root_model=root_model,
-        sub_model=sub_model,
+        root_model=plan.root_model,
+        sub_model=plan.sub_model,
         options=options,
+        offline=plan.offline,
         status="queued",
         owner=current_owner(),
     )

@@ -8,17 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
 
 from rlm_api.auth import owned
 from rlm_api.models import Context, Execution, MemorySnapshot, Session, TraceNode, db
+from rlm_api.passages import HEAD_CHARS, TAIL_CHARS, Place, documents, locate
+from rlm_worker.strategies import helpers_source
 
 PREVIEW_CHARS = 160
 PAGE_SIZE = 50
 #: Kinds whose own tokens and cost are a model call (the root's totals repeat its descendants').
 MODEL_CALL_KINDS = ("iteration", "llm_call")
+#: How the root "model" of a fixed root program is written: `(strategy search)`, `(root_code)`.
+PROGRAM_LABEL_START = "("
+#: How a strategy's code starts (the helpers' docstring), told apart in SQL without reading it all.
+HELPERS_MARK = helpers_source()[:60]
 
 
 @dataclass
@@ -44,16 +51,36 @@ class Page:
 
 
 def _preview_column() -> sa.ColumnElement[str]:
-    """What a tree row shows as its label: the query, the code, the prompt or the reply."""
+    """What a tree row shows as its label: the query, the code, the prompt or the reply. A
+    strategy's code opens with the helpers every strategy shares: its label is its own program."""
 
-    def head(column: Any) -> Any:
-        return sa.func.substr(column, 1, PREVIEW_CHARS)
+    def head(column: Any, start: int = 1) -> Any:
+        return sa.func.substr(column, start, PREVIEW_CHARS)
 
+    helpers = helpers_source()
+    strategy_code = sa.func.substr(TraceNode.code, 1, len(HELPERS_MARK)) == HELPERS_MARK
     return sa.case(
+        (sa.and_(TraceNode.kind == "code", strategy_code), head(TraceNode.code, len(helpers) + 1)),
         (TraceNode.kind == "code", head(TraceNode.code)),
         (TraceNode.kind == "iteration", head(sa.func.coalesce(TraceNode.response, TraceNode.prompt))),
         else_=head(TraceNode.prompt),
     ).label("preview")
+
+
+def _prompt_columns() -> tuple[sa.ColumnElement[Any], ...]:
+    """A sub-call's prompt start, end and length: enough to tell which passage it read
+    (`rlm_api.passages`) without reading 100 kB prompts for a whole tree."""
+    is_call = TraceNode.kind == "llm_call"
+    length = sa.func.length(TraceNode.prompt)
+    tail = sa.case(
+        (length > TAIL_CHARS, sa.func.substr(TraceNode.prompt, length - (TAIL_CHARS - 1))),
+        else_=TraceNode.prompt,
+    )
+    return (
+        sa.case((is_call, sa.func.substr(TraceNode.prompt, 1, HEAD_CHARS))).label("prompt_head"),
+        sa.case((is_call, tail)).label("prompt_tail"),
+        sa.case((is_call, length)).label("prompt_length"),
+    )
 
 
 _TREE_COLUMNS = (
@@ -72,6 +99,7 @@ _TREE_COLUMNS = (
     TraceNode.finished_at,
     sa.func.substr(TraceNode.error, 1, 300).label("error"),
     _preview_column(),
+    *_prompt_columns(),
 )
 
 
@@ -179,6 +207,19 @@ def sessions_page(page: int) -> Page:
     return Page(items=items, page=page, per_page=PAGE_SIZE, total=total)
 
 
+@lru_cache(maxsize=2)
+def context_documents(context_id: str) -> list[tuple[str | None, str]]:
+    """The texts of a context, for finding passages in (contexts never change: kept for the
+    next render of the same execution's live page)."""
+    row = db.session.execute(sa.select(Context.kind, Context.content).where(Context.id == context_id)).one()
+    return documents(row.kind, row.content)
+
+
+@lru_cache(maxsize=8192)
+def passage_place(context_id: str, passage_head: str, length: int | None) -> Place | None:
+    return locate(context_documents(context_id), passage_head, length)
+
+
 def context_size(context_id: str | None) -> int | None:
     if context_id is None:
         return None
@@ -228,7 +269,12 @@ def usage_by_model() -> list[sa.Row]:
             sa.func.sum(TraceNode.cost_usd).label("cost"),
         )
         .join(Execution, Execution.id == TraceNode.execution_id)
-        .where(TraceNode.kind.in_(MODEL_CALL_KINDS), TraceNode.model.is_not(None))
+        .where(
+            TraceNode.kind.in_(MODEL_CALL_KINDS),
+            TraceNode.model.is_not(None),
+            # `(strategy search)`, `(root_code)`: a fixed root program, no model was called
+            sa.not_(TraceNode.model.startswith(PROGRAM_LABEL_START)),
+        )
         .group_by(TraceNode.model)
         .order_by(sa.desc("cost"), TraceNode.model)
     )

@@ -5,17 +5,25 @@ Built in one pass over the rows of `queries.tree_rows` (already in display order
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from dashboard.queries import MODEL_CALL_KINDS
+from dashboard.queries import MODEL_CALL_KINDS, PROGRAM_LABEL_START
+from rlm_api.passages import Place, PromptView, describe, passage_of, template_edges
 
 #: Tree levels shown open on first load; deeper ones start collapsed (big trees stay light).
 OPEN_LEVELS = 2
 WATERFALL_MAX_ROWS = 400
 WATERFALL_KINDS = ("iteration", "code", "llm_call", "child_rlm")
+#: Time one render may spend finding passages in the context; what it finds is cached, so the
+#: next render of a big tree (a live page polls) names the rest.
+LOCATE_BUDGET_SECONDS = 0.25
+#: (passage start, its length) -> where it sits in the context, or None.
+PlaceFinder = Callable[[str, int | None], Place | None]
 
 
 @dataclass
@@ -41,6 +49,13 @@ class NodeView:
     total_tokens: int = 0
     total_cost: float = 0.0
     failed_below: int = 0
+    #: For a sub-call: which passage it read (`rlm_api.passages.describe`), when that can be told.
+    passage: str | None = None
+    prompt: PromptView | None = None
+
+    @property
+    def label(self) -> str:
+        return self.passage or self.preview
 
     @property
     def duration_seconds(self) -> float | None:
@@ -50,7 +65,8 @@ class NodeView:
 
     @property
     def is_model_call(self) -> bool:
-        return self.kind in MODEL_CALL_KINDS
+        """A root model's turn or a sub-call; not the one step of a fixed root program."""
+        return self.kind in MODEL_CALL_KINDS and not (self.model or "").startswith(PROGRAM_LABEL_START)
 
     @property
     def is_open(self) -> bool:
@@ -69,8 +85,9 @@ class Tree:
     nodes: list[NodeView]
 
 
-def build_tree(rows: list[Any]) -> Tree:
-    """Nest the rows by parent id and add up tokens, cost and failures under each node."""
+def build_tree(rows: list[Any], place: PlaceFinder | None = None) -> Tree:
+    """Nest the rows by parent id and add up tokens, cost and failures under each node; name the
+    passage each sub-call read (`place` finds it in the context, within a time budget)."""
     by_id: dict[str, NodeView] = {}
     roots: list[NodeView] = []
     ordered: list[NodeView] = []
@@ -93,6 +110,8 @@ def build_tree(rows: list[Any]) -> Tree:
             started_at=row.started_at,
             finished_at=row.finished_at,
         )
+        if getattr(row, "prompt_length", None) is not None:
+            view.prompt = PromptView(row.prompt_head or "", row.prompt_tail or "", row.prompt_length)
         by_id[view.id] = view
         ordered.append(view)
         by_kind[view.kind] += 1
@@ -107,7 +126,30 @@ def build_tree(rows: list[Any]) -> Tree:
             parent.total_tokens += view.total_tokens
             parent.total_cost += view.total_cost
             parent.failed_below += view.failed_below + (1 if view.failed else 0)
+    name_passages(ordered, place)
     return Tree(roots=roots, count=len(ordered), by_kind=dict(by_kind), nodes=ordered)
+
+
+def name_passages(nodes: list[NodeView], place: PlaceFinder | None) -> None:
+    """Label each sub-call with the passage it read: its batch (the calls of one parent) gives
+    the shared template; a call alone in its parent is compared with every call of the tree."""
+    calls = [n for n in nodes if n.prompt is not None]
+    batches: dict[str | None, list[NodeView]] = defaultdict(list)
+    for n in calls:
+        batches[n.parent_id].append(n)
+    everyone = template_edges([n.prompt for n in calls])  # type: ignore[misc]
+    deadline = time.monotonic() + LOCATE_BUDGET_SECONDS
+    for batch in batches.values():
+        edges = template_edges([n.prompt for n in batch]) or everyone  # type: ignore[misc]
+        for index, n in enumerate(batch, start=1):
+            assert n.prompt is not None
+            passage = passage_of(n.prompt, index, edges)
+            if passage is None:
+                continue
+            found = None
+            if place is not None and time.monotonic() < deadline:
+                found = place(n.prompt.head[passage.start_in_prompt :], passage.length)
+            n.passage = describe(passage, found)
 
 
 def _first_line(text: str | None) -> str:
@@ -188,7 +230,8 @@ class CostLine:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
-    share: float = 0.0
+    #: Percent of the total cost; None when nothing cost anything (a share of $0 means nothing).
+    share: float | None = None
 
 
 def cost_breakdown(tree: Tree) -> tuple[list[CostLine], list[CostLine]]:
@@ -208,12 +251,8 @@ def cost_breakdown(tree: Tree) -> tuple[list[CostLine], list[CostLine]]:
     for table in (by_model, by_depth):
         lines = list(table.values())
         total = sum(line.cost_usd for line in lines)
-        tokens = sum(line.input_tokens + line.output_tokens for line in lines)
         for line in lines:
-            basis = (
-                line.cost_usd / total if total else (line.input_tokens + line.output_tokens) / (tokens or 1)
-            )
-            line.share = round(basis * 100, 2)
+            line.share = round(line.cost_usd / total * 100, 2) if total else None
         out.append(lines)
     out[0].sort(key=lambda line: (-line.cost_usd, line.key))
     out[1].sort(key=lambda line: int(line.key.split()[1]))

@@ -17,7 +17,10 @@ from dashboard.highlight import highlight_python
 from dashboard.memory import execution_changes, node_change
 from dashboard.tree import build_tree, build_waterfall, cost_breakdown
 from rlm_api.auth import current_owner
+from rlm_api.launch import dispatch_mode
 from rlm_api.models import EXECUTION_STATUSES, Execution, Session, db
+from rlm_api.passages import PROBE_CHARS
+from rlm_worker.strategies import DEFAULT_STRATEGY, STRATEGIES, split_helpers
 
 bp = Blueprint(
     "dashboard",
@@ -36,7 +39,15 @@ LIVE_POLL_MS = 1500
 @bp.app_context_processor
 def _dashboard_globals() -> dict[str, object]:
     settings = current_app.config.get("RLM_SETTINGS")
-    return {"flower_url": getattr(settings, "flower_url", None), "statuses": EXECUTION_STATUSES}
+    # Embedded mode (`rlm serve`) runs no Celery, so there is no Flower to link to.
+    flower = getattr(settings, "flower_url", None) if dispatch_mode() == "celery" else None
+    return {"flower_url": flower, "statuses": EXECUTION_STATUSES}
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """Browsers ask for it on every page; an SVG answers (no 404 in the log)."""
+    return bp.send_static_file("favicon.svg")
 
 
 @bp.errorhandler(404)
@@ -79,7 +90,11 @@ def _get_execution(execution_id: str) -> Execution:
 
 def _execution_parts(execution: Execution) -> dict[str, object]:
     """Everything the execution page and its live fragment draw, read in a handful of queries."""
-    tree = build_tree(queries.tree_rows(execution.id))
+    context_id = execution.context_id
+    tree = build_tree(
+        queries.tree_rows(execution.id),
+        place=lambda head, length: queries.passage_place(context_id, head[:PROBE_CHARS], length),
+    )
     by_model, by_depth = cost_breakdown(tree)
     session = db.session.get(Session, execution.session_id) if execution.session_id else None
     return {
@@ -118,10 +133,13 @@ def execution_node(execution_id: str, node_id: str):
         abort(404, description=f"Execution {execution_id} has no node {node_id}.")
     # A code cell's memory edits are recorded when its iteration finishes.
     memory = node_change(execution_id, [node.id] + ([node.parent_id] if node.kind == "code" else []))
+    helpers, program = split_helpers(node.code) if node.code else (None, None)
     context = {
         "execution": execution,
         "node": node,
-        "code_html": highlight_python(node.code) if node.code else None,
+        "code_html": highlight_python(program) if program else None,
+        "helpers_html": highlight_python(helpers) if helpers else None,
+        "helpers_lines": helpers.count("\n") if helpers else 0,
         "memory_change": memory,
     }
     template = "_node_detail.html" if _is_htmx() else "node.html"
@@ -156,12 +174,17 @@ def _render_session(session: Session, form: forms.FormResult, status: int = 200)
     variables = {
         name: json.dumps(value, indent=2, default=str)[:5000] for name, value in session.variables.items()
     }
+    settings = current_app.config["RLM_SETTINGS"]
     return (
         render_template(
             "session.html",
             session=session,
             context_size=queries.context_size(session.context_id),
             variables=variables,
+            strategies=STRATEGIES,
+            offline_strategy=DEFAULT_STRATEGY,
+            root_model_default=settings.default_model,
+            sub_model_default=settings.sub_model or settings.default_model,
             page=queries.executions_page(None, session.id, _page_arg()),
             form=form,
         ),
@@ -198,16 +221,17 @@ def stats():
         status_chart=charts.bar_chart(
             "Executions by status", status_items, lambda v: count(v), css=lambda label: f"st-{label}"
         ),
-        model_cost_chart=charts.bar_chart(
-            "Cost by model", [(r.model, float(r.cost or 0)) for r in by_model], money
+        model_cost_chart=charts.unless_all_zero(
+            charts.bar_chart("Cost by model", [(r.model, float(r.cost or 0)) for r in by_model], money),
+            "Every model call so far cost $0 (local or unpriced models).",
         ),
         model_tokens_chart=charts.bar_chart(
             "Tokens by model", [(r.model, float(r.tokens or 0)) for r in by_model], count
         ),
-        day_cost_chart=charts.column_chart(
+        day_cost_chart=charts.time_chart(
             "Cost by day", [(d.strftime("%m-%d"), cost) for d, _, _, cost in by_day], money
         ),
-        day_tokens_chart=charts.column_chart(
+        day_tokens_chart=charts.time_chart(
             "Tokens by day", [(d.strftime("%m-%d"), float(tokens)) for d, _, tokens, _ in by_day], count
         ),
     )

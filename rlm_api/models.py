@@ -87,6 +87,11 @@ class Execution(db.Model):
     error: Mapped[str | None] = mapped_column(sa.Text)
     guard_hit: Mapped[str | None] = mapped_column(sa.String(32))
     forced_final: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    #: Run on the offline plan: no provider was configured, so the local model read the chunks
+    #: and a built-in strategy played the root (`rlm_api.planning`).
+    offline: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
     iterations: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     total_input_tokens: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)
     total_output_tokens: Mapped[int] = mapped_column(sa.BigInteger, nullable=False, default=0)

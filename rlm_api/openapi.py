@@ -95,10 +95,12 @@ OPERATIONS = [
         "post",
         "/api/execute",
         "execute",
-        "Start an execution. 202 at once; with `wait`, 200 and the result if it finished in time.",
+        "Start an execution. 202 at once with the execution record (its `status` as it stands: "
+        "`queued` or already `running`); with `wait`, 200 and the result if it finished in time. "
+        "The id is `id`, as everywhere; `execution_id` repeats it for older clients.",
         {
-            200: ("It finished within `wait` seconds.", s.ExecutionOut),
-            202: ("Queued; follow `links`.", s.ExecutionAccepted),
+            200: ("It finished within `wait` seconds.", s.ExecutionSubmitted),
+            202: ("Accepted and not finished yet; follow `links`.", s.ExecutionSubmitted),
         },
         (400, 404, 413, 415, 422, 503),
         body=s.ExecuteRequest,
@@ -183,7 +185,7 @@ RESPONSE_MODELS = [
     s.ErrorResponse,
     s.SessionOut,
     s.SessionList,
-    s.ExecutionAccepted,
+    s.ExecutionSubmitted,
     s.ExecutionOut,
     s.ExecutionList,
     s.Trace,

@@ -204,12 +204,6 @@ class ExecutionLinks(BaseModel):
     dashboard: str
 
 
-class ExecutionAccepted(BaseModel):
-    execution_id: str
-    status: ExecutionStatus
-    links: ExecutionLinks
-
-
 class ExecutionOut(BaseModel):
     id: str
     status: ExecutionStatus
@@ -223,6 +217,10 @@ class ExecutionOut(BaseModel):
     error: str | None
     guard_hit: str | None
     forced_final: bool
+    offline: bool = Field(
+        description="Run on the offline plan: no model provider was configured, so the local model "
+        "read the chunks and a built-in strategy played the root (as `rlm run` does)."
+    )
     iterations: int
     total_input_tokens: int
     total_output_tokens: int
@@ -234,6 +232,14 @@ class ExecutionOut(BaseModel):
     finished_at: str | None
     duration_seconds: float | None
     links: ExecutionLinks
+
+
+class ExecutionSubmitted(ExecutionOut):
+    """`POST /api/execute`'s answer: the execution record, as `GET /api/executions/<id>` reads it."""
+
+    execution_id: str = Field(
+        description="Alias of `id`, kept for clients of the first version of the API; prefer `id`."
+    )
 
 
 class ExecutionList(BaseModel):

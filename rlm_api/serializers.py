@@ -27,6 +27,7 @@ def execution_dict(e: Execution) -> dict[str, Any]:
         "error": e.error,
         "guard_hit": e.guard_hit,
         "forced_final": e.forced_final,
+        "offline": e.offline,
         "iterations": e.iterations,
         "total_input_tokens": e.total_input_tokens,
         "total_output_tokens": e.total_output_tokens,

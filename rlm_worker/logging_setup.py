@@ -34,6 +34,9 @@ SECRET_VARIABLES = (
 #: URL variables whose password part never appears in a log line.
 URL_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "LLM_API_BASE")
 MASK = "***"
+#: Libraries that attach a stderr handler of their own at import: with ours on the root logger,
+#: each of their lines would be printed twice (and theirs unmasked, in another format).
+SELF_HANDLING_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s %(execution_id)s %(node_id)s"
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -120,6 +123,25 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    for name in SELF_HANDLING_LOGGERS:
+        route_through_root(name)
+
+
+class _RootRoutedLogger(logging.Logger):
+    """A logger that keeps no handler of its own: its lines reach the root handler only."""
+
+    def addHandler(self, hdlr: logging.Handler) -> None:  # noqa: N802 -- logging's own name
+        return None
+
+
+def route_through_root(name: str) -> None:
+    """Make `name` log through the root handler alone, whether its library is imported already
+    (its handlers are dropped) or later (the handler it adds at import is refused)."""
+    logger = logging.getLogger(name)
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.__class__ = _RootRoutedLogger
+    logger.propagate = True
 
 
 @contextmanager
@@ -179,6 +201,8 @@ def gunicorn_logconfig_dict(level: str | None = None) -> dict[str, Any]:
     """`logconfig_dict` for gunicorn: its own and the app's loggers, as JSON lines on stderr."""
     level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
     fmt = os.environ.get("LOG_FORMAT") or "json"
+    for name in SELF_HANDLING_LOGGERS:  # the root handler below is the only one they get
+        route_through_root(name)
     formatter = {"()": f"{__name__}.{'JsonLogFormatter' if fmt == 'json' else 'TextLogFormatter'}"}
     handler = {
         "class": "logging.StreamHandler",

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 import click
+
+from rlm_api.planning import RunPlan, plan_run  # one plan for every way in (the offline plan too)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -20,63 +21,6 @@ def execution_options(settings: Any, **overrides: Any) -> dict[str, Any]:
     from rlm_worker.engine.options import ExecutionOptions
 
     return ExecutionOptions(**{**settings.execution_defaults(), **overrides}).model_dump()
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Who does what in one `rlm run`: the models, the root program if any, and a notice to show."""
-
-    root_model: str
-    sub_model: str
-    options: dict[str, Any] = field(default_factory=dict)
-    notice: str | None = None
-
-    @property
-    def root_label(self) -> str | None:
-        """`strategy search` or `root_code` when no root model writes the code, else None."""
-        if self.options.get("root_code"):
-            return "root_code"
-        if self.options.get("strategy"):
-            return f"strategy {self.options['strategy']}"
-        return None
-
-    def progress_line(self) -> str | None:
-        """Says plainly, before any progress, that no root model wrote the code."""
-        if self.root_label is None:
-            return None
-        return f"[rlm] {self.root_label}: no root model; sub-calls to {self.sub_model}"
-
-
-def plan_run(
-    settings: Any, model: str | None, sub_model: str | None, strategy: str | None, root_code: str | None
-) -> RunPlan:
-    """The models and options of a run. With no model chosen and no provider reachable, the offline
-    plan: the local model answers the sub-calls and a built-in strategy plays the root."""
-    from rlm_worker.engine.local_model import is_local
-    from rlm_worker.strategies import LOCAL_CHUNK_SIZE
-    from rlm_worker.strategies.offline import offline_plan
-
-    options: dict[str, Any] = {}
-    notice = None
-    offline = None if model or sub_model else offline_plan(settings.default_model, settings.llm_api_base)
-    if offline is not None:
-        sub_model = offline.sub_model
-        strategy = strategy or offline.strategy
-        options["chunk_size"] = offline.chunk_size
-        notice = offline.notice
-    root_model = model or settings.default_model
-    sub = sub_model or settings.sub_model or root_model
-    if is_local(sub) and "default_chunk_size" not in settings.model_fields_set:
-        options["chunk_size"] = LOCAL_CHUNK_SIZE  # a small local model reads short chunks best
-    if strategy:
-        options["strategy"] = strategy
-    if root_code:
-        options["root_code"] = root_code
-    plan = RunPlan(root_model=root_model, sub_model=sub, options=options, notice=notice)
-    if plan.root_label and not model:
-        # No root model is ever called: the record must not name one.
-        plan = RunPlan(f"({plan.root_label})", sub, options, notice)
-    return plan
 
 
 def check_plan_models(settings: Any, plan: RunPlan, model: str | None, sub_model: str | None) -> None:
@@ -140,6 +84,7 @@ def create_execution(context: Any, question: str, plan: RunPlan, session_name: s
         root_model=plan.root_model,
         sub_model=plan.sub_model,
         options=options,
+        offline=plan.offline,
         status="queued",
     )
     db.session.add(execution)

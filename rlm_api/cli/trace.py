@@ -27,13 +27,32 @@ def find_execution(id_or_prefix: str) -> Any:
     raise click.ClickException(f"{id_or_prefix!r} {problem}")
 
 
-def _snippet(node: Any, width: int = 70) -> str:
-    text = node.error or node.code or node.response or node.prompt or ""
-    first = " ".join(text.split())
-    return first if len(first) <= width else first[: width - 1] + "…"
+def _snippet(node: Any, passage: str | None = None) -> str:
+    """What the node did, on one line: its error, its program (a strategy's, not the helpers it
+    starts with), the passage a sub-call read, or the start of its reply or prompt."""
+    from rlm_worker.strategies import split_helpers
+
+    if node.error:
+        text = node.error
+    elif node.code:
+        text = split_helpers(node.code)[1]
+    else:
+        text = passage or node.response or node.prompt or ""
+    return " ".join(text.split())
 
 
-def node_label(node: Any) -> str:
+def one_line(markup: str) -> Any:
+    """A label that never wraps: what does not fit the terminal ends in an ellipsis."""
+    from rich.text import Text
+
+    text = Text.from_markup(markup)
+    text.no_wrap, text.overflow = True, "ellipsis"
+    return text
+
+
+def node_label(node: Any, passage: str | None = None) -> Any:
+    """Two lines that never wrap: what the node is and cost, then what it did (dimmed)."""
+    from rich.console import Group
     from rich.markup import escape
 
     style = STATUS_STYLE.get(node.status, "cyan")
@@ -47,27 +66,60 @@ def node_label(node: Any) -> str:
         parts.append(f"${node.cost_usd:.4f}")
     if node.duration_seconds is not None:
         parts.append(f"{node.duration_seconds:.2f}s")
-    snippet = _snippet(node)
-    if snippet:
-        parts.append(f"[dim]— {escape(snippet)}[/dim]")
-    return "  ".join(parts)
+    head = one_line("  ".join(parts))
+    snippet = _snippet(node, passage)
+    return Group(head, one_line(f"[dim]{escape(snippet)}[/dim]")) if snippet else head
 
 
-def execution_tree(execution: Any, nodes: list[Any]) -> Any:
+def call_passages(nodes: list[Any], docs: list[tuple[str | None, str]]) -> dict[str, str]:
+    """node id -> which passage the sub-call read (the same labels as the dashboard's)."""
+    from collections import defaultdict
+
+    from rlm_api.passages import PromptView, describe, locate, passage_of, template_edges
+
+    views = {
+        n.id: PromptView(n.prompt, n.prompt, len(n.prompt))
+        for n in nodes
+        if n.kind == "llm_call" and n.prompt
+    }
+    batches: dict[str | None, list[Any]] = defaultdict(list)
+    for n in nodes:
+        if n.id in views:
+            batches[n.parent_id].append(n)
+    everyone = template_edges(list(views.values()))
+    out = {}
+    for batch in batches.values():
+        edges = template_edges([views[n.id] for n in batch]) or everyone
+        for index, n in enumerate(batch, start=1):
+            passage = passage_of(views[n.id], index, edges)
+            if passage is not None:
+                head = views[n.id].head[passage.start_in_prompt :]
+                out[n.id] = describe(passage, locate(docs, head, passage.length))
+    return out
+
+
+def execution_tree(execution: Any, nodes: list[Any], docs: list[tuple[str | None, str]] | None = None) -> Any:
+    from rich.console import Group
     from rich.markup import escape
     from rich.tree import Tree
 
     style = STATUS_STYLE.get(execution.status, "cyan")
     tree = Tree(
-        f"[bold]execution {execution.id}[/bold]  [{style}]{execution.status}[/{style}]  "
-        f"{execution.iterations} iterations  {execution.llm_calls} model calls  "
-        f"{execution.total_input_tokens:,}/{execution.total_output_tokens:,} tok  "
-        f"${execution.total_cost_usd:.4f}\n[dim]{escape(execution.user_query)}[/dim]"
+        Group(
+            one_line(
+                f"[bold]execution {execution.id}[/bold]  [{style}]{execution.status}[/{style}]  "
+                f"{execution.iterations} iterations  {execution.llm_calls} model calls  "
+                f"{execution.total_input_tokens:,}/{execution.total_output_tokens:,} tok  "
+                f"${execution.total_cost_usd:.4f}"
+            ),
+            one_line(f"[dim]{escape(execution.user_query)}[/dim]"),
+        )
     )
+    passages = call_passages(nodes, docs or [])
     branches: dict[str, Any] = {}
     for node in nodes:  # display order: a parent always comes before its children
         parent = branches.get(node.parent_id or "", tree)
-        branches[node.id] = parent.add(node_label(node))
+        branches[node.id] = parent.add(node_label(node, passages.get(node.id)))
     if execution.final_answer:
         tree.add(f"[bold green]answer[/bold green]  {escape(execution.final_answer)}")
     if execution.error:
@@ -81,7 +133,9 @@ def trace(execution_id: str) -> None:
     """Print the tree of EXECUTION_ID (or a unique prefix of it) from the embedded database.
 
     Reads DATABASE_URL if set, else the SQLite file `rlm run` writes. Each line shows the node's
-    kind, model, status, tokens in/out, cost, duration and the start of its code or reply.
+    kind, model, status, tokens in/out, cost, duration and the start of its code (a strategy's
+    own program), of the passage a sub-call read, or of its reply; lines end in "…" where the
+    terminal is too narrow. The answer and any error are printed whole.
 
     \b
     Examples:
@@ -92,7 +146,8 @@ def trace(execution_id: str) -> None:
     from rich.console import Console
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
-    from rlm_api.models import TraceNode, db
+    from rlm_api.models import Context, TraceNode, db
+    from rlm_api.passages import documents
 
     app = open_app(embedded_database_url(), quiet=True)
     with app.app_context():
@@ -100,4 +155,6 @@ def trace(execution_id: str) -> None:
         nodes = db.session.scalars(
             sa.select(TraceNode).where(TraceNode.execution_id == execution.id).order_by(TraceNode.path)
         ).all()
-        Console().print(execution_tree(execution, list(nodes)))
+        context = db.session.get(Context, execution.context_id)
+        docs = documents(context.kind, context.content) if context is not None else []
+        Console().print(execution_tree(execution, list(nodes), docs))

@@ -16,16 +16,15 @@ from rlm_api.events import execution_events
 from rlm_api.launch import announce_cancelled, launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.models import Execution, Session, TraceNode, db
+from rlm_api.planning import RunPlan, plan_run
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, input_skipped, parse_body, parse_query
 from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
-from rlm_worker.engine.local_model import is_local
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
-from rlm_worker.strategies import LOCAL_CHUNK_SIZE, root_program
 
 log = logging.getLogger("rlm.api")
 ACTIVE_STATUSES = ("queued", "running")
@@ -36,13 +35,21 @@ def _settings():
     return current_app.config["RLM_SETTINGS"]
 
 
-def effective_options(overrides: ExecutionOptions, sub_model: str | None = None) -> dict:
-    """Settings give the defaults; what the request set explicitly wins. A local sub-model reads
-    short chunks best, so it gets LOCAL_CHUNK_SIZE unless the request chose a chunk size."""
-    defaults = _settings().execution_defaults()
-    if is_local(sub_model):
-        defaults["chunk_size"] = LOCAL_CHUNK_SIZE
-    return ExecutionOptions(**{**defaults, **overrides.model_dump(exclude_unset=True)}).model_dump()
+def planned(body: ExecuteRequest) -> tuple[RunPlan, dict]:
+    """The plan `rlm run` would make for the same choices (the offline plan included), and the
+    options: the settings' defaults, then the plan's, then what the request set explicitly."""
+    settings = _settings()
+    chosen = body.options.model_dump(exclude_unset=True)
+    plan = plan_run(
+        settings,
+        body.model,
+        body.sub_model,
+        body.options.strategy,
+        body.options.root_code,
+        chunk_size_chosen="chunk_size" in chosen,
+    )
+    options = ExecutionOptions(**{**settings.execution_defaults(), **plan.options, **chosen}).model_dump()
+    return plan, options
 
 
 def get_owned_execution(execution_id: str) -> Execution:
@@ -94,34 +101,35 @@ def _launch(execution: Execution) -> None:
         raise APIError(503, "broker_unavailable", "the execution could not be enqueued; try again") from None
 
 
-def _wait_for(execution_id: str, seconds: float) -> Execution | None:
+def _wait_for(execution_id: str, seconds: float) -> Execution:
+    """The execution once finished, or as it stands when `seconds` are up (its real status)."""
     deadline = time.monotonic() + seconds
     delay = 0.05
     while True:
         db.session.rollback()  # a fresh snapshot each look
         execution = db.session.get(Execution, execution_id)
-        if execution is not None and execution.is_finished:
-            return execution
+        assert execution is not None  # stored by this request; deleting it cascades from nowhere
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
+        if execution.is_finished or remaining <= 0:
+            return execution
         time.sleep(min(delay, remaining))
         delay = min(delay * 1.5, 0.5)
+
+
+def submitted_dict(execution: Execution) -> dict:
+    """The submission's answer: the execution record (`id`) with `execution_id`, the name the first
+    version of the API used, kept as an alias of `id` for clients that read it."""
+    return {**execution_dict(execution), "execution_id": execution.id}
 
 
 @bp.post("/execute")
 def execute():
     body = parse_body(ExecuteRequest)
-    settings = _settings()
     session: Session | None = get_owned_session(body.session_id) if body.session_id else None
-    default_root = body.model or settings.default_model
-    sub_model = body.sub_model or settings.sub_model or default_root
-    options = effective_options(body.options, sub_model)
+    plan, options = planned(body)
     options["skipped"] = input_skipped() or []  # a record the server makes, whatever the request said
-    program = root_program(options.get("strategy"), options.get("root_code"))
-    # A fixed root program calls no root model: the record must not name one that was never used.
-    root_model = f"({program[1]})" if program and not body.model else default_root
-    _check_models(settings, None if program and not body.model else root_model, sub_model)
+    # A fixed root program calls no root model: only a model that will be called is checked.
+    _check_models(_settings(), None if plan.root_label and not body.model else plan.root_model, plan.sub_model)
     if body.context is not None:
         check_context_size(body.context)
         context_id = store_context(body.context, owner=current_owner()).id
@@ -139,23 +147,21 @@ def execute():
         session_id=session.id if session else None,
         context_id=context_id,
         user_query=body.user_query,
-        root_model=root_model,
-        sub_model=sub_model,
+        root_model=plan.root_model,
+        sub_model=plan.sub_model,
         options=options,
+        offline=plan.offline,
         status="queued",
         owner=current_owner(),
     )
     db.session.add(execution)
     db.session.commit()
     _launch(execution)
-    if body.wait:
-        cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
-        finished = _wait_for(execution.id, min(body.wait, cap))
-        if finished is not None:
-            return execution_dict(finished), 200
-    links = execution_links(execution.id)
-    accepted = {"execution_id": execution.id, "status": "queued", "links": links}
-    return accepted, 202, {"Location": links["self"]}
+    cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
+    current = _wait_for(execution.id, min(body.wait or 0.0, cap))
+    if current.is_finished and body.wait:
+        return submitted_dict(current), 200
+    return submitted_dict(current), 202, {"Location": execution_links(execution.id)["self"]}
 
 
 @bp.get("/executions")

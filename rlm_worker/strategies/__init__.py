@@ -36,6 +36,20 @@ def get_strategy(name: str) -> str:
     return _source("common") + "\n\n" + _source(name)
 
 
+def helpers_source() -> str:
+    """`common.py`, the helpers every built-in strategy program starts with."""
+    return _source("common")
+
+
+def split_helpers(code: str) -> tuple[str | None, str]:
+    """(helpers, program) of a strategy's code as the trace holds it; (None, code) for any other
+    code. Readers want the program first: the helpers are the same in every strategy."""
+    helpers = helpers_source()
+    if code.startswith(helpers):
+        return helpers, code[len(helpers) :].lstrip("\n")
+    return None, code
+
+
 def root_program(strategy: str | None, root_code: str | None) -> tuple[str, str] | None:
     """(code, label) of the fixed root program an execution asked for, or None for a root model.
 

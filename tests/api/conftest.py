@@ -40,7 +40,8 @@ def make_settings(database_url: str, **fields):
         "dispatch": "celery",
         "default_model": "openai/scripted-root",
         # A configured OpenAI-compatible server (never called: no worker consumes this broker), so
-        # `openai/...` models are allowed and have a key (see rlm_api/model_checks.py).
+        # `openai/...` models are allowed and have a key (rlm_api/model_checks.py), and a submission
+        # without a model keeps DEFAULT_MODEL instead of the offline plan.
         "llm_api_base": "http://127.0.0.1:9/v1",
         "max_context_size": MAX_CONTEXT,
         "secret_key": "api-tests-secret",

@@ -21,7 +21,8 @@ def test_submitting_answers_202_at_once_and_enqueues_the_id(client, broker):
     assert time.monotonic() - started < 2
     assert response.status_code == 202
     body = response.get_json()
-    assert body["status"] == "queued"
+    assert body["status"] == "queued" and body["id"] == body["execution_id"]
+    assert body["user_query"] == "What dates?" and body["final_answer"] is None  # the record itself
     assert response.headers["Location"] == body["links"]["self"] == f"/api/executions/{body['execution_id']}"
     assert set(body["links"]) == {"self", "trace", "events", "cancel", "dashboard"}
     assert queued_messages(broker) == 1

@@ -37,6 +37,7 @@ def test_wait_returns_the_finished_execution(stack_client, scripted):
     body = response.get_json()
     assert body["status"] == "succeeded" and body["final_answer"] == "QX-4417"
     assert body["total_input_tokens"] > 0 and body["llm_calls"] >= 2
+    assert body["id"] == body["execution_id"]  # one name, and the first version's alias
 
 
 def test_events_stream_status_and_nodes_until_the_end(stack_client, scripted):

@@ -3,6 +3,9 @@ local sub-model's defaults."""
 
 from __future__ import annotations
 
+import pytest
+
+from rlm_worker.engine import local_model
 from rlm_worker.strategies import LOCAL_CHUNK_SIZE
 from tests.support.services import wait_for
 
@@ -99,3 +102,26 @@ def test_a_strategy_runs_without_calling_the_root_model(stack_client, scripted):
     assert "scripted-root" not in by_model and by_model.get("scripted-sub", 0) >= 1, by_model
     nodes = stack_client.get(f"/api/executions/{execution_id}/trace").get_json()["nodes"]
     assert any(n["kind"] == "iteration" and "strategy find: no root model" in n["model"] for n in nodes)
+
+
+@pytest.mark.skipif(not local_model.available(), reason="the local model is not installed")
+def test_with_no_provider_the_api_runs_the_same_offline_plan_as_the_cli(api_db_url, broker, monkeypatch):
+    """`POST /api/execute` as docs/api.md shows it, on a server with no provider configured: the
+    offline plan of `rlm run` (local model, `search` strategy), and the record says so."""
+    from tests.api.conftest import make_app
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    app = make_app(api_db_url, llm_api_base=None, default_model="openai/gpt-4o-mini")
+    client = app.test_client()
+    record = record_of(client, submit(client))
+    assert record["offline"] is True
+    assert (record["root_model"], record["sub_model"]) == (
+        "(strategy search)",
+        local_model.DEFAULT_LOCAL_MODEL,
+    )
+    assert record["options"]["strategy"] == "search" and record["options"]["chunk_size"] == LOCAL_CHUNK_SIZE
+    # A strategy of the user's own is kept; a model of the user's own means no offline plan.
+    record = record_of(client, submit(client, strategy="find"))
+    assert record["offline"] is True and record["options"]["strategy"] == "find"
+    record = record_of(client, submit(client, model="openai/gpt-4o-mini"))
+    assert record["offline"] is False and record["root_model"] == "openai/gpt-4o-mini"

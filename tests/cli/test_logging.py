@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -85,3 +88,32 @@ def test_task_signals_bind_the_execution_of_each_task(captured):
     log.info("idle")
     ids = [(e["execution_id"], e["node_id"]) for e in lines(captured)]
     assert ids == [("exec-root", None), ("exec-sub", "node-1"), (None, None)]
+
+
+LITELLM_LINE = """
+import logging, sys
+from rlm_worker.logging_setup import configure_logging
+if sys.argv[1] == "before":
+    import litellm  # noqa: F401 -- imported first: its handler is already on its logger
+configure_logging(level="INFO", fmt="text")
+import litellm  # noqa: F401,F811 -- imported after: the handler it adds is refused
+logging.getLogger("LiteLLM").warning("litellm says %s", "hello")
+logging.getLogger("LiteLLM Router").warning("the router says hello")
+"""
+
+
+@pytest.mark.parametrize("imported", ["before", "after"])
+def test_litellm_lines_are_printed_once(imported):
+    """litellm adds a stderr handler of its own at import; `rlm serve` printed each line twice."""
+    done = subprocess.run(
+        [sys.executable, "-c", LITELLM_LINE, imported],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+    )
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    assert output.count("litellm says hello") == 1, output
+    assert output.count("the router says hello") == 1, output
+    assert "WARNING LiteLLM: litellm says hello" in done.stderr  # our format, through the root

@@ -93,3 +93,5 @@ def test_with_no_provider_the_quick_start_runs_offline_on_the_local_model(tmp_pa
     ((root, sub, options),) = execution_rows(env)
     assert (root, sub) == ("(strategy search)", "local/smollm2")
     assert options["strategy"] == "search" and options["chunk_size"] == 1000
+    with sqlite3.connect(embedded_db(env)) as conn:
+        assert conn.execute("SELECT offline FROM executions").fetchall() == [(1,)]  # the record says so

@@ -110,6 +110,38 @@ def test_trace_prints_the_tree(cli_env, scripted):
     assert missing.returncode != 0 and "matches no execution" in missing.stderr
 
 
+def test_trace_fits_80_columns_and_shows_programs_and_passages(cli_env, scripted):
+    """At 80 columns every line fits; a strategy's code line shows its program, not the helpers'
+    docstring; sub-call lines say which passage each read."""
+    from rich.cells import cell_len
+
+    def copy_first_sentence(request):
+        passage = str(request["messages"][-1]["content"]).split('"""', 1)[-1].strip()
+        return passage.split(". ", 1)[0] + "."
+
+    scripted.responder = copy_first_sentence
+    run = run_shell(
+        'rlm run samples/devils_dictionary_a_b.txt -q "How does Bierce define ABSURDITY?" '
+        "--strategy search --json",
+        cli_env,
+    )
+    assert run.returncode == 0, run.stderr
+    execution_id = json.loads(run.stdout)["id"]
+
+    done = run_shell(f"rlm trace {execution_id[:8]}", {**cli_env, "COLUMNS": "80"})
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(cell_len(line) for line in lines) <= 80, "\n".join(lines)
+    # Each node is a line of facts, then a line of what it did, both cut to the width.
+    code = lines[next(i for i, line in enumerate(lines) if "code  succeeded" in line) + 1]
+    assert "search: find" in code and "Helpers every" not in done.stdout
+    calls = [lines[i + 1] for i, line in enumerate(lines) if "llm_call" in line]
+    passages = [line.split("#", 1)[1] for line in calls]
+    assert len(passages) >= 2 and len(set(passages)) == len(passages), calls
+    assert all(" · chars " in line and "Question" not in line for line in calls), calls
+
+
 def test_an_embedded_run_whose_process_died_is_closed_on_the_next_start(tmp_path):
     """A killed `rlm run` leaves its execution running with a lapsed lease; the next start fails it."""
     from datetime import timedelta

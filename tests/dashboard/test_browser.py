@@ -101,3 +101,133 @@ def test_running_execution_updates_without_reload(stack_app, stack_client, scrip
     assert page.locator("#execution-header[hx-trigger]").count() == 0  # polling stopped
     wait_finished(stack_app, execution_id)
     page.close()
+
+
+PHONE, DESKTOP = 360, 1400
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "devils_dictionary_a_b.txt"
+QUESTION = "How does Bierce define ABSURDITY?"
+
+
+def make_strategy_execution(app, session_id: str) -> tuple[str, str]:
+    """What `rlm run --strategy search` over the sample leaves, offline: a strategy's code cell
+    and four sub-calls with one template, each over its own passage, all at $0."""
+    from rlm_api.models import Execution, db
+    from rlm_api.trace_sink import SqlTraceSink
+    from rlm_worker.engine.tree import TreeCursor
+    from rlm_worker.strategies import get_strategy
+    from rlm_worker.strategies.common import EXTRACT_PROMPT
+    from tests.dashboard.builders import at
+
+    text = SAMPLE.read_text()
+    with app.app_context():
+        from rlm_api.contexts import store_context
+
+        execution = Execution(
+            session_id=session_id, context_id=store_context(text).id, user_query=QUESTION,
+            root_model="(strategy search)", sub_model="local/smollm2", options={"strategy": "search"},
+            offline=True, status="succeeded", final_answer="ABSURDITY, n. A statement or belief manifestly "
+            "inconsistent with one's own opinion.", created_at=at(0), started_at=at(0), finished_at=at(12),
+            iterations=1, total_input_tokens=4000, total_output_tokens=80, llm_calls=4, sub_calls=4,
+        )  # fmt: skip
+        db.session.add(execution)
+        db.session.commit()
+        eid = execution.id
+        root = TreeCursor(eid, None).child(
+            "root",
+            0,
+            model="(strategy search)",
+            prompt=QUESTION,
+            status="succeeded",
+            started_at=at(0),
+            finished_at=at(12),
+        )
+        step = TreeCursor(eid, root).child(
+            "iteration",
+            0,
+            model="(strategy search)",
+            status="succeeded",
+            prompt="strategy search program",
+            started_at=at(0),
+            finished_at=at(12),
+        )
+        code = TreeCursor(eid, step).child("code", 0, code=get_strategy("search"), status="succeeded",
+                                           stdout="search: asking the 4 best windows", started_at=at(0),
+                                           finished_at=at(12))  # fmt: skip
+        calls = TreeCursor(eid, code)
+        nodes = [root, step, code]
+        for i, start in enumerate((1200, 9400, 17050, 26000)):
+            nodes.append(calls.child(
+                "llm_call", 1, model="local/smollm2", status="succeeded",
+                prompt=EXTRACT_PROMPT.format(question=QUESTION, text=text[start : start + 800]),
+                response="NONE", input_tokens=1000, output_tokens=20,
+                started_at=at(1 + i * 2.5), finished_at=at(3 + i * 2.5),
+            ))  # fmt: skip
+        SqlTraceSink(db.engine).nodes_recorded(nodes)
+        return eid, code.id
+
+
+@pytest.fixture()
+def page_server(app):
+    """The dashboard over the page tests' database (no workers: the traces are written directly)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="dashboard-page-server", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
+def fits(page) -> tuple[int, int]:
+    return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+
+
+def test_every_page_fits_a_phone_and_a_desktop(app, page_server, browser):
+    """No page scrolls sideways at 360 px or at 1400 px (tables scroll in their own box); a
+    screenshot of each page at each width is kept in tests/artifacts/ for a person to look at."""
+    from tests.dashboard.builders import make_execution, make_session
+
+    session_id = make_session(app, name="The Devil's Dictionary, A and B", context=SAMPLE.read_text())
+    make_execution(app, session_id=session_id, user_query="List every word defined under B, with its page")
+    execution_id, code_id = make_strategy_execution(app, session_id)
+    pages = {
+        "executions": "/executions",
+        "execution": f"/executions/{execution_id}",
+        "node": f"/executions/{execution_id}/nodes/{code_id}",
+        "sessions": "/sessions",
+        "session": f"/sessions/{session_id}",
+        "stats": "/stats",
+        "not_found": "/executions/" + "0" * 32,
+    }
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (PHONE, DESKTOP):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        for name, path in pages.items():
+            page.goto(f"{page_server}{path}")
+            scroll_width, inner_width = fits(page)
+            page.screenshot(path=str(ARTIFACTS / f"dashboard_{name}_{width}.png"), full_page=True)
+            assert scroll_width <= inner_width, f"{path} is {scroll_width} px wide at {width} px"
+        page.close()
+
+    page = browser.new_page(viewport={"width": DESKTOP, "height": 900})
+    page.goto(f"{page_server}/executions/{execution_id}")
+    # Each sub-call row says which passage it read: where in the text, and its first words.
+    labels = page.locator("#execution-tree .leaf:has(.k-llm_call) .node-link").all_text_contents()
+    assert len(labels) == 4 and len(set(labels)) == 4, labels
+    assert labels[0].startswith("#1 · chars 1,200–2,000 · “"), labels
+    assert all("Question" not in label for label in labels), labels
+    expect(page.locator(".offline-note")).to_contain_text("local model local/smollm2")
+    # All $0: no cost share to give.
+    expect(page.locator("#execution-costs td.share").first).to_have_text("—")
+    # The strategy's code opens on its own program; the shared helpers are folded away.
+    page.goto(f"{page_server}/executions/{execution_id}/nodes/{code_id}")
+    expect(page.locator(".node-detail h4").first).to_have_text("Program")
+    expect(page.locator(".node-detail .hl").first).to_contain_text("search: find the passages")
+    helpers = page.locator(".node-detail details.helpers")
+    expect(helpers).not_to_have_attribute("open", "")
+    expect(helpers.locator(".hl")).to_be_hidden()
+    # A strategy is not a model: the stats page does not list it as one.
+    page.goto(f"{page_server}/stats")
+    expect(page.locator("table.list")).not_to_contain_text("(strategy")
+    expect(page.locator("table.list")).to_contain_text("local/smollm2")
+    assert page.request.get(f"{page_server}/favicon.ico").status == 200
+    page.close()

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 from markupsafe import Markup
 
-from dashboard.charts import bar_chart, column_chart
+from dashboard.charts import bar_chart, column_chart, time_chart
 from dashboard.diff import diff_blocks
+from dashboard.formatting import money
 from dashboard.highlight import highlight_python
 from dashboard.tree import build_tree, build_waterfall, cost_breakdown
 from tests.dashboard.builders import at
@@ -35,12 +36,24 @@ def test_diff_of_an_append_matches_difflib_lines():
 
 
 def _row(
-    path, kind, parent=None, cost=0.0, tokens=0, model=None, depth=0, start=0, end=1, status="succeeded"
+    path,
+    kind,
+    parent=None,
+    cost=0.0,
+    tokens=0,
+    model=None,
+    depth=0,
+    start=0,
+    end=1,
+    status="succeeded",
+    prompt=None,
 ):
     return SimpleNamespace(
         id=path, parent_id=parent, path=path, kind=kind, model=model, status=status, depth=depth,
         preview="```repl\nprint(1)", error=None, input_tokens=tokens, output_tokens=0, cost_usd=cost,
         started_at=at(start), finished_at=at(end) if end is not None else None,
+        prompt_head=prompt[:1500] if prompt else None, prompt_tail=prompt[-200:] if prompt else None,
+        prompt_length=len(prompt) if prompt else None,
     )  # fmt: skip
 
 
@@ -72,6 +85,72 @@ def test_tree_nests_rows_and_adds_up_model_calls_below_each_node():
     bars = {r.node.path: r for r in waterfall.rows}
     assert bars["0.0.0.0"].left == 10.0 and bars["0.0.0.0"].width == 20.0
     assert bars["0.0.0.2"].left == 50.0 and bars["0.0.0.2"].width == 50.0  # still running: to the end
+
+
+def test_a_fixed_root_program_is_no_model_and_free_calls_have_no_share():
+    rows = [
+        _row("0", "root"),
+        _row("0.0", "iteration", "0", model="(strategy search)"),
+        _row("0.0.0", "code", "0.0"),
+        _row("0.0.0.0", "llm_call", "0.0.0", tokens=5, model="local/smollm2", depth=1),
+        _row("0.0.0.1", "llm_call", "0.0.0", tokens=7, model="local/smollm2", depth=1),
+    ]
+    by_model, by_depth = cost_breakdown(build_tree(rows))
+    assert [(line.key, line.calls, line.share) for line in by_model] == [("local/smollm2", 2, None)]
+    assert [(line.key, line.share) for line in by_depth] == [("depth 1", None)]
+
+
+DOCUMENT = " ".join(f"Entry {i}: the ship logged fact number {i} at noon." for i in range(400))
+TEMPLATE = 'Question: Who died?\nIf the text below states it, copy that sentence.\n\nText:\n"""\n{}\n"""'
+
+
+def test_sub_calls_of_one_batch_are_told_apart_by_the_passage_they_read():
+    starts = (0, 3000, 9000, 15000)
+    rows = [_row("0", "root"), _row("0.0", "code", "0")]
+    for i, start in enumerate(starts):
+        rows.append(
+            _row(f"0.0.{i}", "llm_call", "0.0", prompt=TEMPLATE.format(DOCUMENT[start : start + 800]))
+        )
+    rows.append(_row("0.1", "llm_call", "0", prompt="Summarise the log in one line."))
+
+    def place(head, length):
+        from rlm_api.passages import documents, locate
+
+        return locate(documents("str", DOCUMENT), head, length)
+
+    tree = build_tree(rows, place=place)
+    calls = [n for n in tree.nodes if n.kind == "llm_call"]
+    labels = [n.label for n in calls[:4]]
+    assert len(set(labels)) == 4 and not any("Question" in label for label in labels)
+    for i, (label, start) in enumerate(zip(labels, starts, strict=True), start=1):
+        assert label.startswith(f"#{i} · chars {start:,}–{start + 800:,} · “")
+        assert DOCUMENT[start : start + 20].split()[0] in label
+    # A call alone under its parent is compared with every call of the tree; here nothing is shared.
+    assert calls[4].passage is None and calls[4].label == calls[4].preview
+
+
+def test_passages_are_named_by_document_in_a_json_context():
+    from rlm_api.passages import documents, locate
+
+    docs = documents(
+        "list", '[{"name": "a.txt", "text": "alpha beta gamma delta"}, {"title": "b", "text": "x"}]'
+    )
+    assert docs == [("a.txt", "alpha beta gamma delta"), ("b", "x")]
+    place = locate(docs, "beta gamma delta", 10)
+    assert (place.document, place.start, place.end) == ("a.txt", 6, 16)
+    assert documents("dict", '{"notes.txt": "some notes"}') == [("notes.txt", "some notes")]
+
+
+def test_days_read_as_rows_when_few_and_as_a_sentence_when_all_free():
+    one_day = time_chart("Cost by day", [("12-02", 0.5)], money)
+    assert one_day.horizontal and one_day.bars[0].width > 100 and one_day.bars[0].text == "$0.5000"
+    free = time_chart("Cost by day", [("12-01", 0.0), ("12-02", 0.0)], money)
+    assert free.bars == [] and "All $0 over 2 days" in free.note
+    many = time_chart("Tokens by day", [(f"12-0{d}", float(d)) for d in range(1, 8)], str)
+    assert not many.horizontal and len(many.bars) == 7 and all(b.tick for b in many.bars)
+    month = time_chart("Tokens by day", [(f"d{d}", float(d)) for d in range(30)], str)
+    ticks = [b.label for b in month.bars if b.tick]
+    assert ticks[-1] == "d29" and 5 <= len(ticks) <= 10  # no two labels overlap
 
 
 def test_charts_scale_to_the_largest_value():

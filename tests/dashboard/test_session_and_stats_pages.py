@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from rlm_api.models import Context, Execution, Session, db
+from rlm_worker.engine import local_model
 from rlm_worker.queues import ROOT_QUEUE
+from rlm_worker.strategies import LOCAL_CHUNK_SIZE
 from tests.dashboard.builders import T0, make_execution, make_session
 
 
@@ -118,6 +121,62 @@ def test_start_execution_form_errors_are_shown(app, client, broker):
     assert refused.status_code == 400
     assert "the model &#39;deepinfra/x&#39; is not allowed by MODEL_ALLOWLIST" in html(refused)
     assert broker.llen(ROOT_QUEUE) == 0
+
+
+def test_the_form_offers_a_strategy_and_a_sub_model(app, client, broker):
+    session_id = make_session(app, name="Strategies", context="The filing is dated 2023-04-01.")
+    form = html(client.get(f"/sessions/{session_id}"))
+    assert '<select name="strategy">' in form and 'value="find"' in form and 'name="sub_model"' in form
+    response = client.post(
+        f"/sessions/{session_id}/executions",
+        data={"user_query": "When?", "strategy": "find", "sub_model": "openai/scripted-sub"},
+    )
+    assert response.status_code == 303, html(response)
+    with app.app_context():
+        execution = db.session.scalar(sa.select(Execution).where(Execution.session_id == session_id))
+        assert (execution.root_model, execution.sub_model) == ("(strategy find)", "openai/scripted-sub")
+        assert execution.options["strategy"] == "find" and execution.offline is False
+    bad = client.post(
+        f"/sessions/{session_id}/executions",
+        data={"user_query": "When?", "strategy": "guess", "sub_model": "nosuchprovider/thing"},
+    )
+    assert bad.status_code == 400
+    assert "one of search, find, map_reduce" in html(bad) and "cannot route the model" in html(bad)
+    assert broker.llen(ROOT_QUEUE) == 1
+
+
+@pytest.mark.skipif(not local_model.available(), reason="the local model is not installed")
+def test_a_blank_form_runs_the_offline_plan_when_no_provider_is_configured(app, client, monkeypatch):
+    """The same plan as `rlm run` and the API: the local model reads, the `search` strategy roots."""
+    for name in ("OPENAI_API_KEY", "LLM_API_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    assert app.config["RLM_SETTINGS"].llm_api_base is None
+    session_id = make_session(app, name="Offline", context="The filing is dated 2023-04-01.")
+    response = client.post(f"/sessions/{session_id}/executions", data={"user_query": "When is it dated?"})
+    assert response.status_code == 303, html(response)
+    with app.app_context():
+        execution = db.session.scalar(sa.select(Execution).where(Execution.session_id == session_id))
+        assert execution.offline is True and execution.sub_model == local_model.DEFAULT_LOCAL_MODEL
+        assert execution.root_model == "(strategy search)" and execution.options["strategy"] == "search"
+        assert execution.options["chunk_size"] == LOCAL_CHUNK_SIZE
+    page = html(client.get(response.headers["Location"]))
+    assert "Offline plan: no model provider was configured" in page
+
+
+def test_flower_is_linked_only_where_it_runs(app, client, dashboard_db_url):
+    """Embedded mode (`rlm serve`) runs no Celery, so no Flower: no link that leads nowhere."""
+    from rlm_api import create_app
+
+    assert "Flower ↗" in html(client.get("/executions"))
+    embedded = create_app({"RLM_DISPATCH": "embedded"}, settings=app.config["RLM_SETTINGS"])
+    body = html(embedded.test_client().get("/executions"))
+    assert "Executions" in body and "Flower" not in body
+
+
+def test_the_favicon_is_served(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml"
+    assert response.get_data(as_text=True).startswith("<svg")
 
 
 def test_forms_carry_a_csrf_token_when_the_app_provides_one(app, client):

@@ -18,9 +18,9 @@ from rlm_api.contexts import context_size, store_context
 from rlm_api.launch import launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.models import Execution, Session, db
-from rlm_worker.documents import InputError, InputLimits, read_uploads
 from rlm_api.planning import plan_run
 from rlm_api.schemas import ModelName
+from rlm_worker.documents import InputError, InputLimits, read_uploads
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.strategies import STRATEGIES
 

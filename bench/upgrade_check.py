@@ -27,13 +27,13 @@ from pathlib import Path
 
 from bench.lockfile import COMPILE, LOCK, ROOT, Pin, locked, read_pins
 
-#: `--quick`'s tests: the lock's known casualties (schemathesis's plugin, Pygments' markup), the
-#: litellm path through the real stack, and the offline local model.
+#: `--quick`'s tests: the lock's known casualties (schemathesis's pytest plugin, Pygments' markup),
+#: litellm's real path against the scripted model server, and the lock's own checks.
 QUICK_TESTS = (
     "tests/api/test_openapi.py",
     "tests/dashboard/test_execution_pages.py",
-    "tests/integration/test_engine_through_the_stack.py",
-    "tests/cli/test_root_programs.py",
+    "tests/engine/test_model_client.py",
+    "tests/test_lock_file.py",
 )
 
 

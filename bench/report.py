@@ -59,6 +59,15 @@ def _run(argv: list[str]) -> str:
         return "?"
 
 
+#: The packages whose versions head the file; a test keeps them equal to requirements.lock's.
+VERSION_ROWS = (
+    ("celery / kombu / redis-py", ("celery", "kombu", "redis")),
+    ("litellm / openai", ("litellm", "openai")),
+    ("SQLAlchemy / psycopg", ("sqlalchemy", "psycopg")),
+    ("reference (`rlms`)", ("rlms",)),
+)
+
+
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -96,11 +105,8 @@ def machine(database_url: str | None = None) -> str:
         ["Memory", memory[1].split()[1] if len(memory) > 1 else "?"],
         ["OS", platform.platform()],
         ["Python", sys.version.split()[0]],
-        ["celery / kombu / redis-py", f"{_version('celery')} / {_version('kombu')} / {_version('redis')}"],
-        ["litellm / openai", f"{_version('litellm')} / {_version('openai')}"],
-        ["SQLAlchemy / psycopg", f"{_version('sqlalchemy')} / {_version('psycopg')}"],
+        *[[label, " / ".join(_version(p) for p in packages)] for label, packages in VERSION_ROWS],
         ["Redis server / Postgres server", f"{redis_server} / {postgres}"],
-        ["reference (`rlms`)", _version("rlms")],
         ["load average before the run", _run(["cat", "/proc/loadavg"])],
         ["taken", datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")],
     ]

@@ -105,6 +105,8 @@ def test_procfile_and_render_run_the_same_processes():
     assert services["rlm-flower"]["dockerCommand"] == procs["flower"]
     flower_env = {e.get("key"): e for e in services["rlm-flower"]["envVars"]}
     assert flower_env["FLOWER_BASIC_AUTH"] == {"key": "FLOWER_BASIC_AUTH", "sync": False}
+    # Render builds the Dockerfile, so it runs the lock's versions too.
+    assert {s["runtime"] for s in render["services"] if "runtime" in s} == {"docker"}
     keys = {e["key"] for s in render["services"] for e in s.get("envVars", []) if "key" in e}
     keys |= {e["key"] for g in render["envVarGroups"] for e in g["envVars"]}
     assert keys <= VARIABLES, keys - VARIABLES
@@ -115,9 +117,10 @@ def test_dockerfile_is_slim_non_root_and_caches_dependencies():
     instructions = [line.split()[0] for line in text.splitlines() if line and not line.startswith((" ", "#"))]
     assert text.startswith("# ") and "FROM python:3.11-slim" in text
     assert re.search(r"^USER (?!root)\w+", text, re.M)
-    # pyproject.toml alone is copied and installed before the source, so code edits keep that layer.
-    first_copy = text.index("COPY pyproject.toml ./")
-    assert first_copy < text.index("pip install -r") < text.index("COPY . .")
+    # pyproject.toml and the lock alone are copied and installed before the source, so code edits
+    # keep that layer; the lock constrains every version.
+    first_copy = text.index("COPY pyproject.toml requirements.lock ./")
+    assert first_copy < text.index("pip install -c requirements.lock -r") < text.index("COPY . .")
     assert instructions.count("FROM") == 1
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".git", ".env", "tests/artifacts"} <= set(ignored)

@@ -8,10 +8,11 @@ import re
 import yaml
 from click.testing import CliRunner
 
+from bench.lockfile import REFRESH_COMMAND
 from rlm_api.cli import main as rlm_main
 from rlm_api.cli.environment import all_variables, markdown_table
 from rlm_worker.config import Settings
-from tests.cli.readme import ROOT, command_parts, readme_commands
+from tests.cli.readme import ROOT, command_parts, readme_command, readme_commands, run_shell, tool_env
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 CI_RUN = (ROOT / ".ci" / "run").read_text()
@@ -42,6 +43,22 @@ def test_quick_start_is_one_command_and_tests_are_another():
     assert len(blocks) == 2 and all(len(readme_commands(f"```bash\n{b}```")) == 1 for b in blocks)
     assert blocks[1].strip() == "python3 -m pytest -q"
     assert blocks[1].strip() in CI_RUN.splitlines()
+
+
+def test_quick_start_installs_the_lock_into_a_new_environment():
+    (quick,) = [c for c in readme_commands() if c.startswith("python3 -m venv ")]
+    install = "pip install -q --no-deps -r requirements.lock -e ."
+    assert command_parts(quick)[:3] == ["python3 -m venv .venv", "source .venv/bin/activate", install]
+    # .ci/run removes .venv first, then runs these very lines (checked below), so CI tests the lock.
+    assert CI_RUN.index("rm -rf .venv") < CI_RUN.index("\npython3 -m venv .venv\n")
+
+
+def test_development_commands_refresh_the_lock_and_check_upgrades():
+    # The refresh command is the lock's own header (tests/test_lock_file.py checks that side).
+    assert readme_command("uv pip compile") == REFRESH_COMMAND
+    done = run_shell(readme_command("python -m bench.upgrade_check") + " --help", tool_env({}), timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "--quick" in done.stdout and "requirements.lock" in done.stdout
 
 
 def test_every_readme_command_is_run_or_checked():

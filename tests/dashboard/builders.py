@@ -15,7 +15,7 @@ from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import TraceNode
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-CODE = 'notes = [line for line in context.splitlines() if "date" in line]\nprint(len(notes), "notes")\n'
+CODE = 'notes = [line for line in context.splitlines() if "date" in line and len(line) < 80]\nprint(len(notes), "notes")\n'
 
 
 def at(seconds: float) -> datetime:

@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import html as htmllib
 import re
 from datetime import timedelta
+
+from pygments.token import STANDARD_TYPES, Keyword, String
 
 from dashboard.highlight import STYLESHEET, stylesheet
 from rlm_api.models import Execution, db
 from rlm_api.trace_sink import SqlTraceSink
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import TraceNode as EngineNode
-from tests.dashboard.builders import T0, at, make_execution, make_session
+from tests.dashboard.builders import CODE, T0, at, make_execution, make_session
 from tests.dashboard.conftest import FLOWER_URL
 
 
 def html(response) -> str:
     return response.get_data(as_text=True)
+
+
+def assert_highlighted(body: str, code: str) -> None:
+    """The code is all there, escaped, with its keywords and strings in Pygments token spans.
+
+    Checked through Pygments' own token classes, not its exact markup, which changes between releases.
+    """
+    block = body.split('<div class="hl">', 1)[1].split("</div>", 1)[0]
+    text = re.sub(r"<[^>]*>", "", block)
+    assert "<" in code and " < " not in block and "&lt;" in text  # the source's `<` is escaped
+    assert htmllib.unescape(text).strip() == code.strip()
+    token_of = {css: token for token, css in STANDARD_TYPES.items() if css}
+    spans = [
+        (token_of[css], htmllib.unescape(text))
+        for css, text in re.findall(r'<span class="([^"]+)">([^<]*)</span>', block)
+    ]
+    assert {css for css in re.findall(r'<span class="([^"]+)">', block)} <= set(token_of)
+    assert {"for", "if"} <= {text for token, text in spans if token in Keyword}
+    assert any(token in String and "date" in text for token, text in spans)
 
 
 def test_executions_list_is_empty_at_first(client):
@@ -107,15 +129,13 @@ def test_node_detail_is_a_fragment_for_htmx_and_a_page_without(app, client):
     url = f"/executions/{built.execution_id}/nodes/{code.id}"
     fragment = html(client.get(url, headers={"HX-Request": "true"}))
     assert "<html" not in fragment
-    assert '<div class="hl"><pre>' in fragment
-    assert (
-        '<span class="n">notes</span>' in fragment and '<span class="s2">&quot;date&quot;</span>' in fragment
-    )
+    assert_highlighted(fragment, CODE)
     assert "3 notes" in fragment
     # a code cell shows the memory change of its iteration
     assert "at the end of this iteration" in fragment and "+ old guess: 2022" in fragment
     page = html(client.get(url))
-    assert "<html" in page and '<div class="hl"><pre>' in page and "List every date" in page
+    assert "<html" in page and "List every date" in page
+    assert_highlighted(page, CODE)
 
 
 def test_long_prompts_are_folded_behind_an_expand_control(app, client):

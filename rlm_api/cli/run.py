@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,12 @@ import click
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: How long after Ctrl-C an execution has to stop by itself before the process ends at once.
+STOP_GRACE_SECONDS = 1.5
+INTERRUPTED_BY = {
+    signal.SIGINT: "interrupted from the terminal (Ctrl-C)",
+    signal.SIGTERM: "stopped by SIGTERM",
+}
 
 
 def execution_options(settings: Any, **overrides: Any) -> dict[str, Any]:
@@ -54,7 +61,7 @@ def plan_run(
     plan: the local model answers the sub-calls and a built-in strategy plays the root."""
     from rlm_worker.engine.local_model import is_local
     from rlm_worker.strategies import LOCAL_CHUNK_SIZE
-    from rlm_worker.strategies.offline import offline_plan
+    from rlm_worker.strategies.offline import NOTICE, offline_plan
 
     options: dict[str, Any] = {}
     notice = None
@@ -63,7 +70,8 @@ def plan_run(
         sub_model = offline.sub_model
         strategy = strategy or offline.strategy
         options["chunk_size"] = offline.chunk_size
-        notice = offline.notice
+        # Name the strategy that will run (the user's --strategy, else the offline default).
+        notice = NOTICE.format(model=settings.default_model, local=offline.sub_model, strategy=strategy)
     root_model = model or settings.default_model
     sub = sub_model or settings.sub_model or root_model
     if is_local(sub) and "default_chunk_size" not in settings.model_fields_set:
@@ -198,9 +206,10 @@ def run(
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
     from rlm_api.cli.progress import ProgressDisplay
+    from rlm_api.cli.shutdown import SignalStop, exit_now
     from rlm_api.models import Execution, db
     from rlm_api.serializers import execution_dict
-    from rlm_worker.embedded import SubCallTally, run_embedded
+    from rlm_worker.embedded import mark_cancelled, run_embedded
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
@@ -220,16 +229,14 @@ def run(
         console.print(f"[rlm] execution {execution_id}", markup=False, highlight=False)
     if plan.progress_line():
         console.print(plan.progress_line(), markup=False, highlight=False, soft_wrap=True)
-    tally = SubCallTally()
-    display = ProgressDisplay(app, execution_id, console, tally).start()
+    display = ProgressDisplay(app, execution_id, console).start()
+    stop = SignalStop(
+        lambda signum: mark_cancelled(app, execution_id, INTERRUPTED_BY[signum]),
+        grace=STOP_GRACE_SECONDS,
+        notice="rlm: stopping… (Ctrl-C again to stop at once)",
+    ).install()
     try:
-        run_embedded(app, execution_id, tally)
-    except KeyboardInterrupt:
-        with app.app_context():
-            mark_ended(execution_id, "cancelled", "interrupted from the terminal")
-        display.stop()
-        click.echo(f"rlm: execution {execution_id} cancelled", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        run_embedded(app, execution_id)
     except Exception as exc:  # the runner records engine failures itself; this is anything before
         with app.app_context():
             mark_ended(execution_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
@@ -246,4 +253,10 @@ def run(
     if record["status"] != "succeeded":
         reason = record["error"] or record["guard_hit"] or "no reason recorded"
         click.echo(f"rlm: execution {execution_id} {record['status']}: {reason}", err=True)
+    stop.finished()
+    if stop.exit_code is not None:
+        # Stopped by a signal: end now, without waiting on what an interrupted run leaves (a
+        # model request the server is still finishing must not hold the terminal).
+        exit_now(stop.exit_code)
+    if record["status"] != "succeeded":
         sys.exit(EXIT_FAILED)

@@ -126,6 +126,7 @@ class LocalModelServer:
         params.sampling.temp = 0.0
         params.sampling.seed = SEED
         params.port = 0  # the server binds a free loopback port
+        params.endpoint_metrics = True  # loopback only: queue and slot counters for tests and operators
         params.verbosity = 0
         self.settings = settings
         self._server = xllamacpp.Server(params)

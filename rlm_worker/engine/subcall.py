@@ -154,7 +154,8 @@ def execute_llm_calls_until_stopped(
     """
     if not calls:
         return []
-    sink.nodes_recorded([_new_node(call) for call in calls])
+    sent = [_new_node(call) for call in calls]
+    sink.nodes_recorded(sent)
     answered: queue.SimpleQueue[int] = queue.SimpleQueue()
     futures = [_start_one(call, client) for call in calls]
     for index, future in enumerate(futures):
@@ -183,7 +184,7 @@ def execute_llm_calls_until_stopped(
                 continue
             future = futures[index]
             if future.cancel() or future.cancelled():
-                outcomes[index], node = _cancelled(call, reason)
+                outcomes[index], node = _cancelled(call, sent[index], reason)
             else:  # it answered just now: keep the answer it paid for
                 outcomes[index], node = future.result()
             ended.append(node)
@@ -201,8 +202,7 @@ def _start_one(call: LLMCall, client: ModelClient) -> Future[tuple[LLMCallOutcom
     return _pool.submit(_run_one, call, client)
 
 
-def _cancelled(call: LLMCall, reason: str) -> tuple[LLMCallOutcome, TraceNode]:
-    node = _new_node(call)
+def _cancelled(call: LLMCall, node: TraceNode, reason: str) -> tuple[LLMCallOutcome, TraceNode]:
     message = f"sub-call cancelled: {reason}"
     node.status, node.error, node.finished_at = "cancelled", message, utcnow()
-    return LLMCallOutcome(node_id=call.node_id, text=None, error=message, model=call.model), node
+    return LLMCallOutcome(call.node_id, None, message, model=call.model, answered=False), node

@@ -41,8 +41,8 @@ DATABASE_OUTAGE_SECONDS = 120.0
 #: How long past its time limit a busy cell may run before its REPL process is killed.
 STOP_GRACE_SECONDS = 0.5
 #: What a REPL killed by a stop says (the cell's error, the code node's error).
-STOPPED_CANCELLED = "the REPL was stopped: the execution was cancelled"
-STOPPED_TIME_LIMIT = "the REPL was stopped: the execution's time limit was reached"
+STOPPED_CANCELLED = "the REPL was killed: the execution was cancelled"
+STOPPED_TIME_LIMIT = "the REPL was killed: the execution's time limit was reached"
 
 T = TypeVar("T")
 

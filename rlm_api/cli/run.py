@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,9 +253,9 @@ def run(
         reason = record["error"] or record["guard_hit"] or "no reason recorded"
         click.echo(f"rlm: execution {execution_id} {record['status']}: {reason}", err=True)
     stop.finished()
+    # The answer is printed and the record committed: end here. The interpreter's own teardown
+    # would wait on the threads of this run (the in-process llama.cpp server waits for its idle
+    # keep-alive connections to time out; a request an interrupted run left is still computing).
     if stop.exit_code is not None:
-        # Stopped by a signal: end now, without waiting on what an interrupted run leaves (a
-        # model request the server is still finishing must not hold the terminal).
         exit_now(stop.exit_code)
-    if record["status"] != "succeeded":
-        sys.exit(EXIT_FAILED)
+    exit_now(0 if record["status"] == "succeeded" else EXIT_FAILED)

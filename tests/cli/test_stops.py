@@ -1,14 +1,17 @@
 """Every guard holds while sub-calls are in flight, in `rlm run` and `rlm serve` as real processes.
 
-The scripted model answers slowly (its latency set high), so each stop below happens with model
-calls under way. After each, the execution's record, its trace (what the dashboard and
+The scripted model answers two calls of a batch at once and the other two after SLOW seconds, so
+each stop below happens with model calls under way (on a loaded machine the first answers can take
+minutes: litellm's import is part of them, hence the long waits for the batch to be in flight). After each, the execution's record, its trace (what the dashboard and
 `rlm trace` read) and the processes agree: one reason, finished calls counted, no call left
 `running`, and no REPL process or zombie left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -37,11 +40,31 @@ def slow_unless_fast(request: dict) -> str:
     return f"answer to {text}"
 
 
+STARTED: list[subprocess.Popen] = []
+
+
 def rlm(*args: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     handle = open(log, "w+")  # noqa: SIM115 - the process owns it; read back with read_log
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "rlm_api.cli", *args], cwd=ROOT, env=env, stdout=handle, stderr=handle
     )
+    STARTED.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test():
+    """A failed test must not leave its `rlm` process (and its REPL) running into the next one."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            repls = sandboxes_of(proc.pid)
+            proc.kill()
+            proc.wait(timeout=10)
+            for pid in repls:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def read_log(log: Path) -> str:
@@ -131,7 +154,7 @@ def start_run(cli_env, tmp_path, env_extra: dict[str, str] | None = None) -> tup
     proc = rlm(
         "run", "samples/northern_tern_log.txt", "-q", "Q", "--root-code", str(program), env=env, log=log
     )
-    wait_for(lambda: batch_in_flight(cli_env) or proc.poll() is not None, 120, what="the batch in flight")
+    wait_for(lambda: batch_in_flight(cli_env) or proc.poll() is not None, 300, what="the batch in flight")
     assert proc.poll() is None, read_log(log)
     return proc, log
 
@@ -232,7 +255,7 @@ def submit_batch(port: int) -> str:
 def test_cancel_through_rlm_serve_stops_within_five_seconds(cli_env, slow_model, serve):
     proc, port, log = serve
     submit_batch(port)
-    wait_for(lambda: batch_in_flight(cli_env), 60, what="the batch in flight")
+    wait_for(lambda: batch_in_flight(cli_env), 300, what="the batch in flight")
 
     (execution_id,) = query(cli_env, "SELECT id FROM executions")[0]
     post(port, f"/api/executions/{execution_id}/cancel")
@@ -250,7 +273,7 @@ def test_cancel_through_rlm_serve_stops_within_five_seconds(cli_env, slow_model,
 def test_rlm_serve_stops_on_the_first_signal_within_five_seconds(cli_env, slow_model, serve, signum):
     proc, port, log = serve
     submit_batch(port)
-    wait_for(lambda: batch_in_flight(cli_env), 60, what="the batch in flight")
+    wait_for(lambda: batch_in_flight(cli_env), 300, what="the batch in flight")
     repls = sandboxes_of(proc.pid)
 
     proc.send_signal(signum)

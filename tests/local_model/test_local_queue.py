@@ -98,5 +98,6 @@ def test_a_stop_cancels_waiting_and_running_calls_and_frees_the_server(local_cli
     assert len(cancelled) >= 6 - local_model.server().settings.slots
     assert all(o.error == "sub-call cancelled: stopped by the test" for o in cancelled)
     assert {sink.nodes[o.node_id].status for o in cancelled} == {"cancelled"}
-    # The request being computed was closed: llama.cpp drops it instead of finishing it.
-    wait_for(lambda: busy_slots() == 0, 5, what="the local model's slots to be free")
+    # The request being computed was closed: llama.cpp drops it after its current decode step
+    # (a whole prompt is one step: seconds on a loaded machine) instead of writing its answer.
+    wait_for(lambda: busy_slots() == 0, 30, what="the local model's slots to be free")

@@ -130,13 +130,23 @@ def tokens_per_second(calls: int) -> tuple[float, float]:
     return engine_rate, direct_rate
 
 
+class Rows:
+    """Prints each row of the table as soon as it is measured (a long run cut short keeps them)."""
+
+    def append(self, row: tuple[str, str, str, bool, str]) -> None:
+        name, figure, target, met, at_load = row
+        print(f"| {name} | {figure} | {target} | {'yes' if met else 'NO'} | {at_load} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=6, help="chunk calls of the tokens/s comparison")
     args = parser.parse_args()
     data = Path(tempfile.mkdtemp(prefix="rlm-bench-local-"))
+    print("| measure | figure | target | met | load (1 min) |")
+    print("|---|---|---|---|---|", flush=True)
+    rows = Rows()
     try:
-        rows = []
         env = cli_env(data)
         cli_seconds(QUICK, env)  # the first run: migrations, byte-code, the model file into the page cache
         quick_cli, answer = cli_seconds(QUICK, env)
@@ -164,13 +174,9 @@ def main() -> None:
 
     settings = local_model.server().settings
     print(
-        f"local model: {settings.path.rsplit('/', 1)[-1]}, {settings.slots} slot(s), "
+        f"\nlocal model: {settings.path.rsplit('/', 1)[-1]}, {settings.slots} slot(s), "
         f"{settings.threads or os.cpu_count()} thread(s); quick start answered: {answer[:80]!r}"
     )
-    print("| measure | figure | target | met | load (1 min) |")
-    print("|---|---|---|---|---|")
-    for name, figure, target, met, at_load in rows:
-        print(f"| {name} | {figure} | {target} | {'yes' if met else 'NO'} | {at_load} |")
 
 
 if __name__ == "__main__":

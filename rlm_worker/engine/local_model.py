@@ -58,8 +58,9 @@ def is_local(model: str | None) -> bool:
 @dataclass(frozen=True)
 class LocalModelSettings:
     """How the server is started. `context_tokens` is per slot: a chunk prompt of a built-in
-    strategy is ~450 tokens, so 2048 leaves room for a root program's longer prompts. The slot
-    and thread counts were measured on a 2-core machine (bench/local_model.py, BENCHMARKS.md)."""
+    strategy is ~450 tokens, so 2048 leaves room for a root program's longer prompts. Two slots:
+    llama.cpp then batches two answers' tokens in one step (writing is bound by memory, not by
+    arithmetic); compare `LOCAL_MODEL_SLOTS=1` with `bench/local_model.py` on a quiet machine."""
 
     path: str
     context_tokens: int = 2048

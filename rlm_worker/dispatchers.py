@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rlm_worker.engine.ports import ModelClient, TraceSink
-from rlm_worker.engine.subcall import execute_llm_calls
+from rlm_worker.engine.subcall import execute_llm_calls_until_stopped
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
 from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
 
@@ -228,11 +228,33 @@ def _lost_a_service(error: Any) -> bool:
 
 
 class InProcessDispatcher:
-    """Embedded mode: sub-calls run on this process's thread pool, traced the same way."""
+    """Embedded mode: sub-calls run in this process (the leaf-call loop), traced the same way.
 
-    def __init__(self, client: ModelClient, sink: TraceSink) -> None:
+    It waits on its own calls, so it keeps the guards itself: when `should_stop()` turns true
+    (cancellation) or `timeout` passes, the calls not yet answered are cancelled and recorded so.
+    `on_answered` is told of each call the moment it returns (a progress display).
+    """
+
+    def __init__(
+        self,
+        client: ModelClient,
+        sink: TraceSink,
+        should_stop: Callable[[], bool] | None = None,
+        on_answered: Callable[[], None] | None = None,
+    ) -> None:
         self.client = client
         self.sink = sink
+        self.should_stop = should_stop or (lambda: False)
+        self.on_answered = on_answered
 
     def run_llm_calls(self, calls: list[LLMCall], timeout: float | None = None) -> list[LLMCallOutcome]:
-        return execute_llm_calls(calls, self.client, self.sink)
+        deadline = time.monotonic() + timeout if timeout is not None else None
+
+        def stop_reason() -> str | None:
+            if self.should_stop():
+                return "the execution was stopped"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "the execution's time limit was reached"
+            return None
+
+        return execute_llm_calls_until_stopped(calls, self.client, self.sink, stop_reason, self.on_answered)

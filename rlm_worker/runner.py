@@ -40,6 +40,9 @@ DATABASE_OUTAGE_SECONDS = 120.0
 
 #: How long past its time limit a busy cell may run before its REPL process is killed.
 STOP_GRACE_SECONDS = 0.5
+#: What a REPL killed by a stop says (the cell's error, the code node's error).
+STOPPED_CANCELLED = "the REPL was killed: the execution was cancelled"
+STOPPED_TIME_LIMIT = "the REPL was killed: the execution's time limit was reached"
 
 T = TypeVar("T")
 
@@ -132,7 +135,7 @@ class StoppableSandboxes:
 
     def __init__(self, factory: SandboxFactory) -> None:
         self.factory = factory
-        self.stopped = False
+        self.stopped: str | None = None  # why, once stopped
         self._made: list[weakref.ref[Sandbox]] = []
         self._lock = threading.Lock()
 
@@ -141,21 +144,25 @@ class StoppableSandboxes:
         with self._lock:
             self._made.append(weakref.ref(sandbox))
             if self.stopped:
-                _kill_repl(sandbox)
+                _kill_repl(sandbox, self.stopped)
         return sandbox
 
-    def stop_all(self) -> None:
+    def stop_all(self, reason: str) -> None:
         with self._lock:
-            self.stopped = True
+            self.stopped = reason
             for ref in self._made:
                 sandbox = ref()
                 if sandbox is not None:
-                    _kill_repl(sandbox)
+                    _kill_repl(sandbox, reason)
 
 
-def _kill_repl(sandbox: Sandbox) -> None:
-    """SIGKILL the REPL's process group; the running cell then fails and the engine stops."""
-    pid = getattr(sandbox, "pid", None)  # SubprocessSandbox runs in a session of its own
+def _kill_repl(sandbox: Sandbox, reason: str) -> None:
+    """Kill the REPL's process (and reap it); the running cell then fails with `reason`."""
+    stop = getattr(sandbox, "stop", None)
+    if stop is not None:  # SubprocessSandbox: it kills its process group and remembers why
+        stop(reason)
+        return
+    pid = getattr(sandbox, "pid", None)
     if pid:
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -164,17 +171,22 @@ def _kill_repl(sandbox: Sandbox) -> None:
 
 
 class StopWatch(threading.Thread):
-    """Calls `on_stop` once, as soon as `should_stop()` turns true or `deadline` passes."""
+    """Calls `on_stop(reason)` once, as soon as `should_stop()` turns true or `deadline` passes."""
 
-    def __init__(self, should_stop: Callable[[], bool], deadline: float, on_stop: Callable[[], None]) -> None:
+    def __init__(
+        self, should_stop: Callable[[], bool], deadline: float, on_stop: Callable[[str], None]
+    ) -> None:
         super().__init__(name="rlm-stopwatch", daemon=True)
         self.should_stop, self.deadline, self.on_stop = should_stop, deadline, on_stop
         self._done = threading.Event()
 
     def run(self) -> None:
-        while not self._done.wait(0.5):
-            if self.should_stop() or time.monotonic() >= self.deadline:
-                self.on_stop()
+        while not self._done.wait(0.25):
+            if self.should_stop():
+                self.on_stop(STOPPED_CANCELLED)
+                return
+            if time.monotonic() >= self.deadline:
+                self.on_stop(STOPPED_TIME_LIMIT)
                 return
 
     def __enter__(self) -> StopWatch:
@@ -299,6 +311,13 @@ def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> s
     execution.sub_calls = result.sub_calls
     execution.finished_at = (execution.finished_at if cancelled else None) or utcnow()
     execution.lease_expires_at = None
+    if cancelled and execution.error:
+        # One reason everywhere: the root node says why it was cancelled, as the record does.
+        db.session.execute(
+            sa.update(TraceNode)
+            .where(TraceNode.id == result.root_node_id)
+            .values(status="cancelled", error=execution.error)
+        )
     if execution.session_id:
         session = db.session.get(Session, execution.session_id)
         if session is not None:

@@ -1,5 +1,7 @@
 """Per-process singletons of a worker: the model client and the sandbox factory.
 
+The model client queues `local/...` calls for the process's llama.cpp slots (`LocalModelQueue`).
+
 litellm takes ~2 s to import, so one client serves every task of a process.
 """
 
@@ -11,6 +13,7 @@ from functools import lru_cache
 
 from rlm_worker.config import get_settings
 from rlm_worker.engine.llm import LiteLLMClient
+from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.ports import ModelClient, SandboxFactory
 from rlm_worker.engine.sandbox_slots import SlotPool
 
@@ -28,10 +31,10 @@ def model_client() -> ModelClient:
         policy=s.model_policy(),
     )
     if not s.model_rate_limits:
-        return client
+        return LocalModelQueue(client)
     from rlm_worker.rate_limit import RateLimitedClient, limiter_from_settings
 
-    return RateLimitedClient(client, limiter_from_settings())
+    return LocalModelQueue(RateLimitedClient(client, limiter_from_settings()))
 
 
 @lru_cache(maxsize=1)

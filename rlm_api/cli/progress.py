@@ -1,9 +1,11 @@
 """Live progress of one execution on stderr: iteration, sub-calls done/total, tokens, cost.
 
 A side thread reads the execution row and its trace nodes every `interval` seconds (the same
-rows the dashboard shows) and, in embedded mode, the in-process sub-call tally. On a terminal it
-draws a rich progress bar; elsewhere (a pipe, a log file, a test) it prints one plain line each
-time something changed, so captured output stays readable.
+rows the dashboard shows). Embedded mode writes a batch's nodes when the batch is sent and each
+node again when its call returns, so the total is the batch's size from the start and tokens and
+cost grow call by call (summed over the model-call nodes until the row has the final totals). On a
+terminal it draws a rich progress bar; elsewhere (a pipe, a log file, a test) it prints one plain
+line each time something changed, so captured output stays readable.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from rich.progress import (
 )
 
 from rlm_api.models import Execution, TraceNode, db
-from rlm_worker.embedded import SubCallTally
+
+#: The nodes that are model calls: their tokens and cost add up to the execution's.
+MODEL_CALL_KINDS = ("llm_call", "iteration")
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,9 @@ class Snapshot:
         )
 
 
-def read_snapshot(execution_id: str, tally: SubCallTally | None = None) -> Snapshot:
+def read_snapshot(execution_id: str) -> Snapshot:
     """Call inside an app context."""
+    finished = TraceNode.status != "running"
     with db.engine.connect() as conn:
         row = conn.execute(
             sa.select(
@@ -62,21 +67,24 @@ def read_snapshot(execution_id: str, tally: SubCallTally | None = None) -> Snaps
                 Execution.total_cost_usd,
             ).where(Execution.id == execution_id)
         ).one()
-        total, done = conn.execute(
+        calls = conn.execute(
             sa.select(
-                sa.func.count(),
-                sa.func.count().filter(TraceNode.status != "running"),
-            ).where(TraceNode.execution_id == execution_id, TraceNode.kind == "llm_call")
+                sa.func.count().filter(TraceNode.kind == "llm_call"),
+                sa.func.count().filter(TraceNode.kind == "llm_call", finished),
+                sa.func.coalesce(sa.func.sum(TraceNode.input_tokens), 0),
+                sa.func.coalesce(sa.func.sum(TraceNode.output_tokens), 0),
+                sa.func.coalesce(sa.func.sum(TraceNode.cost_usd), 0.0),
+            ).where(TraceNode.execution_id == execution_id, TraceNode.kind.in_(MODEL_CALL_KINDS))
         ).one()
-    answered, submitted = tally.read() if tally else (0, 0)
+    total, done, input_tokens, output_tokens, cost = calls
     return Snapshot(
         status=row.status,
         iterations=row.iterations,
-        subcalls_done=max(done, answered),
-        subcalls_total=max(total, submitted),
-        input_tokens=row.total_input_tokens,
-        output_tokens=row.total_output_tokens,
-        cost_usd=row.total_cost_usd,
+        subcalls_done=done,
+        subcalls_total=total,
+        input_tokens=max(row.total_input_tokens, int(input_tokens)),
+        output_tokens=max(row.total_output_tokens, int(output_tokens)),
+        cost_usd=max(row.total_cost_usd, float(cost)),
     )
 
 
@@ -88,10 +96,9 @@ class ProgressDisplay:
         app: Flask,
         execution_id: str,
         console: Console,
-        tally: SubCallTally | None = None,
         interval: float = 0.2,
     ) -> None:
-        self.app, self.execution_id, self.console, self.tally = app, execution_id, console, tally
+        self.app, self.execution_id, self.console = app, execution_id, console
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rlm-progress", daemon=True)
@@ -132,7 +139,7 @@ class ProgressDisplay:
 
     def _show(self) -> None:
         with self.app.app_context():
-            snap = read_snapshot(self.execution_id, self.tally)
+            snap = read_snapshot(self.execution_id)
         if snap == self._last:
             return
         self._last = snap

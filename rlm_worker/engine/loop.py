@@ -167,11 +167,13 @@ class Engine:
         )
 
 
+#: The guards that stop an execution rather than fail it, and the status they give.
+STOP_STATUS = {"cancelled": "cancelled", "timeout_seconds": "timed_out"}
+
+
 def _status_for(outcome: AgentOutcome, guard: str | None) -> str:
-    if guard == "cancelled":
-        return "cancelled"
-    if guard == "timeout_seconds":
-        return "timed_out"
+    if guard in STOP_STATUS:
+        return STOP_STATUS[guard]
     if outcome.final is not None and guard is None:
         return "succeeded"
     return "failed"
@@ -339,7 +341,12 @@ class Agent:
         self.sink.node_started(node)
         try:
             result = self._run_cell(code, TreeCursor(self.run_state.execution_id, node), sandbox)
-            if result.final is not None:
+            stopped = self._stopped_by() if result.error else None
+            if stopped is not None:
+                # Cancelled or out of time: that is the one reason, not the cell's broken call.
+                outcome.error = f"stopped by guard {stopped.guard}: {stopped}"
+                node.status, node.error = STOP_STATUS[stopped.guard], outcome.error
+            elif result.final is not None:
                 outcome.final = result.final
             else:
                 outcome.error = f"the {label} program ended without FINAL: {result.error or 'no answer'}"
@@ -419,9 +426,22 @@ class Agent:
         node.stdout, node.stderr, node.error = result.stdout, result.stderr, result.error
         node.response = result.final
         node.status = "failed" if result.error else "succeeded"
+        stopped = self._stopped_by() if result.error else None
+        if stopped is not None:
+            node.status = STOP_STATUS[stopped.guard]
         node.finished_at = utcnow()
         self.sink.node_finished(node)
         return result
+
+    def _stopped_by(self) -> GuardTripped | None:
+        """The stop (cancellation, the time limit) under way, if any: a cell that failed then
+        failed because of it (its batch was cut short, or its REPL killed)."""
+        try:
+            self.budget.check()
+        except GuardTripped:
+            pass
+        tripped = self.budget.tripped
+        return tripped if tripped is not None and tripped.guard in STOP_STATUS else None
 
     def _describe(self, index: int, result: CellResult) -> str:
         parts = []

@@ -86,7 +86,11 @@ class ReplCalls:
             return refused_llm_calls(calls, refusal, self.agent.sink)
         outcomes = self._replayed_or_dispatched(calls)
         for o in outcomes:
-            self.agent.budget.add_usage(o.input_tokens, o.output_tokens, o.cost_usd)
+            if o.answered:
+                self.agent.budget.add_usage(o.input_tokens, o.output_tokens, o.cost_usd)
+        # A batch cut short by a stop (cancellation, the time limit) ends the cell here rather
+        # than handing the code error strings to carry on with.
+        self.agent.budget.check()
         return outcomes
 
     def _refusal(self, model: str) -> str | None:

@@ -9,9 +9,10 @@ threads); any other client runs on a thread pool.
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 from rlm_worker.engine.ports import AsyncModelClient, ModelClient, ModelError, TraceSink, supports_async
@@ -139,3 +140,77 @@ def execute_llm_calls(calls: list[LLMCall], client: ModelClient, sink: TraceSink
     results = _run_batch(calls, client)
     sink.nodes_recorded([node for _, node in results])
     return [outcome for outcome, _ in results]
+
+
+#: How often a stoppable batch looks at its stop condition while it waits for answers.
+STOP_POLL_SECONDS = 0.2
+
+
+def execute_llm_calls_until_stopped(
+    calls: list[LLMCall],
+    client: ModelClient,
+    sink: TraceSink,
+    stop_reason: Callable[[], str | None],
+    on_answered: Callable[[], None] | None = None,
+) -> list[LLMCallOutcome]:
+    """Like `execute_llm_calls`, for a caller that waits on its own calls (embedded mode).
+
+    The batch's nodes are written `running` when it is sent (its size is known at once), each
+    again the moment its call returns (progress and `rlm trace` move during a long batch), and
+    when `stop_reason()` names a reason the calls not yet answered are cancelled: waiting ones
+    leave the queue, running ones have their request closed, and their nodes say `cancelled`.
+    """
+    if not calls:
+        return []
+    sent = [_new_node(call) for call in calls]
+    sink.nodes_recorded(sent)
+    answered: queue.SimpleQueue[int] = queue.SimpleQueue()
+    futures = [_start_one(call, client) for call in calls]
+    for index, future in enumerate(futures):
+        future.add_done_callback(lambda _, index=index: answered.put(index))
+    outcomes: dict[int, LLMCallOutcome] = {}
+    reason = None
+    while len(outcomes) < len(calls):
+        reason = stop_reason()
+        if reason:
+            break
+        try:
+            index = answered.get(timeout=STOP_POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if futures[index].cancelled():
+            continue
+        outcome, node = futures[index].result()
+        sink.node_finished(node)
+        outcomes[index] = outcome
+        if on_answered is not None:
+            on_answered()
+    if reason:
+        ended = []
+        for index, call in enumerate(calls):
+            if index in outcomes:
+                continue
+            future = futures[index]
+            if future.cancel() or future.cancelled():
+                outcomes[index], node = _cancelled(call, sent[index], reason)
+            else:  # it answered just now: keep the answer it paid for
+                outcomes[index], node = future.result()
+            ended.append(node)
+        sink.nodes_recorded(ended)
+    return [outcomes[index] for index in range(len(calls))]
+
+
+def _start_one(call: LLMCall, client: ModelClient) -> Future[tuple[LLMCallOutcome, TraceNode]]:
+    """The call under way: a task on the leaf-call loop (cancelling it closes its request), or a
+    pool thread for a client that cannot be awaited (cancelling it only drops a call not started)."""
+    if supports_async(client):
+        return asyncio.run_coroutine_threadsafe(
+            _await_one(call, cast(AsyncModelClient, client)), _loop_thread.get().loop
+        )
+    return _pool.submit(_run_one, call, client)
+
+
+def _cancelled(call: LLMCall, node: TraceNode, reason: str) -> tuple[LLMCallOutcome, TraceNode]:
+    message = f"sub-call cancelled: {reason}"
+    node.status, node.error, node.finished_at = "cancelled", message, utcnow()
+    return LLMCallOutcome(call.node_id, None, message, model=call.model, answered=False), node

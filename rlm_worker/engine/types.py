@@ -100,6 +100,7 @@ class LLMCallOutcome:
     output_tokens: int = 0
     cost_usd: float = 0.0
     model: str | None = None
+    answered: bool = True  # False: cancelled before the model answered (not a model call to count)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -299,10 +299,19 @@ class SubprocessSandbox:
             raise SandboxError(f"the context, variables and constants must be JSON: {exc}") from None
         self._box: list[_Process | None] = [None]
         self._closed = False
+        self._stopped: str | None = None
         self._finalizer = weakref.finalize(self, _close_quietly, self._box)
         self._start()
 
     # -- process lifecycle ----------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        """Kill the REPL process now, from any thread, and reap it: the running cell fails with
+        `reason` and no fresh process is started (its execution is ending)."""
+        self._stopped = reason
+        process = self._box[0]
+        if process is not None:
+            process.kill(reason)
+
     @property
     def pid(self) -> int | None:
         """The current REPL process id (for tests and diagnostics)."""
@@ -347,6 +356,8 @@ class SubprocessSandbox:
     def _live_process(self) -> tuple[_Process, str | None]:
         if self._closed:
             raise SandboxError("the sandbox is closed")
+        if self._stopped is not None:
+            raise SandboxError(self._stopped)
         process = self._box[0]
         if process is not None and process.alive():
             return process, None
@@ -382,6 +393,8 @@ class SubprocessSandbox:
         if reason is not None:
             process.kill(reason)
         error, limit = self._death_message(process)
+        if self._stopped is not None:  # stopped on purpose: no fresh REPL for an ending execution
+            return CellResult(error=error)
         note = self._replace()
         return CellResult(error=f"{error}; {note}", limit_hit=limit)
 

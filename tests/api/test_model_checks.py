@@ -43,11 +43,12 @@ def test_the_operators_allow_list_replaces_the_default(api_db_url, broker, clean
 
 
 def test_a_missing_key_is_reported_as_such_at_submission(api_db_url, broker, clean, monkeypatch):
-    """No LLM_API_BASE and no OPENAI_API_KEY: the default model cannot be called, and the
-    submission says which variable to set (issue #15) instead of failing after retries."""
+    """No LLM_API_BASE and no OPENAI_API_KEY: a model the request names cannot be called, and the
+    submission says which variable to set (issue #15) instead of failing after retries. (With no
+    model named, the offline plan runs instead: tests/api/test_root_programs.py.)"""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     app = make_app(api_db_url, llm_api_base=None, default_model="openai/gpt-4o-mini")
-    response = post(app.test_client())
+    response = post(app.test_client(), model="openai/gpt-4o-mini")
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "missing_api_key"

@@ -120,8 +120,9 @@ def test_with_no_provider_the_api_runs_the_same_offline_plan_as_the_cli(api_db_u
         local_model.DEFAULT_LOCAL_MODEL,
     )
     assert record["options"]["strategy"] == "search" and record["options"]["chunk_size"] == LOCAL_CHUNK_SIZE
-    # A strategy of the user's own is kept; a model of the user's own means no offline plan.
+    # A strategy of the user's own is kept; a model of the user's own means no offline plan, and
+    # one whose key is missing is refused at once, saying which variable to set.
     record = record_of(client, submit(client, strategy="find"))
     assert record["offline"] is True and record["options"]["strategy"] == "find"
-    record = record_of(client, submit(client, model="openai/gpt-4o-mini"))
-    assert record["offline"] is False and record["root_model"] == "openai/gpt-4o-mini"
+    refused = submit(client, model="openai/gpt-4o-mini")
+    assert refused.status_code == 422 and refused.get_json()["error"]["code"] == "missing_api_key"

@@ -150,7 +150,9 @@ def test_a_blank_form_runs_the_offline_plan_when_no_provider_is_configured(app, 
     """The same plan as `rlm run` and the API: the local model reads, the `search` strategy roots."""
     for name in ("OPENAI_API_KEY", "LLM_API_BASE"):
         monkeypatch.delenv(name, raising=False)
-    assert app.config["RLM_SETTINGS"].llm_api_base is None
+    # This suite's app has a (never called) LLM_API_BASE; this test's server has none.
+    settings = app.config["RLM_SETTINGS"].model_copy(update={"llm_api_base": None})
+    monkeypatch.setitem(app.config, "RLM_SETTINGS", settings)
     session_id = make_session(app, name="Offline", context="The filing is dated 2023-04-01.")
     response = client.post(f"/sessions/{session_id}/executions", data={"user_query": "When is it dated?"})
     assert response.status_code == 303, html(response)

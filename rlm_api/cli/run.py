@@ -11,7 +11,13 @@ import click
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The execution succeeded but found no answer: the input does not answer the question.
+EXIT_NOT_FOUND = 3
 EXIT_INTERRUPTED = 130
+NOT_FOUND_SENTENCE = (
+    "rlm: no answer found: the input does not seem to answer this question "
+    "(execution {id}; `rlm trace {id}` shows what was read)"
+)
 
 
 def execution_options(settings: Any, **overrides: Any) -> dict[str, Any]:
@@ -180,7 +186,16 @@ def run(
 
     Embedded mode: the trace goes to DATABASE_URL if set, else to SQLite in your data folder;
     sub-calls run on a thread pool in this process. No Redis, no Postgres, no server. Progress
-    goes to stderr, the answer to stdout; the exit code is non-zero when the execution fails.
+    goes to stderr, the answer to stdout.
+
+    \b
+    Exit codes:
+      0    an answer was found (printed on stdout)
+      1    the execution failed, timed out or was stopped by a guard (the reason on stderr)
+      2    bad usage
+      3    no answer found: the input does not answer the question (a sentence on stderr,
+           nothing on stdout; with --json the record says "answer_found": false)
+      130  interrupted (Ctrl-C)
 
     With no --model/--sub-model and no provider configured (no API key, no LLM_API_BASE), the
     bundled local model answers the sub-calls and the built-in `search` strategy plays the root.
@@ -239,11 +254,19 @@ def run(
         execution = db.session.get(Execution, execution_id)
         assert execution is not None
         record = execution_dict(execution)
+    print_outcome(record, as_json)
+
+
+def print_outcome(record: dict[str, Any], as_json: bool) -> None:
+    """The answer on stdout; no answer found or a failure as one sentence on stderr and its exit code."""
     if as_json:
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))
-    elif record["status"] == "succeeded":
+    elif record["status"] == "succeeded" and record["answer_found"] is not False:
         click.echo(record["final_answer"] or "")
     if record["status"] != "succeeded":
         reason = record["error"] or record["guard_hit"] or "no reason recorded"
-        click.echo(f"rlm: execution {execution_id} {record['status']}: {reason}", err=True)
+        click.echo(f"rlm: execution {record['id']} {record['status']}: {reason}", err=True)
         sys.exit(EXIT_FAILED)
+    if record["answer_found"] is False:
+        click.echo(NOT_FOUND_SENTENCE.format(id=record["id"]), err=True)
+        sys.exit(EXIT_NOT_FOUND)

@@ -22,7 +22,9 @@ WIDEN_ROUND = 4
 WIDEN_ROUNDS = 3
 
 started = datetime.datetime.now()
-window = 800 if DEFAULT_CHUNK_SIZE <= 2000 else min(DEFAULT_CHUNK_SIZE, 8000)
+# A small model picks the right sentence from a paragraph or two, not from a page: short passages
+# (cut at paragraph ends) also make the ranking point at the entry itself.
+window = 500 if DEFAULT_CHUNK_SIZE <= 2000 else min(DEFAULT_CHUNK_SIZE, 8000)
 chunks, names = document_chunks(context, window)
 several = len(set(names)) > 1
 terms = question_terms(QUESTION)

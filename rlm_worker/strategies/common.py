@@ -88,13 +88,29 @@ def documents(value):
     return [(None, as_text(value))]
 
 
-def document_chunks(value, size):
-    """(chunks, names): every document cut into chunks of about `size` characters, and the name of
-    the document each chunk comes from (None for an unnamed context)."""
+def paragraph_passages(text, size):
+    """Passages that follow the text's paragraphs: one entry of a log or a dictionary each (short
+    neighbours merged up to half of `size`), long paragraphs cut into chunks of about `size`."""
+    passages = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        if not paragraph.strip():
+            continue
+        if len(paragraph) > size:
+            passages.extend(split_chunks(paragraph, size))
+        elif passages and len(passages[-1]) + len(paragraph) + 2 <= size // 2:
+            passages[-1] = passages[-1] + "\n\n" + paragraph
+        else:
+            passages.append(paragraph)
+    return passages
+
+
+def document_chunks(value, size, by_paragraph=False):
+    """(chunks, names): every document cut into chunks of about `size` characters (or into
+    `paragraph_passages`), and the name of the document each comes from (None when unnamed)."""
     chunks = []
     names = []
     for name, text in documents(value):
-        for piece in split_chunks(text, size):
+        for piece in paragraph_passages(text, size) if by_paragraph else split_chunks(text, size):
             chunks.append(piece)
             names.append(name)
     return chunks, names

@@ -22,10 +22,10 @@ WIDEN_ROUND = 4
 WIDEN_ROUNDS = 3
 
 started = datetime.datetime.now()
-# A small model picks the right sentence from a paragraph or two, not from a page: short passages
-# (cut at paragraph ends) also make the ranking point at the entry itself.
+# A small model picks the right sentence from one paragraph, not from a page: passages that follow
+# the paragraphs (one log entry, one or two dictionary entries) also make the ranking point at it.
 window = 500 if DEFAULT_CHUNK_SIZE <= 2000 else min(DEFAULT_CHUNK_SIZE, 8000)
-chunks, names = document_chunks(context, window)
+chunks, names = document_chunks(context, window, by_paragraph=True)
 several = len(set(names)) > 1
 terms = question_terms(QUESTION)
 extra = []

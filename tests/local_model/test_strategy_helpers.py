@@ -199,3 +199,13 @@ def test_suggested_words_drop_the_questions_own_and_words_not_in_the_text():
     ]
     chunks = ["was killed today", "at sea", "at sea", "at sea", "at sea", "at sea", "at sea"]
     assert c.informative_terms(["killed", "buried", "sea"], chunks) == ["killed"]  # sea: everywhere
+
+
+def test_passages_follow_paragraphs_merging_short_ones_and_cutting_long_ones():
+    entry = "Monday 9 May 1887. Came to anchor in Table Bay, Cape Town. " * 5  # ~300 characters
+    short = "ACCORD, n.  Harmony."
+    long = "word " * 300
+    passages = c.paragraph_passages("\n\n".join([entry, entry, short, short, long]), 500)
+    assert passages[:2] == [entry, entry]  # one log entry a passage
+    assert passages[2] == short + "\n\n" + short  # short neighbours merged
+    assert all(len(p) <= 500 for p in passages[3:]) and "".join(passages[3:]) == long

@@ -326,6 +326,12 @@ def paraphrase_supported(answer, chunk, question):
     return None
 
 
+def named_terms(question):
+    """The names a question asks about: its capitalised words past the first, minus stopwords."""
+    words = re.findall(r"(?<=\s)[A-Z][A-Za-z]+", question.strip())
+    return [w.lower() for w in words if w.lower() not in STOPWORDS]
+
+
 def suggested_terms(reply, terms, limit=12):
     """The words a sub-model suggested for a question, without the question's own and stopwords."""
     found = []

@@ -40,6 +40,11 @@ score = dict(ranked)
 print(
     f"search: no root model; {len(chunks)} passages of about {window} characters; terms {terms}; suggested {extra}"
 )
+# A name the question asks about (Sydney, BRIDE) that the text never mentions: nothing to read.
+missing = [n for n in named_terms(QUESTION) if not any(term_pattern(n).search(c) for c in chunks)]
+if missing:
+    print(f"search: the text never mentions {missing}; no passage can answer")
+    FINAL("NONE")
 # First the best-ranked passages; then (widening) the next ranked ones, then those sharing no word.
 rounds_queue = [order[:FIRST_ROUND]]
 if USE_WIDENING:

@@ -209,3 +209,10 @@ def test_passages_follow_paragraphs_merging_short_ones_and_cutting_long_ones():
     assert passages[:2] == [entry, entry]  # one log entry a passage
     assert passages[2] == short + "\n\n" + short  # short neighbours merged
     assert all(len(p) <= 500 for p in passages[3:]) and "".join(passages[3:]) == long
+
+
+def test_the_names_a_question_asks_about():
+    # search answers NONE at once when the text never mentions one (no passage could answer)
+    assert c.named_terms("When did the ship arrive at Sydney?") == ["sydney"]
+    assert c.named_terms("How does Bierce define ABSURDITY?") == ["bierce", "absurdity"]
+    assert c.named_terms("Who died on the voyage, and when?") == []

@@ -26,7 +26,7 @@ TZDateTime = sa.DateTime(timezone=True)
 
 EXECUTION_STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "cancelled")
 FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
-NODE_KINDS = ("root", "iteration", "code", "llm_call", "child_rlm")
+NODE_KINDS = ("root", "iteration", "code", "llm_call", "child_rlm", "search")
 
 
 def _uuid() -> str:
@@ -84,6 +84,8 @@ class Execution(db.Model):
     options: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="queued")
     final_answer: Mapped[str | None] = mapped_column(sa.Text)
+    #: False: succeeded, but the context does not answer (final answer "NONE"); None: no answer yet.
+    answer_found: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
     error: Mapped[str | None] = mapped_column(sa.Text)
     guard_hit: Mapped[str | None] = mapped_column(sa.String(32))
     forced_final: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)

@@ -48,7 +48,7 @@ ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out
 assert set(ExecutionStatus.__args__) == set(EXECUTION_STATUSES)  # type: ignore[attr-defined]
 Strategy = Literal["search", "find", "map_reduce"]
 assert set(Strategy.__args__) == set(STRATEGIES)  # type: ignore[attr-defined]
-NodeKind = Literal["root", "iteration", "code", "llm_call", "child_rlm"]
+NodeKind = Literal["root", "iteration", "code", "llm_call", "child_rlm", "search"]
 assert set(NodeKind.__args__) == set(NODE_KINDS)  # type: ignore[attr-defined]
 
 
@@ -214,6 +214,10 @@ class ExecutionOut(BaseModel):
     sub_model: str
     options: dict[str, Any]
     final_answer: str | None
+    answer_found: bool | None = Field(
+        description="true: an answer was found; false: the execution succeeded but the context does not "
+        'answer the question (final_answer "NONE"); null: the execution has not succeeded.'
+    )
     error: str | None
     guard_hit: str | None
     forced_final: bool

@@ -24,6 +24,7 @@ def execution_dict(e: Execution) -> dict[str, Any]:
         "sub_model": e.sub_model,
         "options": e.options,
         "final_answer": e.final_answer,
+        "answer_found": e.answer_found,
         "error": e.error,
         "guard_hit": e.guard_hit,
         "forced_final": e.forced_final,

@@ -300,6 +300,7 @@ def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> s
     cancelled = execution.status == "cancelled"
     execution.status = "cancelled" if cancelled else result.status
     execution.final_answer = result.final_answer
+    execution.answer_found = None if cancelled else result.answer_found
     execution.error = execution.error if cancelled else result.error
     execution.guard_hit = result.guard_hit
     execution.forced_final = result.forced_final

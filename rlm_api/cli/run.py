@@ -12,6 +12,8 @@ from rlm_api.planning import RunPlan, plan_run  # one plan for every way in (the
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: The execution succeeded but found no answer: the input does not answer the question.
+EXIT_NOT_FOUND = 3
 EXIT_INTERRUPTED = 130
 #: How long after Ctrl-C an execution has to stop by itself before the process ends at once.
 STOP_GRACE_SECONDS = 1.5
@@ -19,6 +21,10 @@ INTERRUPTED_BY = {
     signal.SIGINT: "interrupted from the terminal (Ctrl-C)",
     signal.SIGTERM: "stopped by SIGTERM",
 }
+NOT_FOUND_SENTENCE = (
+    "rlm: no answer found: the input does not seem to answer this question "
+    "(execution {id}; `rlm trace {id}` shows what was read)"
+)
 
 
 def execution_options(settings: Any, **overrides: Any) -> dict[str, Any]:
@@ -149,7 +155,16 @@ def run(
 
     Embedded mode: the trace goes to DATABASE_URL if set, else to SQLite in your data folder;
     sub-calls run on a thread pool in this process. No Redis, no Postgres, no server. Progress
-    goes to stderr, the answer to stdout; the exit code is non-zero when the execution fails.
+    goes to stderr, the answer to stdout.
+
+    \b
+    Exit codes:
+      0    an answer was found (printed on stdout)
+      1    the execution failed, timed out or was stopped by a guard (the reason on stderr)
+      2    bad usage
+      3    no answer found: the input does not answer the question (a sentence on stderr,
+           nothing on stdout; with --json the record says "answer_found": false)
+      130  interrupted (Ctrl-C)
 
     With no --model/--sub-model and no provider configured (no API key, no LLM_API_BASE), the
     bundled local model answers the sub-calls and the built-in `search` strategy plays the root.
@@ -218,17 +233,25 @@ def run(
         execution = db.session.get(Execution, execution_id)
         assert execution is not None
         record = execution_dict(execution)
-    if as_json:
-        click.echo(json.dumps(record, indent=2, ensure_ascii=False))
-    elif record["status"] == "succeeded":
-        click.echo(record["final_answer"] or "")
-    if record["status"] != "succeeded":
-        reason = record["error"] or record["guard_hit"] or "no reason recorded"
-        click.echo(f"rlm: execution {execution_id} {record['status']}: {reason}", err=True)
+    code = print_outcome(record, as_json)
     stop.finished()
     # The answer is printed and the record committed: end here. The interpreter's own teardown
     # would wait on the threads of this run (the in-process llama.cpp server waits for its idle
     # keep-alive connections to time out; a request an interrupted run left is still computing).
-    if stop.exit_code is not None:
-        exit_now(stop.exit_code)
-    exit_now(0 if record["status"] == "succeeded" else EXIT_FAILED)
+    exit_now(stop.exit_code if stop.exit_code is not None else code)
+
+
+def print_outcome(record: dict[str, Any], as_json: bool) -> int:
+    """The answer on stdout; no answer found or a failure as one sentence on stderr. Returns the exit code."""
+    if as_json:
+        click.echo(json.dumps(record, indent=2, ensure_ascii=False))
+    elif record["status"] == "succeeded" and record["answer_found"] is not False:
+        click.echo(record["final_answer"] or "")
+    if record["status"] != "succeeded":
+        reason = record["error"] or record["guard_hit"] or "no reason recorded"
+        click.echo(f"rlm: execution {record['id']} {record['status']}: {reason}", err=True)
+        return EXIT_FAILED
+    if record["answer_found"] is False:
+        click.echo(NOT_FOUND_SENTENCE.format(id=record["id"]), err=True)
+        return EXIT_NOT_FOUND
+    return 0

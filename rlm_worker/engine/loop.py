@@ -16,6 +16,7 @@ from rlm_worker.engine.budget import Budget, GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks
 from rlm_worker.engine.model_policy import ModelPolicy
 from rlm_worker.engine.options import ExecutionOptions
+from rlm_worker.engine.outcome import answer_found
 from rlm_worker.engine.parsing import extract_code_cells, find_bare_final, truncate_output
 from rlm_worker.engine.ports import (
     Dispatcher,
@@ -56,6 +57,8 @@ class ExecutionRequest:
 class ExecutionResult:
     status: str
     final_answer: str | None
+    #: False when the execution succeeded with "NONE" (the context does not answer); None unless succeeded.
+    answer_found: bool | None
     error: str | None
     iterations: int
     forced_final: bool
@@ -151,6 +154,7 @@ class Engine:
         return ExecutionResult(
             status=status,
             final_answer=outcome.final,
+            answer_found=answer_found(status, outcome.final),
             error=outcome.error,
             iterations=outcome.iterations,
             forced_final=outcome.forced,
@@ -325,7 +329,11 @@ class Agent:
             sandbox = self.run_state.engine.sandbox_factory(
                 self.context,
                 self.variables,
-                {"DEFAULT_CHUNK_SIZE": options.chunk_size, "QUESTION": self.query},
+                {
+                    "DEFAULT_CHUNK_SIZE": options.chunk_size,
+                    "QUESTION": self.query,
+                    "TIMEOUT_SECONDS": options.timeout_seconds,
+                },
             )
         except Exception as exc:
             outcome.error = f"could not start the REPL: {exc}"
@@ -349,7 +357,10 @@ class Agent:
             elif result.final is not None:
                 outcome.final = result.final
             else:
-                outcome.error = f"the {label} program ended without FINAL: {result.error or 'no answer'}"
+                # The program's own exception (e.g. "a sub-call failed: ...") is the reason; its
+                # traceback stays on the code node.
+                reason = (result.error or "no answer").strip().splitlines()[-1]
+                outcome.error = f"the {label} program ended without FINAL: {reason}"
                 node.status, node.error = "failed", outcome.error
         except GuardTripped as exc:
             outcome.error = f"stopped by guard {exc.guard}: {exc}"

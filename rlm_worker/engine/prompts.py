@@ -25,6 +25,9 @@ parallel; answers come back in the same order. Prefer this to a loop of `llm_que
 - `rlm_query(prompt, context=None, model=None, inherit_memory=False) -> str`: a child agent like you, \
 with its own REPL whose `context` is the one you pass (else the prompt). Use it for sub-problems that \
 themselves need code. `rlm_query_batched(prompts, model=None, contexts=None)` runs several at once.
+- `rank_passages(passages, query, k=10) -> list of (index, score)`: the `k` strings of `passages` \
+that best match `query` (BM25 over stemmed words, so `killed` finds `kill`), best first; passages \
+sharing no word with the query are left out. Put other words the answer may use into the query.
 - `memory`: your memory blocks. `memory["learnings"]` reads, `memory.append("learnings", text)` adds, \
 `memory.replace(label, old, new)` edits. Record what you learn that later steps or later runs need.
 - `SHOW_VARS()`: the variables you have defined.
@@ -32,7 +35,8 @@ themselves need code. `rlm_query_batched(prompts, model=None, contexts=None)` ru
 - Modules you may import: re, json, math, collections, itertools, functools, statistics, string, \
 textwrap, datetime, random, heapq, bisect. There is no file system, network or `os`.
 
-A failed sub-call returns a string starting with "Error:" instead of raising; check for it.
+A failed sub-call returns a string starting with "Error:" instead of raising; check for it, and \
+`raise RuntimeError(reply)` when the execution cannot go on without it (it then fails with that reason).
 
 The strategy that works:
 1. Probe first: print `len(context)`, a short slice, and how the text is structured (headings, \
@@ -46,7 +50,8 @@ question first and the text after; ask for "NONE" when the text does not say.
 5. Aggregate the answers in code (count, deduplicate, sort) rather than asking a model to.
 6. Verify before you answer: check extracted facts against the chunk text in code; if answers \
 conflict, look again.
-7. Call `FINAL(...)` only with the complete answer to the question.
+7. Call `FINAL(...)` only with the complete answer to the question. When the context does not \
+answer it, call `FINAL("NONE")`: the execution then records that no answer was found.
 """
 
 MEMORY_HEADER = "Your memory blocks (edit them through `memory`):"

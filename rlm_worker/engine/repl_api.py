@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from rlm_worker.engine import retrieval
 from rlm_worker.engine.budget import GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
 from rlm_worker.engine.ports import CallRejected
@@ -51,6 +52,8 @@ class ReplCalls:
             if not isinstance(contexts, list) or len(contexts) != len(batch):
                 raise CallRejected("contexts must be a list as long as prompts")
             return self._rlm_queries(batch, contexts, model, args.get("inherit_memory"))
+        if fn == "rank_passages":
+            return self._rank_passages(args)
         if fn == "memory_read":
             return self.agent.memory.read(_text(args.get("label"), "label"))
         if fn == "memory_blocks":
@@ -115,6 +118,29 @@ class ReplCalls:
             )
             for (seq, path, node_id), prompt in zip(cursor.next(len(prompt_list)), prompt_list, strict=True)
         ]
+
+    def _rank_passages(self, args: dict[str, Any]) -> list[tuple[int, float]]:
+        """BM25 ranking on the worker (the sandbox has no IR library); one `search` node in the trace."""
+        passages = _texts(args.get("passages"), "passages")
+        query = _text(args.get("query"), "query")
+        k = args.get("k", 10)
+        if not isinstance(k, int) or isinstance(k, bool):
+            raise CallRejected(f"k must be an int, not {type(k).__name__}")
+        self.agent.budget.check()
+        node = self.cursor.child(
+            "search", self.agent.depth, model="bm25", prompt=f"{query}\n(k={k}, {len(passages)} passages)"
+        )
+        self.agent.sink.node_started(node)
+        try:
+            ranked = retrieval.rank_passages(passages, query, k)
+        except retrieval.RankingError as exc:
+            node.status, node.error, node.finished_at = "failed", str(exc), utcnow()
+            self.agent.sink.node_finished(node)
+            raise CallRejected(str(exc)) from None
+        node.response = ", ".join(f"#{i} ({score:.2f})" for i, score in ranked) or "(no passage matches)"
+        node.status, node.finished_at = "succeeded", utcnow()
+        self.agent.sink.node_finished(node)
+        return ranked
 
     def _replayed_or_dispatched(self, calls: list[LLMCall]) -> list[LLMCallOutcome]:
         """Sub-calls an earlier attempt already finished come from its trace; the rest are dispatched."""
@@ -222,7 +248,7 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
-def _texts(value: Any) -> list[str]:
+def _texts(value: Any, name: str = "prompts") -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise CallRejected("prompts must be a list of str")
+        raise CallRejected(f"{name} must be a list of str")
     return value

@@ -39,6 +39,7 @@ CALL_FUNCTIONS = frozenset(
         "llm_query_batched",
         "rlm_query",
         "rlm_query_batched",
+        "rank_passages",
         "memory_read",
         "memory_set",
         "memory_append",

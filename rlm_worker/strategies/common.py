@@ -1,5 +1,6 @@
-"""Helpers every built-in strategy program starts with: chunking, the question's terms, the chunk
-prompts for small models, and the check of an extractive answer against its chunk.
+"""Helpers every built-in strategy program starts with: documents and chunking, the question's
+terms, the chunk prompts for small models, failed sub-calls, and the check of an extractive answer
+against its chunk.
 
 This file is sent to the sandbox as source text ahead of each strategy, so it uses only what the
 REPL allows (`re`, `json`, `math`; no names starting with an underscore). It is also an ordinary
@@ -7,6 +8,7 @@ module, so the tests import it directly.
 """
 
 import bisect
+import collections
 import json
 import math
 import re
@@ -24,6 +26,11 @@ MAP_PROMPT = (
     "Answer from the text below only, in one or two sentences. "
     "If the text does not answer it, reply exactly NONE.\n\n"
     'Text:\n"""\n{text}\n"""'
+)
+EXPAND_PROMPT = (
+    "Question: {question}\n"
+    "Write ten single words, other than the question's own, that a text answering this question "
+    "would use (synonyms and related words), separated by commas."
 )
 COMBINE_PROMPT = (
     "Question: {question}\n"
@@ -69,6 +76,61 @@ def as_text(value):
     if isinstance(value, list):
         return "\n\n".join(as_text(v) for v in value)
     return json.dumps(value, default=str)
+
+
+def documents(value):
+    """The context as (name, text) pairs: a list of `{"name", "text"}` documents keeps its names;
+    anything else is one unnamed document."""
+    if isinstance(value, list) and value and all(isinstance(d, dict) and "text" in d for d in value):
+        return [
+            (str(d.get("name") or "document " + str(i + 1)), as_text(d["text"])) for i, d in enumerate(value)
+        ]
+    return [(None, as_text(value))]
+
+
+def paragraph_passages(text, size):
+    """Passages that follow the text's paragraphs: one entry of a log or a dictionary each (short
+    neighbours merged up to half of `size`), long paragraphs cut into chunks of about `size`."""
+    passages = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        if not paragraph.strip():
+            continue
+        if len(paragraph) > size:
+            passages.extend(split_chunks(paragraph, size))
+        elif passages and len(passages[-1]) + len(paragraph) + 2 <= size // 2:
+            passages[-1] = passages[-1] + "\n\n" + paragraph
+        else:
+            passages.append(paragraph)
+    return passages
+
+
+def document_chunks(value, size, by_paragraph=False):
+    """(chunks, names): every document cut into chunks of about `size` characters (or into
+    `paragraph_passages`), and the name of the document each comes from (None when unnamed)."""
+    chunks = []
+    names = []
+    for name, text in documents(value):
+        for piece in paragraph_passages(text, size) if by_paragraph else split_chunks(text, size):
+            chunks.append(piece)
+            names.append(name)
+    return chunks, names
+
+
+def with_sources(found, several):
+    """Answers from (answer, document name) pairs; each names its document when the context holds
+    several, so a reader can check it."""
+    if not several:
+        return [answer for answer, _ in found]
+    return [answer + " [source: " + name + "]" if name else answer for answer, name in found]
+
+
+def check_replies(replies):
+    """Stop the program when a sub-call failed (unknown model, missing key, provider error): the
+    execution then fails with that reason instead of reading the error as "not in the text"."""
+    for reply in replies:
+        if reply.startswith("Error:"):
+            raise RuntimeError("a sub-call failed: " + reply[len("Error:") :].strip())
+    return replies
 
 
 def split_chunks(text, size):
@@ -146,19 +208,101 @@ def text_units(text):
     return [u for u in re.split(r"(?<=[.!?])\s+|\n\s*\n", text) if u.strip()]
 
 
-def supported(answer, chunk, question):
-    """The checked answer if the chunk backs it, else None.
+def normalised_words(text):
+    """The words of a text as grounding compares them: lowercase, no punctuation (so quotes,
+    dashes, apostrophes and spacing do not count), `2,316` and `2316` the same number."""
+    return re.findall(r"[^\W_]+", re.sub(r"(?<=\d),(?=\d{3})", "", text.lower()))
 
-    Backed means: the answer adds something to the question; its numbers and names all appear in
-    the chunk, in one sentence that also carries a term of the question; at least half of its
-    other new words appear in the chunk; and the chunk holds at least two of the question's terms
-    (or its only one). Small models invent fluent answers; this keeps only what the text says.
+
+def key_words(text):
+    """The words of an answer that must be exact: numbers and names (capitalised words)."""
+    found = set(w for w in normalised_words(text) if any(c.isdigit() for c in w))
+    for name in re.findall(r"\b[A-Z][\w'-]*", text):
+        found.update(w for w in normalised_words(name) if w not in STOPWORDS)
+    return found
+
+
+def copied_from(answer, passage):
+    """Whether `answer` is a copy of a stretch of `passage`, compared as normalised words: at most
+    one word in ten may differ (a dropped article, a changed ending), numbers and names never."""
+    words = normalised_words(answer)
+    text = normalised_words(passage)
+    if not words or any(w not in set(text) for w in key_words(answer)):
+        return False
+    allowed = len(words) // 10
+    width = len(words) + max(1, allowed)
+    wanted = collections.Counter(words)
+    for start in range(0, max(1, len(text) - len(words) + 1)):
+        window = collections.Counter(text[start : start + width])
+        if sum(min(n, window[w]) for w, n in wanted.items()) >= len(words) - allowed:
+            return True
+    return False
+
+
+def unit_holding(answer, passage):
+    """The paragraph (or line) of `passage` the answer was copied from, else the whole passage."""
+    for unit in re.split(r"\n\s*\n", passage):
+        if copied_from(answer, unit):
+            return unit
+    return passage
+
+
+def located(sentence, unit):
+    """The copied sentence, led by its paragraph's first sentence when that is a short heading
+    (a date, a headword) the sentence needs to be understood."""
+    first = re.split(r"(?<=[.!?])\s+", unit.strip(), maxsplit=1)[0].strip()
+    if len(first) > 60 or not normalised_words(first):
+        return sentence
+    if copied_from(first, sentence) or copied_from(sentence, first):
+        return sentence
+    return first.rstrip(".:") + ": " + sentence
+
+
+def mentions(text, terms):
+    """Whether `text` holds one of `terms` (as a word start, so `bury` also finds `buried`)."""
+    return any(term_pattern(t).search(text) for t in terms)
+
+
+def grounded(answer, chunk, question, terms=None):
+    """The answer as the chunk states it, if the chunk backs it, else None.
+
+    A copy (normalised words, see `copied_from`) of the chunk is kept when it adds something to
+    the question and its paragraph carries one of `terms` (default: the question's terms). A reply
+    in the model's own words is kept only when its numbers and names appear in one sentence of the
+    chunk with a question term and most of its other words appear in the chunk. Small models
+    invent fluent answers and copy unrelated sentences; this keeps only what the text says.
     """
     if is_none(answer):
         return None
+    terms = question_terms(question) if terms is None else terms
+    line = LEAD_INS.sub("", answer.strip().split("\n")[0].strip(), count=1).strip().strip("\"'").strip()
+    asked = set(normalised_words(question)) | set(STOPWORDS)
+    for candidate in (line, clean_answer(answer)):
+        if not candidate or not adds_to(candidate, asked):
+            continue
+        if copied_from(candidate, chunk):
+            unit = unit_holding(candidate, chunk)
+            if mentions(unit, terms):
+                return located(candidate, unit)
+            return None
+    return paraphrase_supported(answer, chunk, question)
+
+
+def adds_to(answer, asked):
+    """Whether the answer says more than the question: a word (not a lone letter) it does not hold."""
+    return any(w not in asked and (len(w) > 1 or w.isdigit()) for w in normalised_words(answer))
+
+
+def supported(answer, chunk, question):
+    """`grounded` with the question's own terms."""
+    return grounded(answer, chunk, question)
+
+
+def paraphrase_supported(answer, chunk, question):
+    """A reply in the model's own words, checked word by word against the chunk (see `grounded`)."""
     text = clean_answer(answer)
     asked = set(tokens(question)) | set(question_terms(question))
-    new = [t for t in tokens(text) if t not in asked and t not in STOPWORDS]
+    new = [t for t in tokens(text) if t not in asked and t not in STOPWORDS and (len(t) > 1 or t.isdigit())]
     if not new:
         return None
     capitalized = set(w.lower() for w in re.findall(r"\b[A-Z][A-Za-z'-]+", text)[1:])
@@ -180,6 +324,34 @@ def supported(answer, chunk, question):
         if all(t in unit_tokens for t in anchors) and any(p.search(unit) for p in patterns):
             return text
     return None
+
+
+def named_terms(question):
+    """The names a question asks about: its capitalised words past the first, minus stopwords."""
+    words = re.findall(r"(?<=\s)[A-Z][A-Za-z]+", question.strip())
+    return [w.lower() for w in words if w.lower() not in STOPWORDS]
+
+
+def suggested_terms(reply, terms, limit=12):
+    """The words a sub-model suggested for a question, without the question's own and stopwords."""
+    found = []
+    for word in re.findall(r"[a-z]+", reply.lower()):
+        if len(word) > 2 and word not in STOPWORDS and word not in terms and word not in found:
+            found.append(word)
+    return found[:limit]
+
+
+def informative_terms(terms, chunks):
+    """The terms that single out passages: found in at most a third of the chunks (a word on every
+    page, like the ship's name in its log, says nothing about where the answer is)."""
+    limit = max(2, len(chunks) // 3)
+    kept = []
+    for term in terms:
+        pattern = term_pattern(term)
+        count = sum(1 for chunk in chunks if pattern.search(chunk))
+        if 0 < count <= limit:
+            kept.append(term)
+    return kept
 
 
 def unique(answers):

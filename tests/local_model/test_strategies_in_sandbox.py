@@ -14,7 +14,7 @@ from rlm_worker.engine.memory_sink import InMemoryTraceSink
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import ModelReply
 from rlm_worker.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE, get_strategy
-from rlm_worker.strategies.common import split_chunks
+from rlm_worker.strategies.common import paragraph_passages, split_chunks
 from rlm_worker.strategies.offline import offline_plan
 
 PARAGRAPH = "Nothing of note happened on this day at the harbour. " * 6
@@ -30,7 +30,8 @@ LOG = "\n\n".join(
 class ScriptedSubModel:
     """Answers like a good small model: copies a sentence naming the ship, else NONE."""
 
-    def __init__(self) -> None:
+    def __init__(self, suggestions: str = "departed, voyage") -> None:
+        self.suggestions = suggestions
         self.prompts: list[str] = []
         self._lock = threading.Lock()
 
@@ -40,6 +41,8 @@ class ScriptedSubModel:
             self.prompts.append(prompt)
         if prompt.startswith("Question:") and "Notes taken from" in prompt:
             text = "The Grey Petrel sailed for Lisbon and then Cadiz."
+        elif "Write ten single words" in prompt:
+            text = self.suggestions
         else:
             body = prompt.split('"""')[1]
             sentences = re.split(r"(?<=\.)\s+|\n", body)
@@ -56,8 +59,8 @@ def sandbox_factory():
     return make_sandbox_factory(SandboxConfig())
 
 
-def run(sandbox_factory, strategy: str, question: str, context):
-    model = ScriptedSubModel()
+def run(sandbox_factory, strategy: str, question: str, context, model=None):
+    model = model or ScriptedSubModel()
     sink = InMemoryTraceSink()
     engine = Engine(model, InProcessDispatcher(model, sink), sink, sandbox_factory)
     result = engine.run(
@@ -96,18 +99,78 @@ def test_find_returns_every_backed_answer_once(sandbox_factory):
     assert "find: no root model" in code.stdout
 
 
-def test_search_asks_only_the_passages_with_the_terms_and_reads_lists_too(sandbox_factory):
+def chunk_prompts(prompts: list[str]) -> list[str]:
+    return [p for p in prompts if "Write ten single words" not in p]
+
+
+def test_search_asks_the_best_ranked_passages_and_reads_lists_too(sandbox_factory):
     records = [{"day": i, "entry": PARAGRAPH} for i in range(30)]
     records[17]["entry"] = "The Grey Petrel sailed for Lisbon on 3 May."
-    result, prompts, _ = run(sandbox_factory, "search", "Where did the Grey Petrel sail?", records)
+    result, prompts, sink = run(sandbox_factory, "search", "Where did the Grey Petrel sail?", records)
     assert result.final_answer == "entry: The Grey Petrel sailed for Lisbon on 3 May."  # one line per key
-    assert len(prompts) == 1  # one window carries the terms; no chunk is read for nothing
+    assert result.answer_found is True
+    assert len(chunk_prompts(prompts)) == 1  # one passage shares words with the question
+    assert "Write ten single words" in prompts[0]  # the words the model suggests come first
+    (search,) = [n for n in sink.nodes.values() if n.kind == "search"]  # the ranking is traced
+    assert search.model == "bm25" and search.status == "succeeded" and "departed voyage" in search.prompt
 
 
-def test_search_widens_to_every_chunk_when_no_term_occurs(sandbox_factory):
-    result, prompts, _ = run(sandbox_factory, "search", "Which albatross nested here?", LOG)
-    assert result.final_answer == "NONE"
-    assert len(prompts) == len(split_chunks(LOG, LOCAL_CHUNK_SIZE)) == 6
+def test_search_widens_in_rounds_when_no_passage_backs_an_answer(sandbox_factory):
+    result, prompts, sink = run(sandbox_factory, "search", "Which albatross nested here?", LOG)
+    assert result.final_answer == "NONE" and result.status == "succeeded"
+    assert result.answer_found is False
+    # no passage ranks (no shared word), so no first round; then at most 3 rounds of 4
+    assert len(chunk_prompts(prompts)) == 3 * 4 < len(paragraph_passages(LOG, 500))
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "no passage shares a word with the question; reading 4 in order" in code.stdout
+    assert "nothing backed in the 4 passages read; reading 4 more" in code.stdout
+
+
+def test_search_reaches_an_answer_worded_unlike_the_question_through_suggested_words(sandbox_factory):
+    text = "\n\n".join(
+        [PARAGRAPH] * 8 + ["Seaman John Pellow fell from the yard and was killed."] + [PARAGRAPH] * 8
+    )
+
+    class CopiesTheKilling(ScriptedSubModel):
+        def complete(self, model, messages):
+            reply = super().complete(model, messages)
+            if "Pellow" in messages[-1]["content"] and "Write ten" not in messages[-1]["content"]:
+                reply.text = "Seaman John Pellow fell from the yard and was killed."
+            return reply
+
+    result, prompts, _ = run(
+        sandbox_factory, "search", "Who died?", text, CopiesTheKilling("killed, buried, death")
+    )
+    assert result.final_answer == "Seaman John Pellow fell from the yard and was killed."
+    assert "Pellow" in chunk_prompts(prompts)[0]  # ranked first thanks to "killed"
+
+
+def test_search_over_several_documents_names_the_source(sandbox_factory):
+    docs = [
+        {"name": "logs/1886.txt", "format": "text", "text": LOG.replace("Grey Petrel", "Blue Tern")},
+        {"name": "logs/1887.txt", "format": "text", "text": LOG},
+    ]
+    result, _, _ = run(sandbox_factory, "search", "Where did the Grey Petrel sail?", docs)
+    assert sorted(result.final_answer.splitlines()) == [
+        "The Grey Petrel sailed for Cadiz on 9 June. [source: logs/1887.txt]",
+        "The Grey Petrel sailed for Lisbon on 3 May. [source: logs/1887.txt]",
+    ]
+
+
+@pytest.mark.parametrize("strategy", ["search", "find", "map_reduce"])
+def test_a_failing_sub_call_fails_the_strategy_with_its_reason(sandbox_factory, strategy):
+    from rlm_worker.engine.ports import ModelError
+
+    class UnknownModel(ScriptedSubModel):
+        def complete(self, model, messages):
+            raise ModelError("unknown model nosuch/thing")
+
+    result, _, _ = run(sandbox_factory, strategy, "Where did the Grey Petrel sail?", LOG, UnknownModel())
+    assert result.status == "failed" and result.answer_found is None
+    assert result.error == (
+        f"the strategy {strategy} program ended without FINAL: "
+        "RuntimeError: a sub-call failed: unknown model nosuch/thing"
+    )
 
 
 def test_offline_default_is_the_local_model_with_the_best_strategy(monkeypatch):

@@ -120,3 +120,99 @@ def test_the_benchmark_plants_each_needle_once_and_keeps_a_twin_without_it():
 
     planted = plant("a\n\nb\n\nc\n\nd\n\ne\n\n" * 20, "NEEDLE.", random.Random(1))
     assert "\n\nNEEDLE.\n\n" in planted
+
+
+DICTIONARY = (
+    "                                            G.J.\n\n"
+    "ABSURDITY, n.  A statement or belief manifestly inconsistent with\none's own opinion.\n\n"
+    "ACADEME, n.  An ancient school where morality and philosophy were\ntaught.\n"
+)
+ABSURDITY = "How does Bierce define ABSURDITY?"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # the sub-call that was thrown away (issue 15): the definition, word for word
+        "ABSURDITY, n.  A statement or belief manifestly inconsistent with one's own opinion.",
+        # the same with curly quotes, other spacing, another case and no end punctuation
+        "A statement or belief manifestly inconsistent with one\u2019s own   opinion",
+        "a statement or belief manifestly inconsistent with ONE'S OWN OPINION",
+        # a lead-in, quotes and a dropped word (one word in ten may differ)
+        'The answer is: "A statement or belief manifestly inconsistent with one\'s opinion."',
+    ],
+)
+def test_a_sentence_copied_with_small_differences_is_backed(reply):
+    answer = c.grounded(reply, DICTIONARY, ABSURDITY)
+    assert answer is not None and "manifestly inconsistent" in answer
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "A statement or belief plainly consistent with everyone's opinion.",  # not in the passage
+        "An ancient school where morality and philosophy were taught.",  # copied, but about ACADEME
+        "ABSURDITY, n.  A statement or belief manifestly inconsistent with his own 1881 opinion.",  # a number
+    ],
+)
+def test_sentences_the_passage_does_not_contain_or_that_answer_another_question_are_rejected(reply):
+    assert c.grounded(reply, DICTIONARY, ABSURDITY) is None
+
+
+def test_a_copied_sentence_keeps_its_paragraphs_heading():
+    log = (
+        "Saturday 2 April 1887. Wind SSE. Tarred down the lower rigging.\n\n"
+        "Sunday 3 April 1887. Wind E, fresh breeze. Seaman John Pellow fell from the foretopsail "
+        "yard at 10 a.m. and was killed. Buried him at sea at 4 p.m.\n"
+    )
+    reply = "Seaman John Pellow fell from the foretopsail yard at 10 a.m. and was killed."
+    question = "Which seaman was killed?"
+    assert c.grounded(reply, log, question) == "Sunday 3 April 1887: " + reply
+    # a changed name or time is not a copy
+    assert c.grounded(reply.replace("Pellow", "Pollard"), log, question) is None
+    assert c.grounded(reply.replace("10 a.m.", "11 a.m."), log, question) is None
+
+
+def test_documents_keep_their_names_and_answers_cite_them_when_there_are_several():
+    docs = [{"name": "a.txt", "format": "text", "text": "one. " * 300}, {"name": "b.txt", "text": "two."}]
+    chunks, names = c.document_chunks(docs, 1000)
+    assert names[0] == "a.txt" and names[-1] == "b.txt" and chunks[-1] == "two."
+    assert len(chunks) == 3  # no chunk mixes two documents
+    assert c.with_sources([("It is two.", "b.txt")], several=True) == ["It is two. [source: b.txt]"]
+    assert c.with_sources([("It is two.", None)], several=False) == ["It is two."]
+    assert c.document_chunks("plain text", 1000) == (["plain text"], [None])
+
+
+def test_a_failed_sub_call_stops_the_program_with_its_reason():
+    assert c.check_replies(["NONE", "It is 4."]) == ["NONE", "It is 4."]
+    with pytest.raises(RuntimeError, match="a sub-call failed: unknown model nosuch/thing"):
+        c.check_replies(["NONE", "Error: unknown model nosuch/thing"])
+
+
+def test_suggested_words_drop_the_questions_own_and_words_not_in_the_text():
+    terms = c.question_terms("Who died on the voyage?")
+    assert c.suggested_terms("Killed, buried, DIED, the, sea burial", terms) == [
+        "killed",
+        "buried",
+        "sea",
+        "burial",
+    ]
+    chunks = ["was killed today", "at sea", "at sea", "at sea", "at sea", "at sea", "at sea"]
+    assert c.informative_terms(["killed", "buried", "sea"], chunks) == ["killed"]  # sea: everywhere
+
+
+def test_passages_follow_paragraphs_merging_short_ones_and_cutting_long_ones():
+    entry = "Monday 9 May 1887. Came to anchor in Table Bay, Cape Town. " * 5  # ~300 characters
+    short = "ACCORD, n.  Harmony."
+    long = "word " * 300
+    passages = c.paragraph_passages("\n\n".join([entry, entry, short, short, long]), 500)
+    assert passages[:2] == [entry, entry]  # one log entry a passage
+    assert passages[2] == short + "\n\n" + short  # short neighbours merged
+    assert all(len(p) <= 500 for p in passages[3:]) and "".join(passages[3:]) == long
+
+
+def test_the_names_a_question_asks_about():
+    # search answers NONE at once when the text never mentions one (no passage could answer)
+    assert c.named_terms("When did the ship arrive at Sydney?") == ["sydney"]
+    assert c.named_terms("How does Bierce define ABSURDITY?") == ["bierce", "absurdity"]
+    assert c.named_terms("Who died on the voyage, and when?") == []

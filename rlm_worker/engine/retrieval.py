@@ -8,6 +8,7 @@ call; the code in the REPL sees only indices and scores.
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
@@ -41,6 +42,8 @@ def rank_passages(passages: list[str], query: str, k: int = 10) -> list[tuple[in
     import bm25s
     from bm25s.tokenization import Tokenizer
 
+    # bm25s sets its own logger to DEBUG on import, so every index build reached the user's stderr.
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
     tokenizer = Tokenizer(stemmer=_stemmer(), stopwords="en", splitter=WORD_PATTERN)
     corpus = tokenizer.tokenize(passages, return_as="ids", show_progress=False)
     query_ids = tokenizer.tokenize([query], update_vocab=False, return_as="ids", show_progress=False)

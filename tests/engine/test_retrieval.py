@@ -33,3 +33,15 @@ def test_single_letters_and_numbers_count():
 def test_bad_arguments_are_refused():
     with pytest.raises(RankingError, match="k must be at least 1"):
         rank_passages(PASSAGES, "voyage", 0)
+
+
+def test_ranking_prints_nothing_on_the_users_stderr(capfd):
+    """bm25s turns its logger to DEBUG on import; `rlm run` showed its "Building index" line."""
+    import logging
+
+    logging.basicConfig(force=True)  # a root handler as `rlm run` has one
+    try:
+        rank_passages(PASSAGES, "anchor", 2)
+    finally:
+        logging.basicConfig(force=True, handlers=[logging.NullHandler()])
+    assert "bm25s" not in capfd.readouterr().err

@@ -60,6 +60,8 @@ for batch in rounds_queue:
         continue
     if asked:
         print(f"search: nothing backed in the {asked} passages read; reading {len(batch)} more")
+    elif order:
+        print(f"search: asking the {len(batch)} best-ranked passages")
     else:
         print(f"search: no passage shares a word with the question; reading {len(batch)} in order")
     replies = check_replies(

@@ -113,6 +113,8 @@ def test_search_asks_the_best_ranked_passages_and_reads_lists_too(sandbox_factor
     assert "Write ten single words" in prompts[0]  # the words the model suggests come first
     (search,) = [n for n in sink.nodes.values() if n.kind == "search"]  # the ranking is traced
     assert search.model == "bm25" and search.status == "succeeded" and "departed voyage" in search.prompt
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "search: asking the 1 best-ranked passages" in code.stdout
 
 
 def test_search_widens_in_rounds_when_no_passage_backs_an_answer(sandbox_factory):

@@ -137,13 +137,15 @@ def name_passages(nodes: list[NodeView], place: PlaceFinder | None) -> None:
     batches: dict[str | None, list[NodeView]] = defaultdict(list)
     for n in calls:
         batches[n.parent_id].append(n)
-    everyone = template_edges([n.prompt for n in calls])  # type: ignore[misc]
+    everyone = dict(
+        zip([id(n) for n in calls], template_edges([n.prompt for n in calls]) or [], strict=False)
+    )  # type: ignore[misc]
     deadline = time.monotonic() + LOCATE_BUDGET_SECONDS
     for batch in batches.values():
-        edges = template_edges([n.prompt for n in batch]) or everyone  # type: ignore[misc]
+        own = template_edges([n.prompt for n in batch])  # type: ignore[misc]
         for index, n in enumerate(batch, start=1):
             assert n.prompt is not None
-            passage = passage_of(n.prompt, index, edges)
+            passage = passage_of(n.prompt, index, own[index - 1] if own else everyone.get(id(n)))
             if passage is None:
                 continue
             found = None

@@ -78,15 +78,32 @@ def _cut_forward_to_boundary(suffix: str) -> int:
     return 0
 
 
-def template_edges(prompts: Sequence[PromptView]) -> tuple[int, int] | None:
-    """(opening, ending): how many characters every prompt shares at its start and at its end,
-    cut to line (or word) boundaries. None for fewer than two prompts: nothing to compare."""
+def template_edges(prompts: Sequence[PromptView]) -> list[tuple[int, int]] | None:
+    """For each prompt, (opening, ending): how many characters it shares at its start and at its
+    end with the prompt most like it, cut to line (or word) boundaries. Most like it, not all of
+    them: one program may mix templates under one parent (a call asking for related words beside a
+    batch of passages), and each template's calls still find their passages. None for fewer than
+    two prompts: nothing to compare."""
     if len(prompts) < 2:
         return None
-    opening = _cut_back_to_boundary(_common_prefix([p.head for p in prompts]))
-    reversed_tails = [p.tail[::-1] for p in prompts]
-    ending = _cut_forward_to_boundary(_common_prefix(reversed_tails)[::-1])
-    return opening, ending
+    openings = _longest_shared([p.head for p in prompts], lambda shared: _cut_back_to_boundary(shared))
+    endings = _longest_shared(
+        [p.tail[::-1] for p in prompts], lambda shared: _cut_forward_to_boundary(shared[::-1])
+    )
+    return list(zip(openings, endings, strict=True))
+
+
+def _longest_shared(texts: list[str], cut: Any) -> list[int]:
+    """Each text's longest prefix shared with any other, cut by `cut`. After sorting, the text
+    sharing the longest prefix with a given one is a neighbour: O(n log n), not O(n²)."""
+    order = sorted(range(len(texts)), key=texts.__getitem__)
+    best = [""] * len(texts)
+    for a, b in zip(order, order[1:], strict=False):
+        shared = _common_prefix([texts[a], texts[b]])
+        for i in (a, b):
+            if len(shared) > len(best[i]):
+                best[i] = shared
+    return [cut(shared) for shared in best]
 
 
 def passage_of(prompt: PromptView, index: int, edges: tuple[int, int] | None) -> Passage | None:
@@ -107,7 +124,9 @@ def passage_of(prompt: PromptView, index: int, edges: tuple[int, int] | None) ->
 def passages(prompts: Sequence[PromptView]) -> list[Passage | None]:
     """The passage of each prompt of one batch, numbered in the batch's order."""
     edges = template_edges(prompts)
-    return [passage_of(prompt, i, edges) for i, prompt in enumerate(prompts, start=1)]
+    return [
+        passage_of(prompt, i, edges[i - 1] if edges else None) for i, prompt in enumerate(prompts, start=1)
+    ]
 
 
 def first_words(text: str, limit: int = WORDS_CHARS) -> str:

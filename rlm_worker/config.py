@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")
     execution_timeout: float = Field(300.0, description="Wall-clock limit of one execution, seconds.")
     max_sandboxes_per_execution: int = Field(
-        8,
+        16,
         ge=1,
         description="REPL processes one execution may have alive; an rlm_query beyond it is a plain llm_query.",
     )

@@ -86,12 +86,12 @@ def call_passages(nodes: list[Any], docs: list[tuple[str | None, str]]) -> dict[
     for n in nodes:
         if n.id in views:
             batches[n.parent_id].append(n)
-    everyone = template_edges(list(views.values()))
+    everyone = dict(zip(views, template_edges(list(views.values())) or [], strict=False))
     out = {}
     for batch in batches.values():
-        edges = template_edges([views[n.id] for n in batch]) or everyone
+        own = template_edges([views[n.id] for n in batch])
         for index, n in enumerate(batch, start=1):
-            passage = passage_of(views[n.id], index, edges)
+            passage = passage_of(views[n.id], index, own[index - 1] if own else everyone.get(n.id))
             if passage is not None:
                 head = views[n.id].head[passage.start_in_prompt :]
                 out[n.id] = describe(passage, locate(docs, head, passage.length))

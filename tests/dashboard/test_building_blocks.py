@@ -129,6 +129,27 @@ def test_sub_calls_of_one_batch_are_told_apart_by_the_passage_they_read():
     assert calls[4].passage is None and calls[4].label == calls[4].preview
 
 
+def test_a_call_of_another_template_under_the_same_parent_leaves_the_passages_told_apart():
+    """The search strategy asks for related words, then a batch of passages, all under one code
+    node: each call is compared with the call most like it, not with all of them."""
+    starts = (0, 3000, 9000)
+    rows = [_row("0", "root"), _row("0.0", "code", "0")]
+    rows.append(_row("0.0.0", "llm_call", "0.0", prompt="Question: x\nWrite ten single words."))
+    for i, start in enumerate(starts, start=1):
+        rows.append(
+            _row(f"0.0.{i}", "llm_call", "0.0", prompt=TEMPLATE.format(DOCUMENT[start : start + 800]))
+        )
+
+    def place(head, length):
+        from rlm_api.passages import documents, locate
+
+        return locate(documents("str", DOCUMENT), head, length)
+
+    calls = [n for n in build_tree(rows, place=place).nodes if n.kind == "llm_call"]
+    for i, (n, start) in enumerate(zip(calls[1:], starts, strict=True), start=2):
+        assert n.label.startswith(f"#{i} · chars {start:,}–{start + 800:,} · “"), n.label
+
+
 def test_passages_are_named_by_document_in_a_json_context():
     from rlm_api.passages import documents, locate
 

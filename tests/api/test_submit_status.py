@@ -6,13 +6,31 @@ model, so a worker has the execution at once and its first model turn is slow.
 
 from __future__ import annotations
 
+import pytest
+
+from rlm_worker import services
+from rlm_worker.config import get_settings
 from tests.api.conftest import make_app
 from tests.support.services import wait_for
 
 CONTEXT = "filler text. " * 200 + "The secret code is QX-4417. " + "more filler. " * 200
 
 
-def test_a_wait_that_runs_out_reports_the_real_status(api_db_url, scripted):
+@pytest.fixture()
+def worker_reaches_the_scripted_model(scripted, monkeypatch):
+    """The embedded runner's model client is a per-process singleton built from the environment
+    (as a worker's is), not from the app's settings: point it at the scripted model, and drop the
+    singletons around the test so no other test's client is reused."""
+    monkeypatch.setenv("LLM_API_BASE", scripted.url)
+    monkeypatch.setenv("LLM_API_KEY", "scripted")
+    for cached in (get_settings, services.model_client):
+        cached.cache_clear()
+    yield
+    for cached in (get_settings, services.model_client):
+        cached.cache_clear()
+
+
+def test_a_wait_that_runs_out_reports_the_real_status(api_db_url, scripted, worker_reaches_the_scripted_model):
     app = make_app(
         api_db_url,
         config={"RLM_DISPATCH": "embedded"},

@@ -12,13 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: What the offline plan says (CLI: on stderr; API and dashboard: on the execution's page).
-OFFLINE_NOTICE = (
-    "rlm: no model provider is configured (no API key for {model}, no LLM_API_BASE), so the local "
-    "model {local} reads the chunks and {root} plays the root (no root model writes code). For a real model set OPENAI_API_KEY (or another provider's key) and "
-    "DEFAULT_MODEL, or LLM_API_BASE for an OpenAI-compatible server."
-)
-
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -63,7 +56,7 @@ def plan_run(
     """
     from rlm_worker.engine.local_model import is_local
     from rlm_worker.strategies import LOCAL_CHUNK_SIZE
-    from rlm_worker.strategies.offline import offline_plan
+    from rlm_worker.strategies.offline import NOTICE, offline_plan
 
     options: dict[str, Any] = {}
     notice = None
@@ -74,7 +67,7 @@ def plan_run(
         if not chunk_size_chosen:
             options["chunk_size"] = offline.chunk_size
         root = "your root program" if root_code else f"the built-in `{strategy}` strategy"
-        notice = OFFLINE_NOTICE.format(model=settings.default_model, local=offline.sub_model, root=root)
+        notice = NOTICE.format(model=settings.default_model, local=offline.sub_model, root=root)
     root_model = model or settings.default_model
     sub = sub_model or settings.sub_model or root_model
     chunk_set = chunk_size_chosen or "default_chunk_size" in settings.model_fields_set

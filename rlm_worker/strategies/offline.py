@@ -11,7 +11,7 @@ from rlm_worker.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE
 
 NOTICE = (
     "rlm: no model provider is configured (no API key for {model}, no LLM_API_BASE), so the local "
-    "model {local} reads the chunks and the built-in `{strategy}` strategy plays the root (no root "
+    "model {local} reads the chunks and {root} plays the root (no root "
     "model writes code). For a real model set OPENAI_API_KEY (or another provider's key) and "
     "DEFAULT_MODEL, or LLM_API_BASE for an OpenAI-compatible server."
 )
@@ -50,6 +50,8 @@ def offline_plan(default_model: str, api_base: str | None) -> OfflinePlan | None
         strategy=DEFAULT_STRATEGY,
         chunk_size=LOCAL_CHUNK_SIZE,
         notice=NOTICE.format(
-            model=default_model, local=local_model.DEFAULT_LOCAL_MODEL, strategy=DEFAULT_STRATEGY
+            model=default_model,
+            local=local_model.DEFAULT_LOCAL_MODEL,
+            root=f"the built-in `{DEFAULT_STRATEGY}` strategy",
         ),
     )

@@ -10,9 +10,10 @@ Scoring: an answerable question is right when the answer matches one of its acce
 an absent one is right when no answer is found (NONE), and any answer to it counts as invented.
 
 Variants (`--variants`) switch off steps of the `search` strategy to measure what each buys:
-`bm25` ranks passages and reads the best few; `expansion` adds the words the local model
-suggests for the question; `full` (the shipped strategy) also widens to more passages when none
-of the best is backed.
+`lexical` answers with the sentences that cover the question's words and asks no model;
+`expansion` adds the words the local model suggests when a word of the question is missing
+from the text; `full` (the shipped strategy) also has the model read the best paragraphs and
+vote for the sentence its reply repeats.
 
 Run: `python -m bench.offline_qa` (`--limit N` for the first N questions of each sample,
 `--markdown` for the BENCHMARKS.md table, `--json PATH` for every answer).
@@ -32,11 +33,11 @@ from pathlib import Path
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 QUESTIONS = SAMPLES / "questions.json"
 MODEL = "local/smollm2"
-#: variant -> the strategy's switches (`search.py` reads USE_EXPANSION and USE_WIDENING).
+#: variant -> the strategy's switches (`search.py` reads USE_EXPANSION and USE_VOTES).
 VARIANTS = {
-    "bm25": {"USE_EXPANSION": False, "USE_WIDENING": False},
-    "expansion": {"USE_EXPANSION": True, "USE_WIDENING": False},
-    "full": {"USE_EXPANSION": True, "USE_WIDENING": True},
+    "lexical": {"USE_EXPANSION": False, "USE_VOTES": False},
+    "expansion": {"USE_EXPANSION": True, "USE_VOTES": False},
+    "full": {"USE_EXPANSION": True, "USE_VOTES": True},
 }
 TARGETS = {"answerable": 0.85, "invented": 0, "median_seconds": 10.0}
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlm_worker.engine import model_file
 from rlm_worker.engine.ports import ModelClient
 from rlm_worker.engine.process_local import ProcessLocal
 from rlm_worker.engine.types import ModelReply
@@ -66,16 +67,19 @@ class LocalModelSettings:
     context_tokens: int = 2048
     slots: int = DEFAULT_SLOTS
     threads: int = 0  # 0: one per core
-    max_answer_tokens: int = 96  # a copied sentence fits; a rambling small model stops sooner
+    max_answer_tokens: int = 64  # a copied sentence fits; a rambling small model stops sooner
 
     @classmethod
     def from_env(cls) -> LocalModelSettings:
+        path = model_path()
+        if not os.environ.get("LOCAL_MODEL_PATH"):
+            path = model_file.fast_copy(path)  # the bundled Q4_1 file as Q4_0: prompts 2x faster
         return cls(
-            path=model_path(),
+            path=path,
             context_tokens=int(os.environ.get("LOCAL_MODEL_CONTEXT_TOKENS", "2048")),
             slots=max(1, int(os.environ.get("LOCAL_MODEL_SLOTS", str(DEFAULT_SLOTS)))),
             threads=int(os.environ.get("LOCAL_MODEL_THREADS", "0")),
-            max_answer_tokens=int(os.environ.get("LOCAL_MODEL_MAX_TOKENS", "96")),
+            max_answer_tokens=int(os.environ.get("LOCAL_MODEL_MAX_TOKENS", "64")),
         )
 
 

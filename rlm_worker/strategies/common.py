@@ -38,6 +38,24 @@ COMBINE_PROMPT = (
     "Answer the question from these notes only. If they do not answer it, reply exactly NONE."
 )
 
+#: Words that frame a question rather than point at its answer ("How does Bierce define X?",
+#: "On what date ..."): left out of the terms an answer sentence must cover.
+FRAMING = set(
+    """define defined defines definition meaning mean means according call calls called word words
+    date dates year years time times""".split()
+)
+#: A question asking for a date, and one asking for a quantity: the answer sentence must hold one.
+ASKS_DATE = re.compile(r"\b(when|what date|which date|what year|which year|what day)\b", re.IGNORECASE)
+DATE_WORD = re.compile(
+    r"\b(1[0-9]{3}|20[0-9]{2}|January|February|March|April|May|June|July|August|September|October|"
+    r"November|December)\b"
+)
+ASKS_NUMBER = re.compile(r"\bhow (many|much|long|far|old)\b", re.IGNORECASE)
+#: A sentence ends at . ! or ? before a capital, a quote or a bracket, but not after an initial ("J. Treloar").
+SENTENCE_END = re.compile(r"(?<![\s.][A-Z]\.)(?<=[.!?])\s+(?=[A-Z\"'(_])")
+#: The share of the question's term weight an answer sentence must cover (see `coverage`).
+MIN_COVERAGE = 0.4
+
 STOPWORDS = set(
     """a an the is are was were be been being of to in on at by for from with as and or but not no
     it its this that these those there their they them he she his her him we our you your i me my
@@ -408,3 +426,94 @@ def snap_window(text, start, width):
     begin = text.rfind(" ", max(0, start - 40), start) + 1 if start > 0 else 0
     end = text.find(" ", start + width, start + width + 40)
     return text[begin : end if end > 0 else start + width]
+
+
+def sentences(paragraph):
+    """The sentences of a paragraph, its line breaks folded into spaces."""
+    return [s.strip() for s in SENTENCE_END.split(" ".join(paragraph.split())) if s.strip()]
+
+
+def answer_units(chunks):
+    """Every sentence of every chunk as a candidate answer: (chunk index, heading, sentence).
+
+    A paragraph's heading is its first sentence when that is short and more follow (a log
+    entry's date, a dictionary's headword): it belongs to every other sentence of the paragraph,
+    so "when" finds its date and "define X" its headword ("ADAGE, n: Boned wisdom for weak teeth.").
+    """
+    units = []
+    for index, chunk in enumerate(chunks):
+        for paragraph in re.split(r"\n\s*\n", chunk):
+            parts = sentences(paragraph)
+            heading = parts[0] if len(parts) > 1 and len(parts[0]) <= 60 else None
+            for sentence in parts[1:] if heading else parts:
+                units.append((index, heading, sentence))
+    return units
+
+
+def answer_terms(question):
+    """The question's terms an answer must cover: `question_terms` without framing words."""
+    return [t for t in question_terms(question) if t not in FRAMING]
+
+
+def as_written(term, question):
+    """The pattern a term is matched with: a word the question writes in capitals (ZEAL) must be
+    in capitals in the text too (a dictionary's headword), else any case and ending."""
+    upper = term.upper()
+    if len(term) > 2 and re.search(r"\b" + re.escape(upper) + r"\b", question):
+        return re.compile(r"\b" + re.escape(upper) + r"\b")
+    return term_pattern(term)
+
+
+def term_weights(terms, units, question, title=""):
+    """Each term's weight: the log of how rare it is among the units (a term the text never
+    uses weighs most, so a question about something absent cannot be covered); a word of the
+    document's title (its first lines) weighs a third: naming the document locates nothing."""
+    weights = {}
+    for term in terms:
+        pattern = as_written(term, question)
+        found = sum(1 for _, heading, sentence in units if pattern.search(sentence + " " + (heading or "")))
+        weight = math.log(1.0 + len(units) / (found + 0.5))
+        weights[term] = weight / 3 if term_pattern(term).search(title) else weight
+    return weights
+
+
+def coverage(unit, weights, question):
+    """The share of the question's term weight that a unit (its sentence and heading) holds."""
+    total = sum(weights.values())
+    if not total:
+        return 0.0
+    text = unit[2] + " " + (unit[1] or "")
+    return sum(w for term, w in weights.items() if as_written(term, question).search(text)) / total
+
+
+def fits_question(unit, question):
+    """A "when" question needs a date in the sentence or its heading; a "how many" a number."""
+    if ASKS_DATE.search(question) and not DATE_WORD.search(unit[2] + " " + (unit[1] or "")):
+        return False
+    return not (ASKS_NUMBER.search(question) and not re.search(r"\d", unit[2]))
+
+
+def ranked_units(units, question, title=""):
+    """(coverage, unit index) of the units that fit the question, best first."""
+    weights = term_weights(answer_terms(question), units, question, title)
+    scored = [(coverage(u, weights, question), i) for i, u in enumerate(units) if fits_question(u, question)]
+    return sorted(scored, key=lambda pair: (-pair[0], pair[1]))
+
+
+def reply_agreement(reply, unit, question):
+    """The share of a sub-call's words (beyond the question's) that a unit holds: how strongly
+    the reader's reply points at this sentence. 0 for a reply saying the text does not answer."""
+    if is_none(reply):
+        return 0.0
+    asked = set(normalised_words(question)) | STOPWORDS | {"answer"}
+    words = set(w for w in normalised_words(reply) if w not in asked)
+    if not words:
+        return 0.0
+    held = set(normalised_words(unit[2] + " " + (unit[1] or "")))
+    return sum(1 for w in words if w in held) / len(words)
+
+
+def unit_answer(unit):
+    """A unit as an answer: the sentence led by its heading ("Sunday 3 April 1887: ...")."""
+    _, heading, sentence = unit
+    return heading.rstrip(".:") + ": " + sentence if heading else sentence

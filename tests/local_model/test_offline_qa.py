@@ -1,6 +1,7 @@
 """A small version of `python -m bench.offline_qa`: the real local model, the shipped `search`
 strategy, the question set's own scoring. One definition the answer check used to throw away
-(issue 15) and one question the text does not answer, where any answer would be invented."""
+(issue 15), a date a log entry's heading carries, a question worded unlike the text, and two the
+text does not answer, where any answer would be invented."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from bench.offline_qa import ask, load_questions, verdict
 QUESTIONS = {q.id: q for q in load_questions()}
 
 
-@pytest.mark.parametrize("question_id", ["dd-absurdity", "dd-absent-bride"])
+@pytest.mark.parametrize(
+    "question_id", ["dd-absurdity", "tern-equator", "dd-caution", "dd-absent-bride", "tern-absent-passengers"]
+)
 def test_the_local_model_answers_right_and_invents_nothing(local_engine, question_id):
     engine, _ = local_engine
     outcome = ask(engine, QUESTIONS[question_id], "full", 0)

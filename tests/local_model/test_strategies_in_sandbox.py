@@ -14,7 +14,7 @@ from rlm_worker.engine.memory_sink import InMemoryTraceSink
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import ModelReply
 from rlm_worker.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE, get_strategy
-from rlm_worker.strategies.common import paragraph_passages, split_chunks
+from rlm_worker.strategies.common import split_chunks
 from rlm_worker.strategies.offline import offline_plan
 
 PARAGRAPH = "Nothing of note happened on this day at the harbour. " * 6
@@ -103,48 +103,65 @@ def chunk_prompts(prompts: list[str]) -> list[str]:
     return [p for p in prompts if "Write ten single words" not in p]
 
 
-def test_search_asks_the_best_ranked_passages_and_reads_lists_too(sandbox_factory):
+def test_search_answers_with_the_sentence_that_covers_the_question_and_reads_its_paragraph(sandbox_factory):
     records = [{"day": i, "entry": PARAGRAPH} for i in range(30)]
     records[17]["entry"] = "The Grey Petrel sailed for Lisbon on 3 May."
     result, prompts, sink = run(sandbox_factory, "search", "Where did the Grey Petrel sail?", records)
-    assert result.final_answer == "entry: The Grey Petrel sailed for Lisbon on 3 May."  # one line per key
+    assert result.final_answer == "day: 17 entry: The Grey Petrel sailed for Lisbon on 3 May."
     assert result.answer_found is True
-    assert len(chunk_prompts(prompts)) == 1  # one passage shares words with the question
-    assert "Write ten single words" in prompts[0]  # the words the model suggests come first
+    assert len(prompts) == 1 and "Lisbon" in prompts[0]  # every word is in the text: no expansion
     (search,) = [n for n in sink.nodes.values() if n.kind == "search"]  # the ranking is traced
-    assert search.model == "bm25" and search.status == "succeeded" and "departed voyage" in search.prompt
+    assert search.model == "bm25" and search.status == "succeeded"
     code = next(n for n in sink.nodes.values() if n.kind == "code")
-    assert "search: asking the 1 best-ranked passages" in code.stdout
+    assert (
+        "search: 1 sentences hold the question's words; asking the model to read 1 paragraphs" in code.stdout
+    )
 
 
-def test_search_widens_in_rounds_when_no_passage_backs_an_answer(sandbox_factory):
-    result, prompts, sink = run(sandbox_factory, "search", "Which albatross nested here?", LOG)
+def test_search_says_none_without_reading_when_no_sentence_covers_the_question(sandbox_factory):
+    result, prompts, sink = run(
+        sandbox_factory, "search", "How many passengers did the Grey Petrel carry?", LOG
+    )
     assert result.final_answer == "NONE" and result.status == "succeeded"
     assert result.answer_found is False
-    # no passage ranks (no shared word), so no first round; then at most 3 rounds of 4
-    assert len(chunk_prompts(prompts)) == 3 * 4 < len(paragraph_passages(LOG, 500))
+    assert chunk_prompts(prompts) == []  # nothing to read: "passengers" and "carry" are not in the text
     code = next(n for n in sink.nodes.values() if n.kind == "code")
-    assert "no passage shares a word with the question; reading 4 in order" in code.stdout
-    assert "nothing backed in the 4 passages read; reading 4 more" in code.stdout
+    assert "the text never uses ['passengers', 'carry']; no sentence can answer" in code.stdout
+    result, _, sink = run(sandbox_factory, "search", "When was the harbour closed?", LOG)
+    assert result.final_answer == "NONE"  # "harbour" alone, a word on every page, is too little
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "no sentence holds enough of the question's words" in code.stdout
+
+
+def test_search_lets_the_model_pick_between_sentences_that_cover_the_question_alike(sandbox_factory):
+    text = LOG.replace("sailed for Cadiz", "sailed for Cadiz from the harbour")
+
+    class PointsAtCadiz(ScriptedSubModel):
+        def complete(self, model, messages):
+            reply = super().complete(model, messages)
+            reply.text = "Cadiz, on 9 June." if "Cadiz" in messages[-1]["content"] else "NONE"
+            return reply
+
+    result, prompts, _ = run(
+        sandbox_factory, "search", "Where did the Grey Petrel sail?", text, PointsAtCadiz()
+    )
+    assert result.final_answer == "The Grey Petrel sailed for Cadiz from the harbour on 9 June."
+    assert len(chunk_prompts(prompts)) == 2  # both paragraphs read; the reply's words chose
 
 
 def test_search_reaches_an_answer_worded_unlike_the_question_through_suggested_words(sandbox_factory):
     text = "\n\n".join(
         [PARAGRAPH] * 8 + ["Seaman John Pellow fell from the yard and was killed."] + [PARAGRAPH] * 8
     )
-
-    class CopiesTheKilling(ScriptedSubModel):
-        def complete(self, model, messages):
-            reply = super().complete(model, messages)
-            if "Pellow" in messages[-1]["content"] and "Write ten" not in messages[-1]["content"]:
-                reply.text = "Seaman John Pellow fell from the yard and was killed."
-            return reply
-
-    result, prompts, _ = run(
-        sandbox_factory, "search", "Who died?", text, CopiesTheKilling("killed, buried, death")
+    result, prompts, sink = run(
+        sandbox_factory, "search", "Who died?", text, ScriptedSubModel("killed, buried, death")
     )
     assert result.final_answer == "Seaman John Pellow fell from the yard and was killed."
-    assert "Pellow" in chunk_prompts(prompts)[0]  # ranked first thanks to "killed"
+    assert "Write ten single words" in prompts[0]  # "died" is not in the text: words suggested first
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "words suggested for them that it uses: ['killed']" in code.stdout
+    result, prompts, _ = run(sandbox_factory, "search", "Who died?", text, ScriptedSubModel("fever, illness"))
+    assert result.final_answer == "NONE"  # no suggested word is in the text: nothing stands in
 
 
 def test_search_over_several_documents_names_the_source(sandbox_factory):

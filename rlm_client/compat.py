@@ -62,6 +62,8 @@ IGNORED = frozenset(
 #: The question when only a context is given (the reference's root model then reads the request
 #: from the context itself).
 DEFAULT_QUESTION = "Do what the context asks, and give the answer."
+#: Trace nodes that are one model call each: a root turn (`iteration`) or a sub-call (as /api/stats).
+MODEL_CALL_KINDS = ("iteration", "llm_call")
 
 
 @dataclass
@@ -148,10 +150,10 @@ def execution_options(
 
 
 def usage_from_trace(nodes: list[Any]) -> UsageSummary:
-    """Calls, tokens and cost per model, summed over the trace's model calls."""
+    """Calls, tokens and cost per model, summed over the trace's model calls (root turns and sub-calls)."""
     summaries: dict[str, ModelUsageSummary] = {}
     for node in nodes:
-        if node.kind != "llm_call" or not node.model:
+        if node.kind not in MODEL_CALL_KINDS or not node.model:
             continue
         s = summaries.setdefault(node.model, ModelUsageSummary(0, 0, 0, 0.0))
         s.total_calls += 1

@@ -185,3 +185,20 @@ def test_token_and_url_come_from_the_environment(token_url, token, monkeypatch):
     monkeypatch.setenv("RLM_API_TOKEN", token)
     with RLMClient() as rlm:
         assert rlm.sessions().items is not None
+
+
+def test_events_reopen_a_stream_the_server_timed_out(stack_app, celery_workers, scripted):
+    """The server ends a stream after API_EVENTS_MAX_SECONDS with `timeout`; the client reopens it."""
+    from rlm_api import create_app
+    from tests.client.conftest import LiveServer
+    from tests.client.test_retries import Recording
+
+    scripted.latency = 0.4  # the run outlasts several 1-second streams
+    app = create_app({"API_EVENTS_MAX_SECONDS": 1}, settings=stack_app.config["RLM_SETTINGS"])
+    recording = Recording()
+    with LiveServer(app) as server, RLMClient(server.url, transport=recording) as rlm:
+        execution = rlm.submit(QUESTION, CONTEXT)
+        events = list(rlm.events(execution.id))
+    assert [e.event for e in events].count("end") == 1 and events[-1].execution.final_answer == "QX-4417"
+    assert "timeout" not in {e.event for e in events}
+    assert len(recording.seen) >= 3  # submit, then at least two streams

@@ -166,16 +166,17 @@ def usage_from_trace(nodes: list[Any]) -> UsageSummary:
 class RLM:
     """`RLM(backend="openai", backend_kwargs={"model_name": "gpt-4o"}).completion(context, root_prompt=question)`.
 
-    Ours, keyword-only: `base_url` and `token` (a server; default `RLM_API_URL`/`RLM_API_TOKEN`,
-    embedded when no URL is set), `database_url` (embedded mode's database), `strategy` and
-    `sub_model`. `persistent=True` keeps one session across calls (memory and REPL variables
-    carry over).
+    Every parameter after `backend_kwargs` is passed by name. Ours: `base_url` and `token` (a
+    server; default `RLM_API_URL`/`RLM_API_TOKEN`, embedded when no URL is set), `database_url`
+    (embedded mode's database), `strategy` and `sub_model`. `persistent=True` keeps one session
+    across calls (memory and REPL variables carry over).
     """
 
     def __init__(
         self,
         backend: str = "openai",
         backend_kwargs: dict[str, Any] | None = None,
+        *,
         max_depth: int | None = None,
         max_iterations: int | None = None,
         max_budget: float | None = None,
@@ -184,7 +185,6 @@ class RLM:
         other_backends: list[str] | None = None,
         other_backend_kwargs: list[dict[str, Any]] | None = None,
         persistent: bool = False,
-        *,
         base_url: str | None = None,
         token: str | None = None,
         database_url: str | None = None,

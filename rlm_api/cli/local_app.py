@@ -10,9 +10,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import Flask
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:
+    from rlm_worker.config import Settings
 
 APP_NAME = "rlm-engine"
 
@@ -38,11 +42,14 @@ def describe_database(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def open_app(database_url: str, dispatch: str = "embedded", quiet: bool = False) -> Flask:
-    """The Flask app over `database_url`, migrated to the newest schema (silently if `quiet`)."""
+def open_app(
+    database_url: str, dispatch: str = "embedded", quiet: bool = False, settings: Settings | None = None
+) -> Flask:
+    """The Flask app over `database_url`, migrated to the newest schema (silently if `quiet`);
+    `settings` default to the environment's."""
     from rlm_api import create_app
 
-    app = create_app({"RLM_DISPATCH": dispatch, "SQLALCHEMY_DATABASE_URI": database_url})
+    app = create_app({"RLM_DISPATCH": dispatch, "SQLALCHEMY_DATABASE_URI": database_url}, settings=settings)
     with app.app_context():
         upgrade_database(quiet)
         if dispatch == "embedded":

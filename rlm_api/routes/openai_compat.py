@@ -282,18 +282,17 @@ def chat_completions():
     chat = _parse()
     body, context_id = execution_request(chat)
     execution = submit_execution(body, context_id=context_id)
+    execution_id, created, wait = execution.id, _created(execution), _wait_seconds(execution)
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         db.session.rollback()  # no transaction held open for the stream's life
-        stream = completion_chunks(
-            execution.id, chat.model, _created(execution), include_usage, _wait_seconds(execution)
-        )
+        stream = completion_chunks(execution_id, chat.model, created, include_usage, wait)
         return Response(
             stream_with_context(stream),
             mimetype="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", EXECUTION_HEADER: execution.id},
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", EXECUTION_HEADER: execution_id},
         )
-    current = _wait_for(execution.id, _wait_seconds(execution))
+    current = _wait_for(execution_id, wait)
     if current.status != "succeeded":
         status, code, _, message = failure(current)
         return openai_error(status, message, code, execution_id=current.id)

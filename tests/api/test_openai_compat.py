@@ -325,6 +325,8 @@ def test_the_context_and_question_rule():
     parts = [{"type": "text", "text": question}, {"type": "text", "text": doc}]
     read = read_messages(_messages(("user", parts)), False)
     assert read.context == doc and read.question == question
+    read = read_messages(_messages(("system", "Notes."), ("user", parts)), False)
+    assert read.context == f"Notes.\n\n{doc}" and read.question == question
     # an explicit context: the whole last message is the question, earlier ones unused
     read = read_messages(_messages(("system", doc), ("user", parts)), True)
     assert read.context is None and read.question == f"{question}\n\n{doc}"

@@ -105,6 +105,14 @@ def test_sync_answer_usage_and_execution_id(alice, api_url):
 
     trace = httpx.get(f"{api_url[0]}{rlm['links']['trace']}", headers={"Authorization": f"Bearer {ALICE}"})
     assert trace.status_code == 200 and len(trace.json()["nodes"]) == len(nodes)
+    # the SSE stream both streams read from (`execution_updates`) still numbers its events
+    events = httpx.get(f"{api_url[0]}{rlm['links']['events']}", headers={"Authorization": f"Bearer {ALICE}"})
+    blocks = [b for b in events.text.split("\n\n") if b.startswith("event:")]
+    ids = [
+        int(line.removeprefix("id: ")) for b in blocks for line in b.splitlines() if line.startswith("id: ")
+    ]
+    assert ids == list(range(1, len(blocks) + 1)) and len(blocks) == len(nodes) + 2
+    assert blocks[-1].startswith("event: end") and '"final_answer": "QX-4417"' in blocks[-1]
 
 
 def test_stream_chunks_progress_and_usage(alice, api_url, scripted):

@@ -63,6 +63,9 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
 
     app.register_blueprint(api_bp)
     app.register_blueprint(dashboard_bp)
+    from rlm_api.routes.openai_compat import bp as openai_compat_bp
+
+    app.register_blueprint(openai_compat_bp)
     register_error_handlers(app)
     from rlm_api.auth import init_auth
 

@@ -1,7 +1,7 @@
 """Who is calling: bearer tokens for `/api`, a login for the dashboard, CSRF for its forms.
 
 With `API_TOKENS` unset everything is open (local use). With it set:
-- every `/api` call but `/api/health` and `/api/openapi.json` needs `Authorization: Bearer <token>`;
+- every `/api` and `/v1` call but `/api/health` and `/api/openapi.json` needs `Authorization: Bearer <token>`;
   the caller's *owner* is the token's sha256, stored on the rows it creates, so executions and
   sessions of one token are invisible to the others. The token itself is never stored or logged.
 - each token has a request rate (`API_RATE_LIMIT`) and a cap on active executions
@@ -33,6 +33,8 @@ log = logging.getLogger("rlm.api.auth")
 #: Endpoints a load balancer or a client generator must reach without a token.
 PUBLIC_API_ENDPOINTS = frozenset({"api.health", "api.openapi"})
 SESSION_KEY = "rlm_owner"
+#: Paths behind the bearer tokens: the API, and its OpenAI-compatible face (`/v1/chat/completions`).
+API_PREFIXES = ("/api/", "/v1/")
 LOGIN_RATE = "10/minute"
 
 csrf = CSRFProtect()
@@ -112,7 +114,7 @@ def _guard() -> Response | None:
     state = _state()
     if not state.enabled:
         return None
-    if request.path == "/api" or request.path.startswith("/api/"):
+    if request.path == "/api" or request.path.startswith(API_PREFIXES):
         _authenticate_api(state)
     elif request.blueprint == "dashboard" and request.endpoint != "dashboard.static":
         return _require_login(state)

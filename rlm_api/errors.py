@@ -63,7 +63,7 @@ def error_response(exc: APIError) -> Response:
 
 
 def _wants_json() -> bool:
-    return request.path == "/api" or request.path.startswith("/api/")
+    return request.path == "/api" or request.path.startswith(("/api/", "/v1/"))
 
 
 def _too_large_message() -> str:

@@ -56,52 +56,64 @@ def _node_fingerprint(row: sa.Row) -> tuple[Any, ...]:
     return (row.status, row.finished_at, row.input_tokens, row.output_tokens, row.cost_usd, row.error)
 
 
-def execution_events(
+def execution_updates(
     execution_id: str, poll: float = 0.25, max_seconds: float = 600.0, keepalive: float = 15.0
-) -> Iterator[str]:
-    """The stream's text, chunk by chunk; runs inside the request's app context."""
+) -> Iterator[tuple[str, Any] | None]:
+    """The stream's events as `(event, data)` pairs, None when `keepalive` seconds passed without
+    one; ends after `end` or `timeout`. Runs inside the request's app context. The SSE stream below
+    and the OpenAI-compatible stream (`rlm_api.routes.openai_compat`) both read it."""
     seen: dict[str, tuple[Any, ...]] = {}
     last_status: dict[str, Any] | None = None
-    counter = 0
     started = last_sent = time.monotonic()
-    yield "retry: 2000\n\n"
     while True:
         with db.engine.connect() as conn:
             status_row = conn.execute(sa.select(*_STATUS_COLUMNS).where(Execution.id == execution_id)).first()
             if status_row is None:  # deleted while streaming
-                yield format_event("end", {"id": execution_id, "status": "deleted"})
+                yield "end", {"id": execution_id, "status": "deleted"}
                 return
             nodes = conn.execute(
                 sa.select(*_NODE_COLUMNS)
                 .where(TraceNode.execution_id == execution_id)
                 .order_by(TraceNode.path)
             ).all()
-        chunks: list[str] = []
         for node in nodes:
             fingerprint = _node_fingerprint(node)
             if seen.get(node.id) != fingerprint:
                 seen[node.id] = fingerprint
-                counter += 1
-                chunks.append(format_event("node", node_summary_dict(node), counter))
+                last_sent = time.monotonic()
+                yield "node", node_summary_dict(node)
         status = _status_dict(status_row)
         if status != last_status:
             last_status = status
-            counter += 1
-            chunks.append(format_event("status", {"id": execution_id, **status}, counter))
-        if chunks:
             last_sent = time.monotonic()
-            yield "".join(chunks)
+            yield "status", {"id": execution_id, **status}
         if status["status"] in FINISHED_STATUSES:
             execution = db.session.get(Execution, execution_id)
             record = execution_dict(execution) if execution is not None else {"id": execution_id, **status}
             db.session.rollback()
-            yield format_event("end", record, counter + 1)
+            yield "end", record
             return
         now = time.monotonic()
         if now - started >= max_seconds:
-            yield format_event("timeout", {"id": execution_id, "after_seconds": round(now - started, 1)})
+            yield "timeout", {"id": execution_id, "after_seconds": round(now - started, 1)}
             return
         if now - last_sent >= keepalive:
             last_sent = now
-            yield ": keep-alive\n\n"
+            yield None
         time.sleep(poll)
+
+
+def execution_events(
+    execution_id: str, poll: float = 0.25, max_seconds: float = 600.0, keepalive: float = 15.0
+) -> Iterator[str]:
+    """The stream's text, event by event, numbered (`id:`) but for `timeout`."""
+    yield "retry: 2000\n\n"
+    counter = 0
+    for update in execution_updates(execution_id, poll, max_seconds, keepalive):
+        if update is None:
+            yield ": keep-alive\n\n"
+            continue
+        event, data = update
+        if event in ("node", "status", "end"):
+            counter += 1
+        yield format_event(event, data, counter if event != "timeout" else None)

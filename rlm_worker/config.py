@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rlm_worker.engine.model_policy import ModelPolicy
@@ -96,8 +96,23 @@ class Settings(BaseSettings):
     api_max_active_executions: int = Field(
         20, description="Executions one API token may have queued or running at once."
     )
+    openai_compat_model_aliases: str | None = Field(
+        None,
+        description="Model names `/v1/chat/completions` accepts besides `rlm/<root model>`: "
+        "`alias=<root model>` pairs, comma-separated (`rlm` as the target: the default plan).",
+    )
     flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
     secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")
+
+    @field_validator("openai_compat_model_aliases")
+    @classmethod
+    def _aliases_parse(cls, value: str | None) -> str | None:
+        parse_model_aliases(value)
+        return value
+
+    def model_aliases(self) -> dict[str, str]:
+        """OPENAI_COMPAT_MODEL_ALIASES as alias -> target (`rlm` or `rlm/<root model>`)."""
+        return parse_model_aliases(self.openai_compat_model_aliases)
 
     def execution_defaults(self) -> dict[str, Any]:
         """The guards every execution starts with; a request's own `options` override them."""
@@ -117,6 +132,19 @@ class Settings(BaseSettings):
     @property
     def effective_sub_model(self) -> str:
         return self.sub_model or self.default_model
+
+
+def parse_model_aliases(value: str | None) -> dict[str, str]:
+    """`fast=openai/gpt-4o-mini, offline=rlm` -> {"fast": "rlm/openai/gpt-4o-mini", "offline": "rlm"}."""
+    aliases: dict[str, str] = {}
+    for item in (value or "").split(","):
+        if not item.strip():
+            continue
+        alias, sep, target = (part.strip() for part in item.partition("="))
+        if not sep or not alias or not target or " " in alias or " " in target:
+            raise ValueError(f"OPENAI_COMPAT_MODEL_ALIASES: {item.strip()!r} is not `alias=<root model>`")
+        aliases[alias] = target if target == "rlm" or target.startswith("rlm/") else f"rlm/{target}"
+    return aliases
 
 
 @lru_cache(maxsize=1)

@@ -122,9 +122,10 @@ def submitted_dict(execution: Execution) -> dict:
     return {**execution_dict(execution), "execution_id": execution.id}
 
 
-@bp.post("/execute")
-def execute():
-    body = parse_body(ExecuteRequest)
+def submit_execution(body: ExecuteRequest, context_id: str | None = None) -> Execution:
+    """Check, store and hand over one execution, as `POST /api/execute` does for every way in
+    (the OpenAI-compatible endpoint too): the plan, the model checks, the context, the quota.
+    `context_id` names a stored context the caller may use (checked by the caller)."""
     session: Session | None = get_owned_session(body.session_id) if body.session_id else None
     plan, options = planned(body)
     options["skipped"] = input_skipped() or []  # a record the server makes, whatever the request said
@@ -133,6 +134,8 @@ def execute():
     if body.context is not None:
         check_context_size(body.context)
         context_id = store_context(body.context, owner=current_owner()).id
+    elif context_id is not None:
+        pass
     elif session is not None and session.context_id:
         context_id = session.context_id
     else:
@@ -157,6 +160,13 @@ def execute():
     db.session.add(execution)
     db.session.commit()
     _launch(execution)
+    return execution
+
+
+@bp.post("/execute")
+def execute():
+    body = parse_body(ExecuteRequest)
+    execution = submit_execution(body)
     cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
     current = _wait_for(execution.id, min(body.wait or 0.0, cap))
     if current.is_finished and body.wait:

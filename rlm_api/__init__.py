@@ -63,6 +63,9 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
 
     app.register_blueprint(api_bp)
     app.register_blueprint(dashboard_bp)
+    from rlm_api.mcp.http import bp as mcp_bp
+
+    app.register_blueprint(mcp_bp)
     register_error_handlers(app)
     from rlm_api.auth import init_auth
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import PRICES, free_port
+from tests.cli.conftest import PRICES, cli_env, free_port  # noqa: F401 - cli_env: `rlm mcp` runs in a reader's shell
 from tests.conftest import TEST_SECRET
 from tests.support.services import ROOT, migrated_database, wait_for
 

@@ -162,7 +162,9 @@ def snapshot_blocks(snapshot_ids: list[int]) -> dict[int, dict[str, Any]]:
     return {row.id: row.blocks or {} for row in db.session.execute(stmt)}
 
 
-def executions_page(status: str | None, session_id: str | None, page: int, agent_id: str | None = None) -> Page:
+def executions_page(
+    status: str | None, session_id: str | None, page: int, agent_id: str | None = None
+) -> Page:
     """Executions, newest first, with their session's name; filtered by status, session and agent."""
     filters = []
     if status:

@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         20, description="Executions one API token may have queued or running at once."
     )
     mcp_files_root: str | None = Field(
-        None, description="Folder the MCP server's `ask_about_files` may read, nothing outside it; unset = refused."
+        None,
+        description="Folder the MCP server's `ask_about_files` may read, nothing outside it; unset = refused.",
     )
     flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
     secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")

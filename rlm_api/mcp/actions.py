@@ -35,12 +35,13 @@ class Refused(Exception):
     """A tool call the server will not carry out; the message is for the calling agent."""
 
 
-def _refusal(exc: APIError | ValidationError | InputError | FileRefused) -> Refused:
+def _refusal(exc: APIError | ValidationError) -> Refused:
+    """The API's message for the same mistake (a validation error: its first field and reason)."""
     if isinstance(exc, ValidationError):
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "arguments"
         return Refused(f"{where}: {first['msg']}")
-    return Refused(exc.message if isinstance(exc, APIError) else str(exc))
+    return Refused(exc.message)
 
 
 def submit(

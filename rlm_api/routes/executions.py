@@ -136,7 +136,9 @@ def submit_execution(
     plan, options = planned(body)
     options["skipped"] = skipped or []  # a record the server makes, whatever the request said
     # A fixed root program calls no root model: only a model that will be called is checked.
-    _check_models(_settings(), None if plan.root_label and not body.model else plan.root_model, plan.sub_model)
+    _check_models(
+        _settings(), None if plan.root_label and not body.model else plan.root_model, plan.sub_model
+    )
     if body.context is not None:
         check_context_size(body.context)
         context_id = store_context(body.context, owner=current_owner()).id

@@ -162,13 +162,17 @@ def snapshot_blocks(snapshot_ids: list[int]) -> dict[int, dict[str, Any]]:
     return {row.id: row.blocks or {} for row in db.session.execute(stmt)}
 
 
-def executions_page(status: str | None, session_id: str | None, page: int) -> Page:
-    """Executions, newest first, with their session's name; filtered by status and session."""
+def executions_page(
+    status: str | None, session_id: str | None, page: int, agent_id: str | None = None
+) -> Page:
+    """Executions, newest first, with their session's name; filtered by status, session and agent."""
     filters = []
     if status:
         filters.append(Execution.status == status)
     if session_id:
         filters.append(Execution.session_id == session_id)
+    if agent_id:
+        filters.append(Execution.agent_id == agent_id)
     total = db.session.scalar(owned(sa.select(sa.func.count(Execution.id)).where(*filters), Execution)) or 0
     stmt = (
         sa.select(Execution, Session.name.label("session_name"))

@@ -16,6 +16,7 @@ from dashboard.formatting import FILTERS, count, money
 from dashboard.highlight import highlight_python
 from dashboard.memory import execution_changes, node_change
 from dashboard.tree import build_tree, build_waterfall, cost_breakdown
+from rlm_api.agents import MAX_AGENT_ID_LENGTH
 from rlm_api.auth import current_owner
 from rlm_api.launch import dispatch_mode
 from rlm_api.models import EXECUTION_STATUSES, Execution, Session, db
@@ -71,12 +72,14 @@ def executions():
     if status not in EXECUTION_STATUSES:
         status = None
     session_id = request.args.get("session") or None
-    page = queries.executions_page(status, session_id, _page_arg())
+    agent_id = (request.args.get("agent") or "").strip()[:MAX_AGENT_ID_LENGTH] or None
+    page = queries.executions_page(status, session_id, _page_arg(), agent_id=agent_id)
     return render_template(
         "executions.html",
         page=page,
         status=status,
         session_id=session_id,
+        agent_id=agent_id,
         sessions=queries.session_names(),
     )
 

@@ -66,6 +66,9 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     from rlm_api.routes.openai_compat import bp as openai_compat_bp
 
     app.register_blueprint(openai_compat_bp)
+    from rlm_api.mcp.http import bp as mcp_bp
+
+    app.register_blueprint(mcp_bp)
     register_error_handlers(app)
     from rlm_api.auth import init_auth
 

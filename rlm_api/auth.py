@@ -192,3 +192,10 @@ def logout():
         csrf.protect()
     session.clear()
     return redirect(url_for("auth.login"))
+
+
+def require_token() -> None:
+    """For endpoints outside `/api` that take the API's tokens (`/mcp`): the same 401 and 429."""
+    state = _state()
+    if state.enabled:
+        _authenticate_api(state)

@@ -101,6 +101,8 @@ class Execution(db.Model):
     llm_calls: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     sub_calls: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     owner: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    #: The calling agent, when the client named one (`x-agent-id`, as Letta sends over MCP).
+    agent_id: Mapped[str | None] = mapped_column(sa.String(200), nullable=True, index=True)
     worker: Mapped[str | None] = mapped_column(sa.String(200))
     lease_expires_at: Mapped[datetime | None] = mapped_column(TZDateTime, index=True)
     attempts: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0, server_default="0")

@@ -47,9 +47,17 @@ class Operation:
     query: type[BaseModel] | None = None
     public: bool = False
     tags: list[str] = field(default_factory=list)
+    headers: tuple[dict[str, Any], ...] = ()
 
 
 EXECUTION_PATH = "/api/executions/{execution_id}"
+AGENT_ID_PARAMETER = {
+    "name": "X-Agent-Id",
+    "in": "header",
+    "required": False,
+    "description": "The calling agent's id, recorded as the execution's `agent_id` (at most 200 characters).",
+    "schema": {"type": "string", "maxLength": 200},
+}
 SESSION_PATH = "/api/sessions/{session_id}"
 
 OPERATIONS = [
@@ -105,6 +113,7 @@ OPERATIONS = [
         (400, 404, 413, 415, 422, 503),
         body=s.ExecuteRequest,
         tags=["executions"],
+        headers=(AGENT_ID_PARAMETER,),
     ),
     Operation(
         "get",
@@ -307,6 +316,7 @@ def _error_response(status: int) -> dict[str, Any]:
 def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": op.tags}
     parameters = _path_parameters(op.path) + (_query_parameters(op.query) if op.query else [])
+    parameters += list(op.headers)
     if parameters:
         out["parameters"] = parameters
     if op.body:

@@ -177,6 +177,9 @@ class PageQuery(BaseModel):
 class ExecutionQuery(PageQuery):
     status: ExecutionStatus | None = Field(None, description="Only executions in this status.")
     session_id: Identifier | None = Field(None, description="Only executions of this session.")
+    agent_id: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        None, description="Only executions a calling agent named with `X-Agent-Id`."
+    )
 
 
 class SessionQuery(PageQuery):
@@ -224,6 +227,10 @@ class ExecutionOut(BaseModel):
     offline: bool = Field(
         description="Run on the offline plan: no model provider was configured, so the local model "
         "read the chunks and a built-in strategy played the root (as `rlm run` does)."
+    )
+    agent_id: str | None = Field(
+        description="The calling agent, as its client named it in the `X-Agent-Id` header (Letta "
+        "does over MCP); null when none was named."
     )
     iterations: int
     total_input_tokens: int

@@ -29,6 +29,7 @@ def execution_dict(e: Execution) -> dict[str, Any]:
         "guard_hit": e.guard_hit,
         "forced_final": e.forced_final,
         "offline": e.offline,
+        "agent_id": e.agent_id,
         "iterations": e.iterations,
         "total_input_tokens": e.total_input_tokens,
         "total_output_tokens": e.total_output_tokens,

@@ -101,6 +101,10 @@ class Settings(BaseSettings):
         description="Model names `/v1/chat/completions` accepts besides `rlm/<root model>`: "
         "`alias=<root model>` pairs, comma-separated (`rlm` as the target: the default plan).",
     )
+    mcp_files_root: str | None = Field(
+        None,
+        description="Folder the MCP server's `ask_about_files` may read, nothing outside it; unset = refused.",
+    )
     flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
     secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")
 

@@ -12,6 +12,7 @@ import click
 
 from rlm_api.cli.database import db
 from rlm_api.cli.environment import config
+from rlm_api.cli.mcp import mcp
 from rlm_api.cli.processes import flower, healthcheck, worker
 from rlm_api.cli.run import run
 from rlm_api.cli.serve import serve
@@ -35,5 +36,5 @@ def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-for command in (run, serve, trace, worker, flower, db, config, healthcheck):
+for command in (run, serve, trace, worker, flower, db, config, healthcheck, mcp):
     main.add_command(command)

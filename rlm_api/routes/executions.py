@@ -7,8 +7,9 @@ import re
 import time
 
 import sqlalchemy as sa
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 
+from rlm_api.agents import agent_id_from_headers
 from rlm_api.auth import auth_enabled, current_owner, max_active_executions, owned
 from rlm_api.contexts import store_context
 from rlm_api.errors import APIError, not_found
@@ -122,23 +123,28 @@ def submitted_dict(execution: Execution) -> dict:
     return {**execution_dict(execution), "execution_id": execution.id}
 
 
-def submit_execution(body: ExecuteRequest, context_id: str | None = None) -> Execution:
-    """Check, store and hand over one execution, as `POST /api/execute` does for every way in
-    (the OpenAI-compatible endpoint too): the plan, the model checks, the context, the quota.
-    `context_id` names a stored context the caller may use (checked by the caller)."""
+def submit_execution(
+    body: ExecuteRequest,
+    agent_id: str | None = None,
+    context_id: str | None = None,
+    skipped: list[dict[str, str]] | None = None,
+) -> Execution:
+    """Check, store and hand over one execution as `POST /api/execute` does. The MCP tools and the
+    OpenAI-compatible endpoint call it too, so every way in refuses the same things (models off the allow-list, another token's
+    session, the quota). `context_id` names a context the caller may already read."""
     session: Session | None = get_owned_session(body.session_id) if body.session_id else None
     plan, options = planned(body)
-    options["skipped"] = input_skipped() or []  # a record the server makes, whatever the request said
+    options["skipped"] = skipped or []  # a record the server makes, whatever the request said
     # A fixed root program calls no root model: only a model that will be called is checked.
-    _check_models(_settings(), None if plan.root_label and not body.model else plan.root_model, plan.sub_model)
+    _check_models(
+        _settings(), None if plan.root_label and not body.model else plan.root_model, plan.sub_model
+    )
     if body.context is not None:
         check_context_size(body.context)
         context_id = store_context(body.context, owner=current_owner()).id
-    elif context_id is not None:
-        pass
-    elif session is not None and session.context_id:
+    elif context_id is None and session is not None and session.context_id:
         context_id = session.context_id
-    else:
+    elif context_id is None:
         raise APIError(
             400,
             "missing_field",
@@ -156,6 +162,7 @@ def submit_execution(body: ExecuteRequest, context_id: str | None = None) -> Exe
         offline=plan.offline,
         status="queued",
         owner=current_owner(),
+        agent_id=agent_id,
     )
     db.session.add(execution)
     db.session.commit()
@@ -165,8 +172,9 @@ def submit_execution(body: ExecuteRequest, context_id: str | None = None) -> Exe
 
 @bp.post("/execute")
 def execute():
+    agent_id = agent_id_from_headers(request.headers)
     body = parse_body(ExecuteRequest)
-    execution = submit_execution(body)
+    execution = submit_execution(body, agent_id=agent_id, skipped=input_skipped())
     cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
     current = _wait_for(execution.id, min(body.wait or 0.0, cap))
     if current.is_finished and body.wait:
@@ -182,6 +190,8 @@ def list_executions():
         stmt = stmt.where(Execution.status == query.status)
     if query.session_id:
         stmt = stmt.where(Execution.session_id == query.session_id)
+    if query.agent_id:
+        stmt = stmt.where(Execution.agent_id == query.agent_id)
     rows, next_cursor = page(stmt, Execution, query.limit, query.cursor)
     return {"items": [execution_dict(e) for e in rows], "next_cursor": next_cursor}
 

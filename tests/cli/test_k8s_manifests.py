@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from rlm_api.cli.processes import CELERY_APP, QUEUES, worker_command
+from rlm_worker.liveness import alive_path
 from rlm_worker.queues import LLM_QUEUE, ROOT_QUEUE
 from tests.cli.readme import ROOT
 from tests.cli.test_deployment_files import VARIABLES, parse_rlm
@@ -28,6 +29,12 @@ KEDA_KINDS = {"ScaledObject"}
 #: Variables the manifests set that Settings does not hold: the OpenTelemetry SDK's, and the
 #: metrics port of the workers (docs/metrics.md).
 NOT_SETTINGS = {"OTEL_SERVICE_NAME", "WORKER_METRICS_PORT", "REDIS_ADDRESS", "REDIS_PASSWORD"}
+
+
+def worker_probe(queue_name: str) -> list[str]:
+    """The exec probe of a worker pod: its liveness file (rlm_worker/liveness.py) is under a minute old."""
+    path = alive_path(f"{queue_name}@$HOSTNAME")
+    return ["sh", "-c", f'test -n "$(find {path} -mmin -1)"']
 
 
 def load(text: str) -> list[dict]:
@@ -200,11 +207,10 @@ def test_commands_are_the_real_entry_points():
         argv = worker_command(queue_name, 4, f"{queue_name}@%h", "INFO", ())
         assert argv[argv.index("-A") + 1] == CELERY_APP and argv[argv.index("-Q") + 1] == queue
         assert QUEUES[queue_name] == queue
-        # The probes ping this worker by the name `rlm worker` gives it (queue@%h, %h = pod name).
+        # The probes read the liveness file of the name `rlm worker` gives it (queue@%h, %h = the
+        # pod's name); tests/distributed/test_liveness.py runs this script against a real worker.
         for probe in ("readinessProbe", "livenessProbe"):
-            script = found[deployment][probe]["exec"]["command"]
-            assert script[:2] == ["sh", "-c"]
-            assert script[2] == f"celery -A {CELERY_APP} inspect ping -d {queue_name}@$HOSTNAME --timeout 10"
+            assert found[deployment][probe]["exec"]["command"] == worker_probe(queue_name)
 
 
 def test_the_celery_app_path_and_the_probe_routes_exist(tmp_path):

@@ -7,8 +7,11 @@ where kubectl is installed, the base and the example overlay are also rendered a
 
 from __future__ import annotations
 
+import importlib
+import os
 import shutil
 import subprocess
+import sys
 
 import jsonschema
 import kubernetes_validate
@@ -193,6 +196,8 @@ def test_commands_are_the_real_entry_points():
     found = containers()
     assert found["rlm-web"]["command"] == ["gunicorn", "-c", "gunicorn.conf.py", "rlm_api:create_app()"]
     assert (ROOT / "gunicorn.conf.py").exists()
+    module, factory = found["rlm-web"]["command"][-1].removesuffix("()").split(":")
+    assert callable(getattr(importlib.import_module(module), factory))
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["gunicorn", "-c", "gunicorn.conf.py", "rlm_api:create_app()"]' in dockerfile
     parse_rlm(found["rlm-migrate"]["command"])
@@ -216,13 +221,18 @@ def test_commands_are_the_real_entry_points():
 def test_the_celery_app_path_and_the_probe_routes_exist(tmp_path):
     """`celery -A rlm_worker.celery_app` finds an app; readiness (/api/health) fails without a
     database while liveness (/api/openapi.json) does not."""
-    import importlib
-
     from rlm_api import create_app
     from rlm_worker.config import Settings
 
-    module = importlib.import_module(CELERY_APP)
-    assert module.celery.main
+    # In a process of its own: the worker module builds (and keeps) its Flask app when asked.
+    found = subprocess.run(
+        [sys.executable, "-c", f"import {CELERY_APP} as m; print(type(m.celery).__name__, m.celery.main)"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/rlm.db"},
+    )
+    assert found.stdout.split() == ["Celery", "rlm_api"], found.stderr
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/missing/dir/rlm.db",
         celery_broker_url="redis://127.0.0.1:1/0",

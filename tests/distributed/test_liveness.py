@@ -20,7 +20,7 @@ def probe(worker_name: str) -> bool:
 
 
 def test_the_probe_follows_the_consumer(stack_app, pg_database_url, model_server):
-    broker, backend = free_redis_db((9, 10))  # a queue of its own: it takes no other test's tasks
+    broker, backend = free_redis_db((22, 23))  # a queue of its own (tests use 3-14; the tracing test 20-21)
     env = worker_env(pg_database_url, broker, backend, model_server.url)
     worker = CeleryWorker("rlm.root", env, concurrency=1, name="alive")
     path = alive_path(worker.name)

@@ -95,7 +95,7 @@ def traced_stack(pg_database_url, model_server):
     from rlm_worker.config import Settings
 
     collector = Collector()
-    broker, backend = free_redis_db((11, 12))  # not the session workers' queues
+    broker, backend = free_redis_db((20, 21))  # queues of its own (tests use 3-14)
     otel = {
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine as SAEngine
 
 from rlm_api.models import Execution, MemorySnapshot, TraceNode
+from rlm_worker import tracing
 from rlm_worker.engine.types import TraceNode as EngineNode
 
 _NODE_COLUMNS = [c.name for c in TraceNode.__table__.columns]
@@ -70,6 +71,8 @@ class SqlTraceSink:
         rows = [{k: v for k, v in n.to_dict().items() if k in _NODE_COLUMNS} for n in nodes]
         with self.nodes_engine.begin() as conn:
             conn.execute(_node_upsert(self.nodes_engine), rows)
+        if tracing.node_spans is not None:  # OpenTelemetry on: finished nodes become spans
+            tracing.node_spans.record(nodes)
 
     def node_started(self, node: EngineNode) -> None:
         self._upsert_nodes([node])

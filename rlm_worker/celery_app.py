@@ -94,6 +94,9 @@ def celery_init_app(app: Flask) -> Celery:
     survive_broker_restarts()
     celery = Celery(app.name, task_cls=FlaskTask)
     celery.config_from_object(app.config["CELERY"])
+    from rlm_worker.liveness import AliveFile
+
+    celery.steps["consumer"].add(AliveFile)  # the Kubernetes probes' liveness file
     celery.set_default()
     app.extensions["celery"] = celery
     from rlm_worker.logging_setup import install_celery_logging

@@ -21,6 +21,7 @@ from rlm_worker.engine.ports import ModelClient, TraceSink
 from rlm_worker.engine.subcall import execute_llm_calls_until_stopped
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
 from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
+from rlm_worker.tracing import under_node
 
 #: How long one wait on the result backend lasts before stop checks and redispatch run again.
 WAIT_SLICE_SECONDS = 1.0
@@ -129,14 +130,15 @@ class CeleryDispatcher:
     def _send(self, index: int, batch: list[LLMCall], again: bool = False) -> _Sent:
         # argsrepr: what Flower and the logs show of the task. Celery would build it from the
         # prompts (user data, and ~0.2 ms of CPU a message); the execution and call ids say enough.
-        result = self.celery.send_task(
-            LLM_CALLS_TASK,
-            args=([c.to_dict() for c in batch],),
-            queue=LLM_QUEUE,
-            argsrepr=f"execution {batch[0].execution_id}: {len(batch)} call(s) from {batch[0].node_id}",
-            kwargsrepr="{}",
-            headers={SENT_AT_HEADER: time.time(), CHECK_TRACE_HEADER: again or self.resumed},
-        )
+        with under_node(batch[0].execution_id, batch[0].parent_id):  # the message's trace parent
+            result = self.celery.send_task(
+                LLM_CALLS_TASK,
+                args=([c.to_dict() for c in batch],),
+                queue=LLM_QUEUE,
+                argsrepr=f"execution {batch[0].execution_id}: {len(batch)} call(s) from {batch[0].node_id}",
+                kwargsrepr="{}",
+                headers={SENT_AT_HEADER: time.time(), CHECK_TRACE_HEADER: again or self.resumed},
+            )
         return _Sent(index, result, time.monotonic())
 
     def _stop_reason(self, deadline: float | None) -> str | None:

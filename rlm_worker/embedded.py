@@ -10,6 +10,7 @@ it records them `cancelled` with its reason, and their runs stop through the ord
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -53,7 +54,8 @@ def run_embedded(app: Flask, execution_id: str) -> str | None:
 def submit_embedded(app: Flask, execution_id: str) -> Future:
     with _running_lock:  # counted from now: a shutdown cancels it even before a root thread is free
         _running[execution_id] = app
-    future = _roots.submit(run_embedded, app, execution_id)
+    # In the caller's context, so a traced request's execution continues its trace.
+    future = _roots.submit(contextvars.copy_context().run, run_embedded, app, execution_id)
     future.add_done_callback(
         lambda f: f.exception() and log.error("execution %s: %s", execution_id, f.exception())
     )

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from tests.support.services import REDIS_HOST, REDIS_PORT, flushed_redis, migrated_database
 
-#: Redis databases of our own (the others: 5, 7-8 bench, 9-10, 11-12, 13-14).
+#: Redis databases of our own (the others: 5, 7-8 bench, 9-10, 11-12, 13-14, 20-23 tracing and liveness).
 BROKER_DB, BACKEND_DB = 3, 4
 MAX_CONTEXT = 50_000
 ALICE, BOB = "tok-alice-7c1f0e9d2b", "tok-bob-4a8e6d0c13"

@@ -128,7 +128,7 @@ def api_request(route: str, method: str, status: int, seconds: float) -> None:
     metrics().api_seconds.labels(route=route, method=method, status=str(status)).observe(seconds)
 
 
-_PROVIDER_ERROR = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:Error|Exception|Timeout|Exceeded)):")
+_PROVIDER_ERROR = re.compile(r"^((?:[A-Za-z_][A-Za-z0-9_]*)?(?:Error|Exception|Timeout|Exceeded)):")
 
 
 def error_kind(message: str, transient: bool) -> str:
@@ -141,7 +141,12 @@ def error_kind(message: str, transient: bool) -> str:
     return "other" if transient else "refused"
 
 
-_SANDBOX_LIMITS = (("wall-clock", "cell_wall_clock"), ("CPU", "cell_cpu"), ("memory", "cell_memory"))
+_SANDBOX_LIMITS = (
+    ("of REPL CPU time", "execution_cpu"),  # the execution's CPU seconds over all its cells
+    ("s wall-clock", "cell_wall_clock"),
+    ("s CPU", "cell_cpu"),
+    ("MiB memory", "cell_memory"),
+)
 
 
 def sandbox_limit_guard(limit_hit: str) -> str:

@@ -59,6 +59,7 @@ FORKS = textwrap.dedent(
     from prometheus_client import generate_latest
     from rlm_worker import metrics
 
+    metrics.api_request("/", "GET", 200, 0.01)  # a metric made before the switch (a worker's app)
     metrics.use_multiprocess_dir()  # as gunicorn's master and a Celery worker's main process do
     children = []
     for _ in range(2):

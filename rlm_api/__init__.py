@@ -70,6 +70,9 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
 
     app.register_blueprint(mcp_bp)
     register_error_handlers(app)
+    from rlm_api.metrics import init_metrics
+
+    init_metrics(app, settings)
     from rlm_api.auth import init_auth
 
     init_auth(app)

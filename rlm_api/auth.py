@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 
 from rlm_api.errors import APIError
 from rlm_api.ratelimit import TokenRateLimiter, storage_uri
+from rlm_worker import metrics
 
 log = logging.getLogger("rlm.api.auth")
 
@@ -137,6 +138,7 @@ def _authenticate_api(state: AuthState) -> None:
     assert state.limiter is not None
     retry_after = state.limiter.hit(owner)
     if retry_after is not None:
+        metrics.guard_tripped("api_rate_limit")
         raise APIError(
             429,
             "rate_limited",
@@ -176,6 +178,7 @@ def login():
     assert state.login_limiter is not None
     retry_after = state.login_limiter.hit(f"login:{request.remote_addr}")
     if retry_after is not None:
+        metrics.guard_tripped("login_rate_limit")
         error = f"Too many attempts; try again in {retry_after} s."
         return render_template("login.html", next_url=next_url, error=error), 429
     owner = state.owner_of(request.form.get("token", "").strip())

@@ -105,6 +105,15 @@ class Settings(BaseSettings):
         None,
         description="Folder the MCP server's `ask_about_files` may read, nothing outside it; unset = refused.",
     )
+    metrics_enabled: bool = Field(
+        True, description="Serve Prometheus metrics: `/metrics` on the API, WORKER_METRICS_PORT on workers."
+    )
+    metrics_token: str | None = Field(
+        None, description="Bearer token every `/metrics` scrape must send; unset = open (keep it private)."
+    )
+    worker_metrics_port: int | None = Field(
+        None, description="Port a Celery worker serves `/metrics` on (all its pool processes); unset = none."
+    )
     flower_url: str = Field("http://localhost:5555", description="Where the dashboard links for Flower.")
     secret_key: str = Field("dev-insecure-change-me", description="Flask session secret.")
 

@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rlm_worker import metrics
 from rlm_worker.engine.ports import ModelClient, TraceSink
 from rlm_worker.engine.subcall import execute_llm_calls_until_stopped
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
@@ -210,6 +211,7 @@ class CeleryDispatcher:
                     return
                 pending.pop(task_id)
                 pending[again.result.id] = again
+                metrics.guard_tripped("subcall_redispatch_seconds")
 
 
 #: How often one batch is sent again after its worker lost the broker or the database.

@@ -25,6 +25,7 @@ from rlm_api.trace_sink import SqlTraceSink
 from rlm_worker.dispatchers import InProcessDispatcher
 from rlm_worker.engine.ports import Dispatcher
 from rlm_worker.engine.types import utcnow
+from rlm_worker.metered import IN_PROCESS_QUEUE, MeteredTraceSink
 from rlm_worker.runner import run_execution
 from rlm_worker.services import model_client
 
@@ -36,7 +37,8 @@ _running_lock = threading.Lock()
 
 def embedded_dispatcher(should_stop: Callable[[], bool] | None = None) -> Dispatcher:
     """The in-process dispatcher over the app's database, stopping when `should_stop()` says so."""
-    return InProcessDispatcher(model_client(), SqlTraceSink(db.engine), should_stop=should_stop)
+    sink = MeteredTraceSink(SqlTraceSink(db.engine), IN_PROCESS_QUEUE)
+    return InProcessDispatcher(model_client(), sink, should_stop=should_stop)
 
 
 def run_embedded(app: Flask, execution_id: str) -> str | None:

@@ -30,6 +30,8 @@ SECRET_VARIABLES = (
     "API_TOKENS",
     "SECRET_KEY",
     "FLOWER_BASIC_AUTH",
+    "METRICS_TOKEN",
+    "GRAFANA_ADMIN_PASSWORD",
 )
 #: URL variables whose password part never appears in a log line.
 URL_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "LLM_API_BASE")

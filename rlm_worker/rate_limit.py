@@ -20,6 +20,7 @@ from typing import cast
 
 import redis
 
+from rlm_worker import metrics
 from rlm_worker.engine.ports import AsyncModelClient, ModelClient
 from rlm_worker.engine.types import ModelReply
 
@@ -79,16 +80,22 @@ class ModelRateLimiter:
         if self._script is None:
             return
         for key, per_minute in self.limits_for(model):
-            while (wait_ms := self._wait_ms(key, per_minute)) > 0:
+            if (wait_ms := self._wait_ms(key, per_minute)) > 0:
+                metrics.guard_tripped("model_rate_limits")
+            while wait_ms > 0:
                 time.sleep(wait_ms / 1000)
+                wait_ms = self._wait_ms(key, per_minute)
 
     async def acquire_async(self, model: str) -> None:
         """`acquire` on an event loop: Redis is asked from a worker thread, the wait is an asyncio sleep."""
         if self._script is None:
             return
         for key, per_minute in self.limits_for(model):
-            while (wait_ms := await asyncio.to_thread(self._wait_ms, key, per_minute)) > 0:
+            if (wait_ms := await asyncio.to_thread(self._wait_ms, key, per_minute)) > 0:
+                metrics.guard_tripped("model_rate_limits")
+            while wait_ms > 0:
                 await asyncio.sleep(wait_ms / 1000)
+                wait_ms = await asyncio.to_thread(self._wait_ms, key, per_minute)
 
     def _wait_ms(self, key: str, per_minute: float) -> int:
         """Take a slot of `key` now (0), or say how many ms until one is free."""
@@ -109,6 +116,9 @@ class ConcurrencyLimiter:
         """Wait for a free slot and return its id (the wait backs off to 50 ms between looks)."""
         slot = uuid.uuid4().hex
         delay = 0.002
+        if self._try_take(slot):
+            return slot
+        metrics.guard_tripped("subcall_concurrency_limit")
         while not self._try_take(slot):
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
@@ -118,6 +128,9 @@ class ConcurrencyLimiter:
         """`acquire` on an event loop: each look at Redis runs in a worker thread, waits are asyncio sleeps."""
         slot = uuid.uuid4().hex
         delay = 0.002
+        if await asyncio.to_thread(self._try_take, slot):
+            return slot
+        metrics.guard_tripped("subcall_concurrency_limit")
         while not await asyncio.to_thread(self._try_take, slot):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.05)

@@ -17,6 +17,7 @@ from celery import Celery
 from sqlalchemy.engine import Engine as SAEngine
 
 from rlm_api.models import Execution
+from rlm_worker import metrics
 from rlm_worker.config import Settings
 from rlm_worker.engine.types import utcnow
 from rlm_worker.queues import ROOT_QUEUE, RUN_EXECUTION_TASK
@@ -45,17 +46,23 @@ def reap_once(engine: SAEngine, celery: Celery, settings: Settings) -> dict[str,
             ).where(Execution.status == "running", Execution.lease_expires_at < now)
         ).all()
     for row in lapsed:
+        strategy = (row.options or {}).get("strategy")
         timeout = float((row.options or {}).get("timeout_seconds", settings.execution_timeout))
         if (
             row.started_at
             and _aware(row.started_at) + timedelta(seconds=timeout + TIMEOUT_GRACE_SECONDS) < now
         ):
             counts["timed_out"] += _close(
-                engine, settings, row.id, "timed_out", "the worker running it vanished after its time limit"
+                engine,
+                settings,
+                row.id,
+                "timed_out",
+                "the worker running it vanished after its time limit",
+                strategy,
             )
         elif row.attempts >= settings.max_attempts:
             message = f"the worker running it vanished {row.attempts} times; giving up"
-            counts["failed"] += _close(engine, settings, row.id, "failed", message)
+            counts["failed"] += _close(engine, settings, row.id, "failed", message, strategy)
         elif row.enqueued_at is None or _aware(row.enqueued_at) < resend_before:
             counts["resumed"] += _resend(engine, celery, row.id, now, resend_before)
     with engine.begin() as conn:
@@ -77,7 +84,9 @@ def _aware(value: datetime) -> datetime:  # SQLite hands back naive datetimes; t
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _close(engine: SAEngine, settings: Settings, execution_id: str, status: str, error: str) -> int:
+def _close(
+    engine: SAEngine, settings: Settings, execution_id: str, status: str, error: str, strategy: str | None
+) -> int:
     with engine.begin() as conn:
         closed = conn.execute(
             sa.update(Execution)
@@ -90,6 +99,7 @@ def _close(engine: SAEngine, settings: Settings, execution_id: str, status: str,
         ).rowcount
     if closed:
         announce_stopped(settings.celery_broker_url, execution_id)
+        metrics.execution_finished(status, strategy)
     return closed
 
 

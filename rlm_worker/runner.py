@@ -22,6 +22,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from rlm_api.contexts import load_context
 from rlm_api.models import Execution, Session, TraceNode, db
 from rlm_api.trace_sink import SqlTraceSink
+from rlm_worker import metrics
 from rlm_worker.config import get_settings
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
 from rlm_worker.engine.options import ExecutionOptions
@@ -269,9 +270,12 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
             model_policy=settings.model_policy(),
             max_sandboxes_per_execution=settings.max_sandboxes_per_execution,
             process_sandboxes=process_sandboxes(),
+            on_guard=metrics.guard_tripped,
         )
+        strategy = None
         try:
             request = in_transaction(lambda: _load_request(execution_id))
+            strategy = request.options.strategy
             # The engine stops itself between steps; this also stops a cell that is busy computing.
             deadline = time.monotonic() + request.options.timeout_seconds + STOP_GRACE_SECONDS
             with StopWatch(status_probe(execution_id, heartbeat), deadline, sandboxes.stop_all):
@@ -280,8 +284,16 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
             log.exception("execution %s crashed", execution_id)
             db.session.rollback()
             error = f"internal error: {type(exc).__name__}: {exc}"
-            return "failed" if _finish(execution_id, attempt, status="failed", error=error) else None
-    return in_transaction(lambda: _store_result(execution_id, attempt, result))
+            if not _finish(execution_id, attempt, status="failed", error=error):
+                return None
+            metrics.execution_finished("failed", strategy)
+            return "failed"
+    status = in_transaction(lambda: _store_result(execution_id, attempt, result))
+    if status is not None:
+        metrics.execution_finished(status, strategy)
+        if result.guard_hit:
+            metrics.guard_tripped(result.guard_hit)
+    return status
 
 
 def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> str | None:

@@ -16,6 +16,7 @@ from rlm_worker.engine.llm import LiteLLMClient
 from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.ports import ModelClient, SandboxFactory
 from rlm_worker.engine.sandbox_slots import SlotPool
+from rlm_worker.metered import MeteredModelClient
 
 
 @lru_cache(maxsize=1)
@@ -31,10 +32,10 @@ def model_client() -> ModelClient:
         policy=s.model_policy(),
     )
     if not s.model_rate_limits:
-        return LocalModelQueue(client)
+        return MeteredModelClient(LocalModelQueue(client))
     from rlm_worker.rate_limit import RateLimitedClient, limiter_from_settings
 
-    return LocalModelQueue(RateLimitedClient(client, limiter_from_settings()))
+    return MeteredModelClient(LocalModelQueue(RateLimitedClient(client, limiter_from_settings())))
 
 
 @lru_cache(maxsize=1)

@@ -26,13 +26,17 @@ from rlm_worker.config import get_settings
 from rlm_worker.dispatchers import CHECK_TRACE_HEADER, SENT_AT_HEADER, CeleryDispatcher
 from rlm_worker.engine.subcall import execute_llm_calls
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
-from rlm_worker.queues import LLM_CALLS_TASK, RUN_EXECUTION_TASK
+from rlm_worker.metered import MeteredTraceSink
+from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE, RUN_EXECUTION_TASK
 from rlm_worker.rate_limit import subcall_client
 from rlm_worker.reaper import Reaper
 from rlm_worker.runner import DurableTraceSink
 from rlm_worker.runner import run_execution as run_stored_execution
 from rlm_worker.services import model_client
 from rlm_worker.stop_notices import announce_stopped, process_listener
+from rlm_worker.worker_metrics import connect_worker_metrics
+
+connect_worker_metrics()
 
 log = logging.getLogger("rlm.tasks")
 
@@ -66,7 +70,8 @@ def llm_calls(self: Task, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if stopped:
         return [_refused(c).to_dict() for c in batch]
     fresh = [c for c in batch if c.node_id not in answered]
-    sink = DurableTraceSink(SqlTraceSink(db.engine))
+    queue = (self.request.delivery_info or {}).get("routing_key") or LLM_QUEUE
+    sink = MeteredTraceSink(DurableTraceSink(SqlTraceSink(db.engine)), queue)
     outcomes = {o.node_id: o for o in execute_llm_calls(fresh, subcall_client(), sink)}
     outcomes.update(answered)
     return [outcomes[c.node_id].to_dict() for c in batch]

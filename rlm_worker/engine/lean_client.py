@@ -1,8 +1,10 @@
 """The lean path for OpenAI-compatible endpoints: the `openai` SDK's pooled clients instead of litellm.
 
-Why: in a fan-out on two cores the model client sets the floor. litellm spends ~3.6 ms of CPU on
-a call that the bare SDK makes in ~1 ms (BENCHMARKS.md). Most of it is litellm's own routing,
-parameter mapping and response rebuilding, none of which an OpenAI-compatible endpoint needs.
+Why: in a fan-out on two cores the model client sets the floor. This path spends about a third
+of litellm's CPU a call (`python -m bench.client_cpu`, BENCHMARKS.md): the rest is litellm's own
+routing, parameter mapping and response rebuilding, none of which an OpenAI-compatible endpoint
+needs. It keeps litellm's aiohttp-backed HTTP transport (cheaper than httpx's own pool at a
+fan-out's concurrency).
 
 What takes the lean path: every model that litellm would send to an OpenAI-compatible server
 through its own `openai` route: `openai/...` (LLM_API_BASE, OpenAI's API, or the operator's

@@ -86,17 +86,20 @@ def run_ours(stack: BenchStack, context: str, chunks: int) -> FanoutRun:
     )
 
 
-def run_floor(stack: BenchStack, chars: int, chunks: int, processes: int) -> FanoutRun:
-    """litellm alone making the same calls, spread over `processes` processes (bench.litellm_floor)."""
+def run_floor(
+    stack: BenchStack, chars: int, chunks: int, processes: int, client: str = "litellm"
+) -> FanoutRun:
+    """litellm (or, `client="sdk"`, the lean client's SDK call) alone making the same calls, spread
+    over `processes` processes (bench.litellm_floor)."""
     stack.reset_model()
     out = subprocess.run(
         [sys.executable, "-m", "bench.litellm_floor", "--base-url", f"{stack.model_url}/v1", "--calls",
-         str(chunks), "--processes", str(processes), "--prompt-chars", str(-(-chars // chunks))],
+         str(chunks), "--processes", str(processes), "--prompt-chars", str(-(-chars // chunks)), "--client", client],
         cwd=ROOT, env=stack.env, capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
     report = json.loads(out.stdout.strip().splitlines()[-1])
     if report["count"] != chunks:
-        raise RuntimeError(f"litellm alone answered {report['count']} of {chunks} calls")
+        raise RuntimeError(f"{client} alone answered {report['count']} of {chunks} calls")
     return FanoutRun(
         report["wall_seconds"],
         report["wall_seconds"],
@@ -128,13 +131,17 @@ def benchmark(
     chunks: int = 256,
     reference: bool = True,
     command: str = "python -m bench.run_all --only fanout",
+    both_paths: bool = True,
 ) -> Section:
     context = make_context(chars)
     rows, targets, notes = [], [], []
     ours_at_max: list[FanoutRun] = []
+    litellm_path: list[FanoutRun] = []
     theirs: list[FanoutRun] = []
     floor: list[FanoutRun] = []
+    sdk_floor: list[FanoutRun] = []
     most = max(worker_counts)
+    stack.set_lean(True)
     for count in worker_counts:
         stack.set_llm_workers(count)
         slots = count * stack.llm_threads
@@ -142,18 +149,35 @@ def benchmark(
         run_ours(stack, context, chunks)  # warm-up: connections, imports; not counted
         ours: list[FanoutRun] = []
         last = count == most
-        for _ in range(runs):
-            ours.append(run_ours(stack, context, chunks))
+        for i in range(runs):
+            print(f"[fanout] run {i + 1} of {runs}", file=sys.stderr, flush=True)
+            if both_paths and last:
+                # The two model-client paths in the order lean, litellm, litellm, lean, lean, ...: each
+                # switch restarts the workers (LEAN_MODEL_CLIENT), then warms them up, uncounted.
+                for lean in (True, False) if i % 2 == 0 else (False, True):
+                    _switch(stack, lean, context, chunks)
+                    (ours if lean else litellm_path).append(run_ours(stack, context, chunks))
+            else:
+                ours.append(run_ours(stack, context, chunks))
             if reference and last:
                 theirs.append(run_reference(stack, chars, chunks))
                 floor.append(run_floor(stack, chars, chunks, processes=count))
+                sdk_floor.append(run_floor(stack, chars, chunks, processes=count, client="sdk"))
         if last:
             ours_at_max = ours
         rows.append(_row(f"{count} × {stack.llm_threads} threads", ours, ideal))
+        if last and litellm_path:
+            rows.append(
+                _row(f"{count} × {stack.llm_threads} threads, `LEAN_MODEL_CLIENT=false`", litellm_path, ideal)
+            )
+    stack.set_lean(True)
     ideal_max = math.ceil(chunks / (most * stack.llm_threads)) * stack.latency
     if floor:
         label = f"litellm alone, no engine ({most} process{'es' if most > 1 else ''})"
         rows.append(_row(label, floor, ideal_max, wall=False))
+    if sdk_floor:
+        label = f"`openai` SDK alone, no engine ({most} process{'es' if most > 1 else ''})"
+        rows.append(_row(label, sdk_floor, ideal_max, wall=False))
     if theirs:
         rows.append(_row("reference `rlms` (its defaults)", theirs, None, cpu=False))
         fan = Spread.of([r.fanout for r in theirs])
@@ -201,27 +225,66 @@ def benchmark(
         "as our llm workers and started together, no queue, no sandbox, no trace."
     )
     if ours_at_max:
-        notes += ["", *_cpu_table(ours_at_max, floor, most, stack.llm_threads)]
+        harness = "model server (the harness)"
+        engine_cpu = sum(
+            Spread.of([r.by_process[k] for r in ours_at_max]).median
+            for k in ours_at_max[0].by_process
+            if k != harness
+        )
+        targets.append(
+            Target(f"CPU per sub-call, engine + Postgres + Redis ({most} × {stack.llm_threads})",
+                   f"{engine_cpu:.2f} ms", "≤ 2.5 ms", engine_cpu <= 2.5)
+        )  # fmt: skip
+        notes += ["", *_cpu_table(ours_at_max, litellm_path, floor, sdk_floor, most, stack.llm_threads)]
     header = ["llm workers", "ideal", "fan-out", "vs ideal", "end to end", "peak", "CPU / call"]
     return Section("1. Fan-out", command, table(header, rows), notes, targets)
 
 
-def _cpu_table(ours: list[FanoutRun], floor: list[FanoutRun], workers: int, threads: int) -> list[str]:
-    """Where the two cores go during one execution: CPU per sub-call of each kind of process."""
+def _cpu_table(
+    ours: list[FanoutRun],
+    litellm_path: list[FanoutRun],
+    floor: list[FanoutRun],
+    sdk_floor: list[FanoutRun],
+    workers: int,
+    threads: int,
+) -> list[str]:
+    """Where the two cores go during one execution: CPU per sub-call of each kind of process, for
+    the lean client (the default) and, beside it, litellm for every call."""
     kinds = list(ours[0].by_process)
-    medians = {kind: Spread.of([r.by_process[kind] for r in ours]).median for kind in kinds}
-    rows = [[kind, f"{medians[kind]:.2f} ms"] for kind in kinds]
-    rows.append(["all of them", f"{sum(medians.values()):.2f} ms"])
-    if floor:
-        rows.append(["litellm alone, its processes (beside: the llm workers' row)",
-                     f"{Spread.of([r.cpu_ms_per_call for r in floor]).median:.2f} ms"])  # fmt: skip
+    paths = [ours, litellm_path] if litellm_path else [ours]
+
+    def medians(runs: list[FanoutRun]) -> dict[str, float]:
+        return {kind: Spread.of([r.by_process[kind] for r in runs]).median for kind in kinds}
+
+    columns = [medians(runs) for runs in paths]
+    rows = [[kind, *(f"{m[kind]:.2f} ms" for m in columns)] for kind in kinds]
+    harness = "model server (the harness)"
+    rows.append(["every engine process, with Postgres and Redis (not the harness)",
+                 *(f"**{sum(v for k, v in m.items() if k != harness):.2f} ms**" for m in columns)])  # fmt: skip
+    rows.append(["all of them", *(f"{sum(m.values()):.2f} ms" for m in columns)])
+    for label, runs in (
+        ("litellm alone, its processes", floor),
+        ("`openai` SDK alone, its processes", sdk_floor),
+    ):
+        if runs:
+            figure = f"{Spread.of([r.cpu_ms_per_call for r in runs]).median:.2f} ms"
+            rows.append([f"{label} (beside: the llm workers' row)", *([figure] * len(columns))])
+    header = ["process", "lean client (default)", "`LEAN_MODEL_CLIENT=false`"][: len(columns) + 1]
     return [
         f"CPU per sub-call by process, {workers} × {threads} (medians of the runs above; the whole execution, "
         "so the API's and root's rows include receiving, storing and loading the 10 M context; Postgres and "
         "Redis are every process of those servers; the sandbox's own process is not counted):",
         "",
-        table(["process", "CPU / sub-call"], rows),
+        table(header, rows),
     ]
+
+
+def _switch(stack: BenchStack, lean: bool, context: str, chunks: int) -> None:
+    """Restart the workers on the other model-client path (if it changes) and warm them up."""
+    if stack.env.get("LEAN_MODEL_CLIENT", "true").lower() == ("true" if lean else "false"):
+        return
+    stack.set_lean(lean)
+    run_ours(stack, context[: chunks * 1000], chunks)  # imports and connections in every process
 
 
 def _row(

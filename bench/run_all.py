@@ -51,7 +51,9 @@ def wait_for_quiet(load: float, patience: float = 1800) -> None:
         time.sleep(20)
 
 
-def run(names: tuple[str, ...], quick: bool, runs: int) -> tuple[str, list[Section]]:
+def run(
+    names: tuple[str, ...], quick: bool, runs: int, fanout_workers: tuple[int, ...] = ()
+) -> tuple[str, list[Section]]:
     sections: list[Section] = []
     needs_stack = any(n in names for n in ("fanout", "overhead", "chain", "context", "throughput"))
     stack = BenchStack(llm_workers=1).start() if needs_stack else None
@@ -61,7 +63,7 @@ def run(names: tuple[str, ...], quick: bool, runs: int) -> tuple[str, list[Secti
         steps: dict[str, Callable[[], Section]] = {
             "sandbox": lambda: sandbox_costs.benchmark(runs=runs),
             "fanout": lambda: fanout.benchmark(
-                stack, worker_counts=(1, 2) if quick else (1, 2, 4), runs=runs,
+                stack, worker_counts=fanout_workers or ((1, 2) if quick else (1, 2, 4)), runs=runs,
                 chars=200_000 if quick else 10_000_000, chunks=32 if quick else 256, command=f"{cmd} --only fanout",
             ),
             "overhead": lambda: overhead.benchmark(stack, calls=100 if quick else 2000, command=f"{cmd} --only overhead"),
@@ -92,6 +94,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check the suite, publish nothing")
     parser.add_argument("--only", nargs="*", choices=NAMES, help="run only these benchmarks")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5; quick: 1)")
+    parser.add_argument(
+        "--fanout-workers",
+        type=int,
+        nargs="*",
+        default=(),
+        help="llm worker counts of the fan-out (default 1 2 4)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="default BENCHMARKS.md (not with --quick)")
     parser.add_argument(
         "--quiet-load",
@@ -107,7 +116,7 @@ def main() -> None:
     if not args.quick and runs < 5:
         parser.error("published figures need at least 5 runs")
     names = tuple(args.only) if args.only else NAMES
-    preamble, sections = run(names, args.quick, runs)
+    preamble, sections = run(names, args.quick, runs, tuple(args.fanout_workers))
     load_after = Path("/proc/loadavg").read_text().split()[0]
     notes = (
         "\n\nEvery figure is measured on this machine, in one session, with everything as separate local "

@@ -239,6 +239,14 @@ class BenchStack:
         for i in range(count):
             self._celery_worker(f"llm{i}", "rlm.llm", self.llm_threads)
 
+    def set_lean(self, on: bool) -> None:
+        """Restart the llm workers with the lean model client on (the default) or off (litellm for
+        every sub-call). The root worker keeps its client: its two calls an execution hardly count."""
+        if self.env.get("LEAN_MODEL_CLIENT", "true").lower() == ("true" if on else "false"):
+            return
+        self.env["LEAN_MODEL_CLIENT"] = "true" if on else "false"
+        self.set_llm_workers(self.llm_workers)
+
     def stamp_stages(self, folder: Path | None) -> None:
         """Restart the workers with `bench.stage_probe` writing into `folder` (None: without it)."""
         if folder is None:

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     )
     llm_timeout_seconds: float = Field(120.0, description="Timeout of one model HTTP call.")
     llm_max_retries: int = Field(4, description="Retries of a transient model error.")
+    lean_model_client: bool = Field(
+        True,
+        description="Send `openai/...` and `local/...` calls through the openai SDK instead of litellm (less CPU).",
+    )
     max_context_size: int = Field(10_000_000, description="Largest accepted context, in characters.")
     input_max_files: int = Field(
         10_000, description="Files one input (a folder, an archive, uploads) may hold."

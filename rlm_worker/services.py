@@ -12,7 +12,7 @@ import json
 from functools import lru_cache
 
 from rlm_worker.config import get_settings
-from rlm_worker.engine.llm import LiteLLMClient
+from rlm_worker.engine.lean_client import LeanModelClient
 from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.ports import ModelClient, SandboxFactory
 from rlm_worker.engine.sandbox_slots import SlotPool
@@ -23,13 +23,14 @@ from rlm_worker.metered import MeteredModelClient
 def model_client() -> ModelClient:
     s = get_settings()
     prices = json.loads(s.model_prices) if s.model_prices else None
-    client = LiteLLMClient(
+    client = LeanModelClient(  # litellm for every provider; the openai SDK for OpenAI-compatible ones
         api_base=s.llm_api_base,
         api_key=s.llm_api_key,
         timeout=s.llm_timeout_seconds,
         max_retries=s.llm_max_retries,
         prices=prices,
         policy=s.model_policy(),
+        lean=s.lean_model_client,
     )
     if not s.model_rate_limits:
         return MeteredModelClient(LocalModelQueue(client))

@@ -20,15 +20,24 @@ def _cells(section, row: int = 0) -> list[str]:
 
 def test_fanout_answers_every_chunk_against_both_engines(bench_stack):
     section = fanout.benchmark(bench_stack, worker_counts=(1,), runs=1, chars=20_000, chunks=8)
-    ours, alone, reference = _cells(section, 0), _cells(section, 1), _cells(section, 2)
+    ours, litellm_path, alone, sdk, reference = (_cells(section, i) for i in range(5))
     assert ours[0] == "1 × 8 threads"
+    assert litellm_path[0] == "1 × 8 threads, `LEAN_MODEL_CLIENT=false`"
     assert alone[0] == "litellm alone, no engine (1 process)"
+    assert sdk[0] == "`openai` SDK alone, no engine (1 process)"
     assert reference[0].startswith("reference")
-    assert all(int(row[-2]) >= 1 for row in (ours, alone, reference))  # the server saw the sub-calls
-    # CPU per sub-call: ours includes litellm's, so it is no less than litellm alone's
-    assert float(ours[-1].split()[0]) >= float(alone[-1].split()[0]) > 0
-    assert {t.what for t in section.targets} == {"fan-out vs reference (4 × 32)", "fan-out vs ideal (4 × 32)"}
+    assert all(
+        int(row[-2]) >= 1 for row in (ours, litellm_path, alone, sdk, reference)
+    )  # the server saw them
+    # CPU per sub-call: the litellm path includes litellm's, so it is no less than litellm alone's
+    assert float(litellm_path[-1].split()[0]) >= float(alone[-1].split()[0]) > 0
+    assert {t.what for t in section.targets} == {
+        "fan-out vs reference (4 × 32)",
+        "fan-out vs ideal (4 × 32)",
+        "CPU per sub-call, engine + Postgres + Redis (1 × 8)",
+    }
     assert any("CPU per sub-call by process" in note for note in section.notes)
+    assert bench_stack.env["LEAN_MODEL_CLIENT"] == "true"  # later benchmarks run the default path
 
 
 def test_fanout_run_counts_the_cpu_of_every_kind_of_process(bench_stack):

@@ -90,23 +90,28 @@ def tokens_per_second(calls: int) -> tuple[float, float]:
     from rlm_worker.strategies.common import EXTRACT_PROMPT, split_chunks
 
     text = (ROOT / FIND[0]).read_text(encoding="utf-8")
-    prompts = [EXTRACT_PROMPT.format(question=FIND[2], text=c) for c in split_chunks(text, 1000)[:calls]]
+    chunks = split_chunks(text, 1000)[:calls]
+
+    def prompts_for(path: str) -> list[str]:
+        # A prefix of its own per path: llama.cpp reuses a slot's cached prompt prefix, and the
+        # second path must not be served from what the first one computed.
+        return [f"({path})\n" + EXTRACT_PROMPT.format(question=FIND[2], text=c) for c in chunks]
+
     server = local_model.server()
     slots = server.settings.slots
+    request = {k: v for k, v in local_model.litellm_kwargs(local_model.DEFAULT_LOCAL_MODEL).items()}
+    body = {k: request[k] for k in ("temperature", "seed", "stop")}  # the engine's own request fields
 
     def direct(prompt: str) -> int:
-        body = {
-            "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0.0,
-            "seed": local_model.SEED,
-        }
-        usage = server._server.handle_chat_completions(body)["usage"]
+        usage = server._server.handle_chat_completions(
+            {**body, "messages": [{"role": "user", "content": prompt}]}
+        )["usage"]
         return usage["prompt_tokens"] + usage["completion_tokens"]
 
-    direct(prompts[0])  # both paths start warm
+    direct("warm up")  # both paths start warm
     started = time.monotonic()
     with ThreadPoolExecutor(slots) as pool:
-        direct_tokens = sum(pool.map(direct, prompts))
+        direct_tokens = sum(pool.map(direct, prompts_for("direct")))
     direct_rate = direct_tokens / (time.monotonic() - started)
 
     sink = InMemoryTraceSink()
@@ -121,7 +126,7 @@ def tokens_per_second(calls: int) -> tuple[float, float]:
             model=local_model.DEFAULT_LOCAL_MODEL,
             prompt=p,
         )
-        for i, p in enumerate(prompts)
+        for i, p in enumerate(prompts_for("engine"))
     ]
     started = time.monotonic()
     outcomes = InProcessDispatcher(model_client(), sink).run_llm_calls(batch)

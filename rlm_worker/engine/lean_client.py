@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 import time
 import weakref
@@ -36,17 +37,18 @@ from rlm_worker.engine.types import ModelReply
 _OPENAI_ROUTE = "openai/"
 _DEFAULT_BASE = "https://api.openai.com/v1"
 #: Request fields that litellm's `openai` route passes to the server as they are.
-_BODY_FIELDS = ("temperature", "seed")
+_BODY_FIELDS = ("temperature", "seed", "stop")
 
 
 def lean_route(kwargs: dict[str, Any]) -> dict[str, Any] | None:
     """Where the lean client sends a call whose litellm arguments are `kwargs`, or None for litellm.
 
     Only litellm's plain `openai/` route is taken, with the base URL and organisation litellm
-    itself would resolve (its `litellm.api_base` / `organization` globals are left to litellm)."""
-    litellm = _lib()
+    itself would resolve (its `litellm.api_base` / `organization` globals are left to litellm;
+    while litellm is not imported, nothing can have set them)."""
+    litellm = sys.modules.get("litellm")
     model = kwargs["model"]
-    if not model.startswith(_OPENAI_ROUTE) or litellm.api_base or litellm.organization:
+    if not model.startswith(_OPENAI_ROUTE) or (litellm and (litellm.api_base or litellm.organization)):
         return None
     return {
         "name": model[len(_OPENAI_ROUTE) :],
@@ -92,9 +94,10 @@ class _Pools:
             if client is None:
                 import openai
 
-                client = clients[key] = openai.AsyncOpenAI(
-                    **_client_args(route), http_client=_async_transport()
-                )
+                # The local server takes one slot's calls at a time: the SDK's own pool is enough,
+                # and litellm (seconds to import) stays out of an offline `rlm run`.
+                transport = {} if route.get("local") else {"http_client": _async_transport()}
+                client = clients[key] = openai.AsyncOpenAI(**_client_args(route), **transport)
         return client
 
 
@@ -127,9 +130,14 @@ class LeanModelClient(LiteLLMClient):
         self._pools = _Pools()
 
     def _route(self, model: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        self._litellm()  # prices registered, litellm imported: the cost and error steps use it
+        local = model.startswith("local/")
+        if not (self.lean and local):
+            self._litellm()  # prices registered, litellm imported: the cost and error steps use it
         kwargs = self._request_kwargs(model)  # the allow-list and the key, before every attempt
-        return kwargs, lean_route(kwargs) if self.lean else None
+        route = lean_route(kwargs) if self.lean else None
+        if route is not None:
+            route["local"] = local  # costs nothing: litellm is needed only if the call fails
+        return kwargs, route
 
     def _complete_once(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         kwargs, route = self._route(model)
@@ -159,9 +167,9 @@ class LeanModelClient(LiteLLMClient):
         return self._reply(model, response)
 
     def _cost(self, model: str, response: Any, input_tokens: int, output_tokens: int) -> tuple[float, bool]:
-        if not self.lean or isinstance(response, _lib().ModelResponse):
-            return super()._cost(model, response, input_tokens, output_tokens)
         if model in self.prices or model.startswith("local/"):
+            return super()._cost(model, response, input_tokens, output_tokens)
+        if not self.lean or isinstance(response, _lib().ModelResponse):
             return super()._cost(model, response, input_tokens, output_tokens)
         # litellm's price map, from a ModelResponse like the one its own path would have priced.
         return super()._cost(

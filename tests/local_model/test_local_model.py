@@ -3,6 +3,8 @@ strategies reading real text with it in the real sandbox."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from bench.needle import NEEDLES, build_cases
@@ -74,3 +76,22 @@ def test_find_reads_every_chunk_and_keeps_only_what_the_text_backs(local_engine)
 
     nothing, _ = run_strategy(local_engine, "find", vault.question, absent.context, "find-absent")
     assert nothing.status == "succeeded" and nothing.final_answer == "NONE"
+
+
+def test_a_local_call_on_the_lean_path_never_imports_litellm():
+    """litellm takes seconds to import on a small machine: an offline `rlm run` must not pay for it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, sys\n"
+        "from rlm_worker.services import model_client\n"
+        "client = model_client()\n"
+        "reply = asyncio.run(client.acomplete('local/smollm2', [{'role': 'user', 'content': 'Say hi.'}]))\n"
+        "assert reply.output_tokens > 0 and reply.cost_usd == 0.0, reply\n"
+        "print('litellm' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "LLM_API_BASE")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

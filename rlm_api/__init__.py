@@ -6,13 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from flask_migrate import Migrate
 
 from rlm_worker.config import Settings, get_settings
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
-
-migrate = Migrate()
 
 
 def normalize_database_url(url: str) -> str:
@@ -49,9 +46,8 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     from rlm_api.database import init_database
 
     init_database(app)
-    from rlm_api.models import db
-
-    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    if app.config.get("RLM_DB_COMMANDS", True):
+        init_migrations(app)
 
     from rlm_worker.celery_app import celery_init_app
 
@@ -80,6 +76,16 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
 
     setup_tracing(app)  # OpenTelemetry, when OTEL_TRACES_EXPORTER asks for it (docs/observability.md)
     return app
+
+
+def init_migrations(app: Flask) -> None:
+    """Flask-Migrate (`flask db upgrade`, ...) on `app`. `rlm run` opens the app without it and
+    calls this only when the schema is behind: importing alembic costs ~1.3 s of its start-up."""
+    from flask_migrate import Migrate
+
+    from rlm_api.models import db
+
+    Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -65,3 +65,13 @@ def test_large_text_columns_are_compressed_with_lz4_on_postgres():
         assert set(_compression(url).values()) == {""}
     finally:
         drop()
+
+
+def test_the_heads_rlm_run_reads_without_alembic_are_alembics():
+    from alembic.script import ScriptDirectory
+
+    from rlm_api import MIGRATIONS_DIR
+    from rlm_api.cli.local_app import migration_heads
+
+    assert migration_heads(MIGRATIONS_DIR) == set(ScriptDirectory(MIGRATIONS_DIR).get_heads())
+    assert migration_heads(MIGRATIONS_DIR) == {"0005_execution_agent_id"}

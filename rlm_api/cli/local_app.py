@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,7 +50,10 @@ def open_app(
     `settings` default to the environment's."""
     from rlm_api import create_app
 
-    app = create_app({"RLM_DISPATCH": dispatch, "SQLALCHEMY_DATABASE_URI": database_url}, settings=settings)
+    app = create_app(
+        {"RLM_DISPATCH": dispatch, "SQLALCHEMY_DATABASE_URI": database_url, "RLM_DB_COMMANDS": False},
+        settings=settings,
+    )
     with app.app_context():
         upgrade_database(quiet)
         if dispatch == "embedded":
@@ -74,16 +78,35 @@ def close_orphans() -> int:
     return closed
 
 
+REVISION_LINE = re.compile(r"""^(down_revision|revision)\s*=\s*['"]?([\w.-]+|None)['"]?\s*$""", re.M)
+
+
+def migration_heads(directory: str) -> set[str]:
+    """The newest revisions of the migrations in `directory`, read from their `revision` and
+    `down_revision` lines (what alembic's ScriptDirectory computes, without importing alembic;
+    tests/test_migrations.py checks they agree)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in Path(directory, "versions").glob("*.py"):
+        found = dict(REVISION_LINE.findall(path.read_text(encoding="utf-8")))
+        if "revision" in found:
+            revisions.add(found["revision"])
+            if found.get("down_revision") not in (None, "None"):
+                parents.add(found["down_revision"])
+    return revisions - parents
+
+
 def schema_is_current() -> bool:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
+    import sqlalchemy as sa
 
     from rlm_api import MIGRATIONS_DIR
     from rlm_api.models import db
 
-    heads = set(ScriptDirectory(MIGRATIONS_DIR).get_heads())
     with db.engine.connect() as conn:
-        return set(MigrationContext.configure(conn).get_current_heads()) == heads
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return False
+        current = {row[0] for row in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
+    return current == migration_heads(MIGRATIONS_DIR)
 
 
 def upgrade_database(quiet: bool = False) -> bool:
@@ -91,8 +114,12 @@ def upgrade_database(quiet: bool = False) -> bool:
     if schema_is_current():
         return False
     import flask_migrate
+    from flask import current_app
 
-    from rlm_api import MIGRATIONS_DIR
+    from rlm_api import MIGRATIONS_DIR, init_migrations
+
+    if "migrate" not in current_app.extensions:
+        init_migrations(current_app)
 
     with _logging_kept():
         if quiet:  # Alembic's INFO lines would land in the middle of `rlm run`'s progress

@@ -194,6 +194,7 @@ def run(
     from rlm_api.models import Execution, db
     from rlm_api.serializers import execution_dict
     from rlm_worker.embedded import mark_cancelled, run_embedded
+    from rlm_worker.engine import local_model
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(level="WARNING", fmt="text")
@@ -208,6 +209,8 @@ def run(
             plan.options["skipped"] = converted.skipped_dicts
         execution_id = create_execution(converted.context, question, plan, session_name)
 
+    if local_model.is_local(plan.sub_model) or local_model.is_local(plan.root_model):
+        local_model.warm_up()  # the model loads while the sandbox starts
     report_skipped(converted)
     if plan.notice:
         click.echo(plan.notice, err=True)

@@ -158,6 +158,31 @@ def server() -> LocalModelServer:
     return _server
 
 
+def warm_up() -> threading.Thread:
+    """Start this process's server, and import what a first call needs, on a background thread.
+
+    `rlm run` calls it as soon as it knows the sub-model is local: loading the model (llama.cpp,
+    outside the GIL) and importing the HTTP client and the passage ranker then overlap with
+    starting the sandbox (a subprocess the main thread only waits for), instead of coming after
+    it, on the critical path of a 5-second answer. Failures are left for the first call to report.
+    """
+
+    def work() -> None:
+        try:
+            server()
+            import openai  # noqa: F401 -- the lean client's SDK
+
+            from rlm_worker.engine import retrieval
+
+            retrieval.preload()
+        except Exception as error:  # the first real call raises it again, with its context
+            log.debug("local model warm-up: %s", error)
+
+    thread = threading.Thread(target=work, name="local-model-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def litellm_kwargs(model: str) -> dict[str, Any]:
     """What litellm needs to reach `local/<name>`: the OpenAI route to this process's server."""
     return {

@@ -39,10 +39,12 @@ COMBINE_PROMPT = (
 )
 
 #: Words that frame a question rather than point at its answer ("How does Bierce define X?",
-#: "On what date ..."): left out of the terms an answer sentence must cover.
+#: "On what date ..."), and light verbs whose irregular forms no stemmer joins ("come" / "came",
+#: "take" / "took"): left out of the terms an answer sentence must cover.
 FRAMING = set(
     """define defined defines definition meaning mean means according call calls called word words
-    date dates year years time times""".split()
+    date dates year years time times come comes coming go goes going get gets getting take takes
+    taken taking make makes making happen happens happened""".split()
 )
 #: A question asking for a date, and one asking for a quantity: the answer sentence must hold one.
 ASKS_DATE = re.compile(r"\b(when|what date|which date|what year|which year|what day)\b", re.IGNORECASE)

@@ -31,7 +31,9 @@ def ship_log_responder(request: dict[str, Any]) -> str:
     if is_root(request):
         asked = " ".join(str(m["content"]) for m in request["messages"] if m["role"] == "user")
         question = (
-            "Who died, and when?" if "died" in asked else "Where did the ship come to anchor, and when?"
+            "Who died, and when?"
+            if ("died" in asked or "killed" in asked)
+            else "Where did the ship come to anchor, and when?"
         )
         return ASK_EVERY_PART.replace("QUESTION", repr(question))
     prompt = user_text(request)

@@ -52,7 +52,7 @@ def test_run_reports_no_answer_found(client, scripted):
 
 
 def test_events_stream_progress_until_the_end(client, scripted):
-    scripted.latency = 0.3  # long enough for the stream to see the run in progress
+    scripted.latency = 1.0  # every call takes 1 s or more: the stream opens while the run is in progress
     execution = client.submit(QUESTION, CONTEXT)
     events = list(client.events(execution.id))
     kinds = [e.event for e in events]
@@ -193,7 +193,9 @@ def test_events_reopen_a_stream_the_server_timed_out(stack_app, celery_workers, 
     from tests.client.conftest import LiveServer
     from tests.client.test_retries import Recording
 
-    scripted.latency = 0.4  # the run outlasts several 1-second streams
+    # Every model call takes at least 3 s, so the run cannot end within the first 1-second stream
+    # (a floor, not a race): the client must reopen at least once.
+    scripted.latency = 3.0
     app = create_app({"API_EVENTS_MAX_SECONDS": 1}, settings=stack_app.config["RLM_SETTINGS"])
     recording = Recording()
     with LiveServer(app) as server, RLMClient(server.url, transport=recording) as rlm:

@@ -221,7 +221,7 @@ def test_every_page_fits_a_phone_and_a_desktop(app, page_server, browser):
     # The strategy's code opens on its own program; the shared helpers are folded away.
     page.goto(f"{page_server}/executions/{execution_id}/nodes/{code_id}")
     expect(page.locator(".node-detail h4").first).to_have_text("Program")
-    expect(page.locator(".node-detail .hl").first).to_contain_text("search: rank the passages")
+    expect(page.locator(".node-detail .hl").first).to_contain_text("search: find the sentences")
     helpers = page.locator(".node-detail details.helpers")
     expect(helpers).not_to_have_attribute("open", "")
     expect(helpers.locator(".hl")).to_be_hidden()

@@ -22,7 +22,14 @@ import redis
 from celery import Celery
 
 from bench import stage_probe
-from tests.support.services import REDIS_HOST, REDIS_PORT, create_database, upgrade_database, wait_for
+from tests.support.services import (
+    REDIS_HOST,
+    REDIS_PORT,
+    create_database,
+    stop_process_group,
+    upgrade_database,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = {"succeeded", "failed", "timed_out", "cancelled"}
@@ -60,13 +67,7 @@ class Process:
             os.killpg(self.proc.pid, signal.SIGTERM)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
         self._log.close()
 
 

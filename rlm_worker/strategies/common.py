@@ -361,19 +361,6 @@ def suggested_terms(reply, terms, limit=12):
     return found[:limit]
 
 
-def informative_terms(terms, chunks):
-    """The terms that single out passages: found in at most a third of the chunks (a word on every
-    page, like the ship's name in its log, says nothing about where the answer is)."""
-    limit = max(2, len(chunks) // 3)
-    kept = []
-    for term in terms:
-        pattern = term_pattern(term)
-        count = sum(1 for chunk in chunks if pattern.search(chunk))
-        if 0 < count <= limit:
-            kept.append(term)
-    return kept
-
-
 def unique(answers):
     """Answers without repeats (compared without case, spacing and end punctuation), in order."""
     seen = set()
@@ -493,13 +480,6 @@ def fits_question(unit, question):
     if ASKS_DATE.search(question) and not DATE_WORD.search(unit[2] + " " + (unit[1] or "")):
         return False
     return not (ASKS_NUMBER.search(question) and not re.search(r"\d", unit[2]))
-
-
-def ranked_units(units, question, title=""):
-    """(coverage, unit index) of the units that fit the question, best first."""
-    weights = term_weights(answer_terms(question), units, question, title)
-    scored = [(coverage(u, weights, question), i) for i, u in enumerate(units) if fits_question(u, question)]
-    return sorted(scored, key=lambda pair: (-pair[0], pair[1]))
 
 
 def reply_agreement(reply, unit, question):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
 import socket
 import subprocess
 import urllib.error
@@ -19,7 +18,7 @@ from celery import Celery
 
 from tests.cli.conftest import free_port
 from tests.cli.readme import ROOT, readme_command, run_shell
-from tests.support.services import REDIS_HOST, REDIS_PORT, wait_for
+from tests.support.services import REDIS_HOST, REDIS_PORT, stop_process_group, wait_for
 
 # Redis databases of these tests only (the shared fixtures use 13 and 14).
 BROKER_DB, BACKEND_DB = 9, 10
@@ -53,13 +52,7 @@ class Process:
             raise RuntimeError(f"process exited {self.proc.returncode}: {self.output()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
         self._log.close()
 
 

@@ -5,8 +5,6 @@ private Redis (databases 24 and 25) and the scripted model server."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from tests.support.services import (
     CeleryWorker,
     app_from_env,
     migrated_database,
+    stop_process_group,
     wait_for,
     worker_env,
 )
@@ -118,13 +117,7 @@ class Gunicorn:
         wait_for(up, 60, interval=0.2, what="gunicorn")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_process_group(self.proc)
         self._log.close()
 
 

@@ -6,6 +6,7 @@ Everything is started for real and torn down after; waits poll a condition with 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +43,17 @@ def wait_for(
     raise TimeoutError(
         f"timed out after {timeout} s waiting for {what}" + (f": {last_error}" if last_error else "")
     )
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 20) -> None:
+    """SIGTERM a process started in its own session (and its children), SIGKILL after `grace` s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def create_database(prefix: str = "rlm_test") -> tuple[str, Callable[[], None]]:

@@ -40,6 +40,8 @@ class Snapshot:
     input_tokens: int
     output_tokens: int
     cost_usd: float
+    #: Sub-calls stopped before they returned (a cancel, a timeout): not counted as done.
+    subcalls_cancelled: int = 0
 
     @property
     def iteration(self) -> int:
@@ -47,16 +49,17 @@ class Snapshot:
         return self.iterations + 1 if self.status in ("queued", "running") else self.iterations
 
     def line(self) -> str:
+        cancelled = f" ({self.subcalls_cancelled} cancelled)" if self.subcalls_cancelled else ""
         return (
             f"[rlm] {self.status} · iteration {self.iteration} · "
-            f"sub-calls {self.subcalls_done}/{self.subcalls_total} · "
+            f"sub-calls {self.subcalls_done}/{self.subcalls_total}{cancelled} · "
             f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out · ${self.cost_usd:.4f}"
         )
 
 
 def read_snapshot(execution_id: str) -> Snapshot:
     """Call inside an app context."""
-    finished = TraceNode.status != "running"
+    finished = TraceNode.status.notin_(("running", "cancelled"))
     with db.engine.connect() as conn:
         row = conn.execute(
             sa.select(
@@ -71,12 +74,13 @@ def read_snapshot(execution_id: str) -> Snapshot:
             sa.select(
                 sa.func.count().filter(TraceNode.kind == "llm_call"),
                 sa.func.count().filter(TraceNode.kind == "llm_call", finished),
+                sa.func.count().filter(TraceNode.kind == "llm_call", TraceNode.status == "cancelled"),
                 sa.func.coalesce(sa.func.sum(TraceNode.input_tokens), 0),
                 sa.func.coalesce(sa.func.sum(TraceNode.output_tokens), 0),
                 sa.func.coalesce(sa.func.sum(TraceNode.cost_usd), 0.0),
             ).where(TraceNode.execution_id == execution_id, TraceNode.kind.in_(MODEL_CALL_KINDS))
         ).one()
-    total, done, input_tokens, output_tokens, cost = calls
+    total, done, cancelled, input_tokens, output_tokens, cost = calls
     return Snapshot(
         status=row.status,
         iterations=row.iterations,
@@ -85,6 +89,7 @@ def read_snapshot(execution_id: str) -> Snapshot:
         input_tokens=max(row.total_input_tokens, int(input_tokens)),
         output_tokens=max(row.total_output_tokens, int(output_tokens)),
         cost_usd=max(row.total_cost_usd, float(cost)),
+        subcalls_cancelled=cancelled,
     )
 
 

@@ -175,6 +175,9 @@ def test_ctrl_c_stops_rlm_run_within_two_seconds_and_records_it_cancelled(cli_en
     assert "Traceback" not in output
     assert_one_reason_and_calls_counted(cli_env, "cancelled", "interrupted from the terminal (Ctrl-C)")
     assert not [pid for pid in repls if alive(pid)], "a REPL process outlived rlm run"
+    # The last progress line counts what finished, and the cancelled calls apart (not as done).
+    last = [line for line in output.splitlines() if line.startswith("[rlm] cancelled")][-1]
+    assert "sub-calls 2/4 (2 cancelled)" in last, last
 
 
 def test_a_second_ctrl_c_exits_at_once_without_a_traceback(cli_env, slow_model, tmp_path):

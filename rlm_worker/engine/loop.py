@@ -444,7 +444,11 @@ class Agent:
         node.status = "failed" if result.error else "succeeded"
         stopped = self._stopped_by() if result.error else None
         if stopped is not None:
+            # The cell's traceback is the stop's echo, not a fault of the code: it is kept with the
+            # cell's stderr, and the node's error says what stopped it.
             node.status = STOP_STATUS[stopped.guard]
+            node.stderr = "\n".join(part for part in (node.stderr, result.error) if part)
+            node.error = f"stopped by guard {stopped.guard}: {stopped}"
         node.finished_at = utcnow()
         self.sink.node_finished(node)
         return result

@@ -138,6 +138,12 @@ def assert_one_reason_and_calls_counted(
     cancelled = query(env, "SELECT error FROM trace_nodes WHERE kind = 'llm_call' AND status = 'cancelled'")
     assert all(e.startswith("sub-call cancelled:") for (e,) in cancelled)
     assert not query(env, "SELECT id FROM trace_nodes WHERE status = 'running'")
+    # The cut-short cell says what stopped it; its traceback is kept with its stderr.
+    ((code_status, code_error, code_stderr),) = query(
+        env, "SELECT status, error, stderr FROM trace_nodes WHERE kind = 'code'"
+    )
+    assert code_status == status and code_error.startswith("stopped by guard"), code_error
+    assert "Traceback" not in code_error and "Traceback" in code_stderr
 
 
 @pytest.fixture()

@@ -15,9 +15,9 @@
 4. Ask the sub-model to read the paragraphs holding the best sentences (`rank_passages` orders
    ties) and let each reply vote for the sentence it repeats; when stand-ins were needed, the
    sentence's similarity in meaning to the question weighs in too. The best-scored sentences answer.
-5. Widening, bounded: when no sentence holds enough but the question is not ruled out, the
-   paragraphs nearest the question in meaning that were not read are read, `WIDEN_READS` at most;
-   a reply counts only if it copies a sentence of its paragraph that holds `WIDEN_COVERAGE`.
+5. Widening, bounded: when stand-ins were found but no sentence holds enough, the model reads the
+   paragraphs of the next-best sentences (those holding `WIDEN_COVERAGE`), `WIDEN_READS` at most,
+   with progress printed; a reply counts only if it copies one of those sentences.
 The answer names its document when the context holds several. "NONE" when no sentence holds
 enough. A REPL program sent after common.py; no root model writes it.
 """
@@ -34,7 +34,7 @@ NEAR_BEST = 0.1
 STAND_INS_PER_WORD = 3
 MEANING_WEIGHT = 0.3
 WIDEN_READS = 2
-WIDEN_COVERAGE = 0.3
+WIDEN_COVERAGE = 0.25
 
 chunks, names = document_chunks(context, 500, by_paragraph=True)
 several = len(set(names)) > 1
@@ -98,21 +98,21 @@ if not candidates:
     print(f"search: no sentence holds enough of the question's words (best {best:.0%})")
     widened = []
     if USE_MEANING and stand_ins and WIDEN_READS and scored:
-        # Widening: the paragraphs nearest the question in meaning, a few reads at most.
-        ranked = rank_by_meaning(chunks, QUESTION, WIDEN_READS)
-        for step, (passage, similarity) in enumerate(ranked, 1):
-            print(
-                f"search: widening {step}/{len(ranked)}: reading paragraph {passage} ({similarity:.2f} alike)"
-            )
+        # Widening: the paragraphs of the next-best sentences, a few reads at most.
+        nearest = list(dict.fromkeys(units[i][0] for s, i in scored if s >= WIDEN_COVERAGE))[:WIDEN_READS]
+        for step, passage in enumerate(nearest, 1):
+            print(f"search: widening {step}/{len(nearest)}: asking the model to read paragraph {passage}")
             reply = check_replies(
                 [llm_query(EXTRACT_PROMPT.format(question=QUESTION, text=chunks[passage]))]
             )[0]
-            held = [
+            widened += [
                 (score(u), i)
                 for i, u in enumerate(units)
-                if u[0] == passage and fits_question(u, QUESTION) and copied_from(clean_answer(reply), u[2])
+                if u[0] == passage
+                and fits_question(u, QUESTION)
+                and score(u) >= WIDEN_COVERAGE
+                and copied_from(clean_answer(reply), u[2])
             ]
-            widened += [(s, i) for s, i in held if s >= WIDEN_COVERAGE]
     if not widened:
         print("search: the text does not say")
         FINAL("NONE")

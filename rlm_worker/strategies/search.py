@@ -64,7 +64,7 @@ if USE_MEANING and absent:
         found = [(vocabulary[i], s) for i, s in near if s >= max(WORD_SIMILARITY, near[0][1] - NEAR_BEST)]
         # A stand-in from the document's title weighs a third, as the title's own words do:
         # "vessel" as the title's "schooner" locates nothing.
-        found = [(w, s / 3 if term_pattern(w).search(title) else s) for w, s in found]
+        found = [(w, round(s / 3 if term_pattern(w).search(title) else s, 2)) for w, s in found]
         if found:
             stand_ins[term] = found
     print(f"search: the text never uses {absent}; its words nearest in meaning: {stand_ins}")

@@ -231,3 +231,18 @@ def test_offline_default_is_the_local_model_with_the_best_strategy(monkeypatch):
     assert offline_plan("openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1") is None
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert offline_plan("openai/gpt-4o-mini", api_base=None) is None
+
+
+def test_search_weighs_a_stand_in_from_the_title_a_third(sandbox_factory):
+    """ "vessel" is nearest to the title's "schooner": the title line does not answer which vessel
+    the schooner met."""
+    text = "\n\n".join(
+        ["LOG OF THE SCHOONER GREY PETREL, J. HALE MASTER"]
+        + [PARAGRAPH] * 6
+        + ["Spoke the barque Aurora of Hobart, all well."]
+        + [PARAGRAPH] * 6
+    )
+    result, _, sink = run(sandbox_factory, "search", "Which vessel did the Grey Petrel meet?", text)
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "'vessel': [('schooner'" in code.stdout
+    assert "LOG OF THE SCHOONER" not in result.final_answer

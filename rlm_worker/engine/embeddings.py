@@ -131,7 +131,11 @@ def convert(folder: Path, target: Path) -> None:
         writer.add_token_list(phantom)
         writer.add_token_types(types)
         writer.add_token_type_count(int(config.get("type_vocab_size", 1)))
-        gguf.SpecialVocab(folder, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
+        # No "cls": GGUF has no key for it (llama.cpp's WordPiece tokenizer adds [CLS] itself).
+        kinds = ("unk", "sep", "pad", "mask")
+        gguf.SpecialVocab(folder, n_vocab=len(tokens), special_token_types=kinds).add_to_gguf(
+            writer, quiet=True
+        )
         with gguf.utility.SafetensorsLocal(folder / "model.safetensors") as tensors:
             for name, tensor in tensors.items():
                 if name.startswith("pooler.") or name == "embeddings.position_ids":

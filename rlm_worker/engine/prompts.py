@@ -28,6 +28,9 @@ themselves need code. `rlm_query_batched(prompts, model=None, contexts=None)` ru
 - `rank_passages(passages, query, k=10) -> list of (index, score)`: the `k` strings of `passages` \
 that best match `query` (BM25 over stemmed words, so `killed` finds `kill`), best first; passages \
 sharing no word with the query are left out. Put other words the answer may use into the query.
+- `rank_by_meaning(passages, query, k=10) -> list of (index, similarity)`: the `k` strings of \
+`passages` nearest in meaning to `query` (sentence embeddings, cosine), best first: `died` finds \
+`was killed`, `storm` finds `gale`, with no word in common. Slower than `rank_passages` on many passages.
 - `memory`: your memory blocks. `memory["learnings"]` reads, `memory.append("learnings", text)` adds, \
 `memory.replace(label, old, new)` edits. Record what you learn that later steps or later runs need.
 - `SHOW_VARS()`: the variables you have defined.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from rlm_worker.engine import retrieval
+from rlm_worker.engine import embeddings, retrieval
 from rlm_worker.engine.budget import GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
 from rlm_worker.engine.ports import CallRejected
@@ -54,6 +54,8 @@ class ReplCalls:
             return self._rlm_queries(batch, contexts, model, args.get("inherit_memory"))
         if fn == "rank_passages":
             return self._rank_passages(args)
+        if fn == "rank_by_meaning":
+            return self._rank_by_meaning(args)
         if fn == "memory_read":
             return self.agent.memory.read(_text(args.get("label"), "label"))
         if fn == "memory_blocks":
@@ -121,6 +123,20 @@ class ReplCalls:
 
     def _rank_passages(self, args: dict[str, Any]) -> list[tuple[int, float]]:
         """BM25 ranking on the worker (the sandbox has no IR library); one `search` node in the trace."""
+        return self._ranking(args, "bm25", retrieval.rank_passages, (retrieval.RankingError,))
+
+    def _rank_by_meaning(self, args: dict[str, Any]) -> list[tuple[int, float]]:
+        """Ranking by sentence embeddings (all-MiniLM-L6-v2 on llama.cpp); one `search` node too."""
+        return self._ranking(
+            args,
+            "all-MiniLM-L6-v2",
+            embeddings.rank_by_meaning,
+            (embeddings.MeaningError, embeddings.EmbeddingsUnavailable),
+        )
+
+    def _ranking(
+        self, args: dict[str, Any], model: str, rank: Any, errors: tuple[type[Exception], ...]
+    ) -> list[tuple[int, float]]:
         passages = _texts(args.get("passages"), "passages")
         query = _text(args.get("query"), "query")
         k = args.get("k", 10)
@@ -128,12 +144,12 @@ class ReplCalls:
             raise CallRejected(f"k must be an int, not {type(k).__name__}")
         self.agent.budget.check()
         node = self.cursor.child(
-            "search", self.agent.depth, model="bm25", prompt=f"{query}\n(k={k}, {len(passages)} passages)"
+            "search", self.agent.depth, model=model, prompt=f"{query}\n(k={k}, {len(passages)} passages)"
         )
         self.agent.sink.node_started(node)
         try:
-            ranked = retrieval.rank_passages(passages, query, k)
-        except retrieval.RankingError as exc:
+            ranked = rank(passages, query, k)
+        except errors as exc:
             node.status, node.error, node.finished_at = "failed", str(exc), utcnow()
             self.agent.sink.node_finished(node)
             raise CallRejected(str(exc)) from None

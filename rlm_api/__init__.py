@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from rlm_worker.config import Settings, get_settings
+from rlm_shared.config import Settings, get_settings
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
@@ -72,7 +72,7 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     from rlm_api.auth import init_auth
 
     init_auth(app)
-    from rlm_worker.tracing import setup as setup_tracing
+    from rlm_shared.tracing import setup as setup_tracing
 
     setup_tracing(app)  # OpenTelemetry, when OTEL_TRACES_EXPORTER asks for it (docs/observability.md)
     return app
@@ -83,7 +83,7 @@ def init_migrations(app: Flask) -> None:
     calls this only when the schema is behind: importing alembic costs ~1.3 s of its start-up."""
     from flask_migrate import Migrate
 
-    from rlm_api.models import db
+    from rlm_shared.models import db
 
     Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
 

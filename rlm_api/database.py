@@ -6,7 +6,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from rlm_api.models import db
+from rlm_shared.models import db
 
 
 def init_database(app: Flask) -> None:

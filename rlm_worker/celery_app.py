@@ -12,8 +12,8 @@ from typing import Any
 from celery import Celery, Task
 from flask import Flask
 
-from rlm_worker.config import Settings
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTION_TASK
+from rlm_shared.config import Settings
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTION_TASK
 
 
 def celery_settings(settings: Settings) -> dict[str, Any]:

@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from rlm_api.contexts import load_context
-from rlm_api.models import Execution, Session, TraceNode, db
-from rlm_api.trace_sink import SqlTraceSink
+from rlm_shared.config import get_settings
+from rlm_shared.contexts import load_context
+from rlm_shared.models import Execution, Session, TraceNode, db
+from rlm_shared.strategies import root_program
+from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker import metrics
-from rlm_worker.config import get_settings
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSink
@@ -31,7 +32,6 @@ from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import Heartbeat, claim, holds_lease
 from rlm_worker.services import model_client, process_sandboxes, sandbox_factory
-from rlm_worker.strategies import root_program
 
 log = logging.getLogger("rlm.runner")
 

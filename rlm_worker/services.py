@@ -11,7 +11,7 @@ import ctypes
 import json
 from functools import lru_cache
 
-from rlm_worker.config import get_settings
+from rlm_shared.config import get_settings
 from rlm_worker.engine.lean_client import LeanModelClient
 from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.ports import ModelClient, SandboxFactory

@@ -19,15 +19,15 @@ import sqlalchemy as sa
 from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init, worker_ready
 
-from rlm_api.models import FINISHED_STATUSES, Execution, TraceNode, db
-from rlm_api.trace_sink import SqlTraceSink, trace_engine
+from rlm_shared.config import get_settings
+from rlm_shared.models import FINISHED_STATUSES, Execution, TraceNode, db
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE, RUN_EXECUTION_TASK
+from rlm_shared.trace_sink import SqlTraceSink, trace_engine
 from rlm_worker.celery_app import worker_flask_app
-from rlm_worker.config import get_settings
 from rlm_worker.dispatchers import CHECK_TRACE_HEADER, SENT_AT_HEADER, CeleryDispatcher
 from rlm_worker.engine.subcall import execute_llm_calls
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
 from rlm_worker.metered import MeteredTraceSink
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE, RUN_EXECUTION_TASK
 from rlm_worker.rate_limit import subcall_client
 from rlm_worker.reaper import Reaper
 from rlm_worker.runner import DurableTraceSink

@@ -6,7 +6,7 @@ import io
 
 import sqlalchemy as sa
 
-from rlm_api.models import Context, Execution, db
+from rlm_shared.models import Context, Execution, db
 
 
 def create(client, **body):

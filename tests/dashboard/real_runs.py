@@ -6,7 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlm_api.models import FINISHED_STATUSES, Execution, db
+from rlm_shared.models import FINISHED_STATUSES, Execution, db
 from tests.support.scripted_model import turn_index
 from tests.support.services import wait_for
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rlm_api.models import Execution, db
+from rlm_shared.models import Execution, db
 
 
 def submit(client, question: str, agent_id: str | None = None) -> str:

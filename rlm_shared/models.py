@@ -40,7 +40,7 @@ def _now() -> datetime:
 class Context(db.Model):
     """An input, stored once per owner and distinct content, so messages carry only its id.
 
-    `sha256` is the dedupe key: the hash of the owner and the content (see `rlm_api.contexts`)."""
+    `sha256` is the dedupe key: the hash of the owner and the content (see `rlm_shared.contexts`)."""
 
     __tablename__ = "contexts"
 

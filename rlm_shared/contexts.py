@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlm_api.models import Context, db
+from rlm_shared.models import Context, db
 
 
 def encode_context(value: Any) -> tuple[str, str]:

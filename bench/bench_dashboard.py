@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
+from rlm_api.database import db
 from rlm_shared.contexts import store_context
-from rlm_shared.models import Execution, db
+from rlm_shared.models import Execution
 from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import TraceNode

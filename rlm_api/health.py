@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from celery import Celery
 
-from rlm_shared.models import db
+from rlm_api.database import db
 from rlm_shared.queues import LLM_QUEUE, ROOT_QUEUE
 
 QUEUES = (ROOT_QUEUE, LLM_QUEUE)

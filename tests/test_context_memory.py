@@ -33,8 +33,8 @@ def app():
 
 
 def stored(app, value) -> str:
+    from rlm_api.database import db
     from rlm_shared.contexts import store_context
-    from rlm_shared.models import db
 
     with app.app_context():
         context_id = store_context(value).id
@@ -50,7 +50,7 @@ import gc, json, sys
 from pathlib import Path
 from rlm_api import create_app
 from rlm_shared.contexts import load_context
-from rlm_shared.models import db
+from rlm_api.database import db
 from rlm_shared.config import Settings
 
 def rss():

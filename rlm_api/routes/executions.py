@@ -11,6 +11,7 @@ from flask import Response, current_app, request, stream_with_context
 
 from rlm_api.agents import agent_id_from_headers
 from rlm_api.auth import auth_enabled, current_owner, max_active_executions, owned
+from rlm_api.database import db
 from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
 from rlm_api.launch import announce_cancelled, launch_execution
@@ -23,7 +24,7 @@ from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
 from rlm_shared.contexts import store_context
-from rlm_shared.models import Execution, Session, TraceNode, db
+from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker import metrics
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow

@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rlm_api.database import db
 from rlm_api.errors import APIError
 from rlm_api.schemas import ID_PATTERN
-from rlm_shared.models import db
 
 
 def encode_cursor(created_at: datetime, item_id: str) -> str:

@@ -72,7 +72,7 @@ def token_app(api_db_url, broker):
 @pytest.fixture()
 def clean(api_db_url, broker, open_app):
     """Empty tables and an empty broker before the test."""
-    from rlm_shared.models import db
+    from rlm_api.database import db
 
     with open_app.app_context():
         with db.engine.begin() as conn:

@@ -54,7 +54,8 @@ def test_an_embedded_execution_is_one_trace_from_its_request(api_db_url, embedde
         )
         assert body["status"] == "succeeded", body
         with app.app_context():
-            from rlm_shared.models import TraceNode, db
+            from rlm_api.database import db
+            from rlm_shared.models import TraceNode
 
             query = sa.select(TraceNode).where(TraceNode.execution_id == execution_id)
             nodes = {n.id: n for n in db.session.execute(query).scalars()}

@@ -51,7 +51,7 @@ def dashboard_app(dashboard_db_url, broker):
 @pytest.fixture()
 def app(dashboard_app, broker):
     """The app over empty tables and an empty broker."""
-    from rlm_shared.models import db
+    from rlm_api.database import db
 
     with dashboard_app.app_context():
         with db.engine.begin() as conn:

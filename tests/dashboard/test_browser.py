@@ -111,7 +111,8 @@ QUESTION = "How does Bierce define ABSURDITY?"
 def make_strategy_execution(app, session_id: str) -> tuple[str, str]:
     """What `rlm run --strategy search` over the sample leaves, offline: a strategy's code cell
     and four sub-calls with one template, each over its own passage, all at $0."""
-    from rlm_shared.models import Execution, db
+    from rlm_api.database import db
+    from rlm_shared.models import Execution
     from rlm_shared.strategies import get_strategy
     from rlm_shared.strategies.common import EXTRACT_PROMPT
     from rlm_shared.trace_sink import SqlTraceSink

@@ -12,7 +12,8 @@ from datetime import timedelta
 import redis
 import sqlalchemy as sa
 
-from rlm_shared.models import Execution, db
+from rlm_api.database import db
+from rlm_shared.models import Execution
 from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE
 from rlm_worker.dispatchers import CHECK_TRACE_HEADER, SENT_AT_HEADER, CeleryDispatcher
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, utcnow

@@ -160,7 +160,8 @@ def test_one_execution_is_one_trace_shaped_like_its_trace_table(traced_stack, sc
 
     assert wait_for(finished, 90, what="the execution")["status"] == "succeeded"
     with app.app_context():
-        from rlm_shared.models import TraceNode, db
+        from rlm_api.database import db
+        from rlm_shared.models import TraceNode
 
         rows = db.session.execute(
             sa.select(TraceNode).where(TraceNode.execution_id == execution_id)

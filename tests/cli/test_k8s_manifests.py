@@ -224,7 +224,7 @@ def test_the_celery_app_path_and_the_probe_routes_exist(tmp_path):
     from rlm_api import create_app
     from rlm_shared.config import Settings
 
-    # In a process of its own: the worker module builds (and keeps) its Flask app when asked.
+    # In a process of its own: the worker module builds (and keeps) its Celery app when asked.
     found = subprocess.run(
         [sys.executable, "-c", f"import {CELERY_APP} as m; print(type(m.celery).__name__, m.celery.main)"],
         capture_output=True,
@@ -232,7 +232,7 @@ def test_the_celery_app_path_and_the_probe_routes_exist(tmp_path):
         timeout=120,
         env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/rlm.db"},
     )
-    assert found.stdout.split() == ["Celery", "rlm_api"], found.stderr
+    assert found.stdout.split() == ["Celery", "rlm_worker"], found.stderr
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/missing/dir/rlm.db",
         celery_broker_url="redis://127.0.0.1:1/0",

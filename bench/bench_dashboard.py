@@ -16,9 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
-from rlm_api.contexts import store_context
-from rlm_api.models import Execution, db
-from rlm_api.trace_sink import SqlTraceSink
+from rlm_api.database import db
+from rlm_shared.contexts import store_context
+from rlm_shared.models import Execution
+from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import TraceNode
 
@@ -248,7 +249,7 @@ def run(
     database_url: str, sizes: tuple[int, ...] = SIZES, runs: int = 7
 ) -> list[tuple[int, list[float], int]]:
     from rlm_api import create_app
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     app = create_app(settings=Settings(database_url=database_url, dispatch="celery"))
     results = []

@@ -64,7 +64,7 @@ def in_process_warm(data: Path) -> float:
     os.environ.update(cli_env(data))
     from rlm_api.cli.local_app import embedded_database_url, open_app
     from rlm_api.cli.run import create_execution, plan_run
-    from rlm_worker.embedded import run_embedded
+    from rlm_api.embedded import run_embedded
 
     app = open_app(embedded_database_url(), quiet=True)
     text = (ROOT / QUICK[0]).read_text(encoding="utf-8")
@@ -83,12 +83,12 @@ def tokens_per_second(calls: int) -> tuple[float, float]:
     """(engine, direct) tokens per second over the same `calls` chunk prompts, `slots` at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from rlm_shared.strategies.common import EXTRACT_PROMPT, split_chunks
     from rlm_worker.dispatchers import InProcessDispatcher
     from rlm_worker.engine import local_model
     from rlm_worker.engine.memory_sink import InMemoryTraceSink
     from rlm_worker.engine.types import LLMCall
     from rlm_worker.services import model_client
-    from rlm_worker.strategies.common import EXTRACT_PROMPT, split_chunks
 
     text = (ROOT / FIND[0]).read_text(encoding="utf-8")
     chunks = split_chunks(text, 1000)[:calls]

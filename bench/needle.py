@@ -156,9 +156,9 @@ def make_engine():
 
 
 def run_case(engine, case: Case, strategy: str, chunk_size: int, index: int) -> Outcome:
+    from rlm_shared.strategies import get_strategy
     from rlm_worker.engine.loop import ExecutionRequest
     from rlm_worker.engine.options import ExecutionOptions
-    from rlm_worker.strategies import get_strategy
 
     request = ExecutionRequest(
         execution_id=f"needle-{strategy}-{index}",
@@ -234,7 +234,7 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
 
-    from rlm_worker.strategies import LOCAL_CHUNK_SIZE
+    from rlm_shared.strategies import LOCAL_CHUNK_SIZE
 
     chunk_size = args.chunk_size or LOCAL_CHUNK_SIZE
     cases = build_cases(args.size, args.seed, NEEDLES[: args.needles])

@@ -97,7 +97,7 @@ def verdict(question: Question, status: str, answer_found: bool | None, answer: 
 
 def strategy_program(variant: str) -> str:
     """The shipped `search` program with the variant's steps switched off."""
-    from rlm_worker.strategies import get_strategy
+    from rlm_shared.strategies import get_strategy
 
     program = get_strategy("search")
     for name, value in VARIANTS[variant].items():
@@ -149,9 +149,9 @@ def make_engine(remembered: Path | None = None):
 
 
 def ask(engine, question: Question, variant: str, index: int) -> Outcome:
+    from rlm_shared.strategies import LOCAL_CHUNK_SIZE
     from rlm_worker.engine.loop import ExecutionRequest
     from rlm_worker.engine.options import ExecutionOptions
-    from rlm_worker.strategies import LOCAL_CHUNK_SIZE
 
     request = ExecutionRequest(
         execution_id=f"offline-qa-{variant}-{index}",

@@ -76,10 +76,10 @@ def _wrap(owner: type, name: str, before: str, after: str) -> None:
 def install() -> None:
     from celery.signals import before_task_publish, task_postrun, task_prerun
 
-    from rlm_api.trace_sink import SqlTraceSink
+    from rlm_shared.queues import LLM_CALLS_TASK
+    from rlm_shared.trace_sink import SqlTraceSink
     from rlm_worker.dispatchers import CeleryDispatcher
     from rlm_worker.engine.llm import LiteLLMClient
-    from rlm_worker.queues import LLM_CALLS_TASK
 
     def on_publish(sender: Any = None, **_: Any) -> None:
         if sender == LLM_CALLS_TASK:

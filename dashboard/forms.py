@@ -14,15 +14,16 @@ from pydantic import TypeAdapter, ValidationError
 from werkzeug.datastructures import FileStorage
 
 from rlm_api.auth import current_owner
-from rlm_api.contexts import context_size, store_context
+from rlm_api.database import db
 from rlm_api.launch import launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
-from rlm_api.models import Execution, Session, db
 from rlm_api.planning import plan_run
 from rlm_api.schemas import ModelName
+from rlm_shared.contexts import context_size, store_context
+from rlm_shared.models import Execution, Session
+from rlm_shared.strategies import STRATEGIES
 from rlm_worker.documents import InputError, InputLimits, read_uploads
 from rlm_worker.engine.options import ExecutionOptions
-from rlm_worker.strategies import STRATEGIES
 
 NAME_MAX = 200
 

@@ -14,9 +14,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from rlm_api.auth import owned
-from rlm_api.models import Context, Execution, MemorySnapshot, Session, TraceNode, db
+from rlm_api.database import db
 from rlm_api.passages import HEAD_CHARS, TAIL_CHARS, Place, documents, locate
-from rlm_worker.strategies import helpers_source
+from rlm_shared.models import Context, Execution, MemorySnapshot, Session, TraceNode
+from rlm_shared.strategies import helpers_source
 
 PREVIEW_CHARS = 160
 PAGE_SIZE = 50

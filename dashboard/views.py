@@ -18,10 +18,11 @@ from dashboard.memory import execution_changes, node_change
 from dashboard.tree import build_tree, build_waterfall, cost_breakdown
 from rlm_api.agents import MAX_AGENT_ID_LENGTH
 from rlm_api.auth import current_owner
+from rlm_api.database import db
 from rlm_api.launch import dispatch_mode
-from rlm_api.models import EXECUTION_STATUSES, Execution, Session, db
 from rlm_api.passages import PROBE_CHARS
-from rlm_worker.strategies import DEFAULT_STRATEGY, STRATEGIES, split_helpers
+from rlm_shared.models import EXECUTION_STATUSES, Execution, Session
+from rlm_shared.strategies import DEFAULT_STRATEGY, STRATEGIES, split_helpers
 
 bp = Blueprint(
     "dashboard",

@@ -1,9 +1,9 @@
 import logging
 from logging.config import fileConfig
 
-from flask import current_app
-
 from alembic import context
+
+from rlm_shared.models import Base
 
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
@@ -15,9 +15,32 @@ fileConfig(config.config_file_name)
 logger = logging.getLogger('alembic.env')
 
 
+def flask_migrate():
+    """Flask-Migrate's extension when `flask db ...` (or `rlm db ...`) runs these migrations;
+    None under plain `alembic -c migrations/alembic.ini ...`, which needs no Flask app."""
+    import sys
+
+    if 'flask' not in sys.modules:
+        return None
+    from flask import current_app
+
+    return current_app.extensions['migrate'] if current_app else None
+
+
+migrate = flask_migrate()
+
+
 def get_engine():
+    if migrate is None:
+        import sqlalchemy as sa
+
+        from rlm_shared.config import get_settings
+        from rlm_shared.database import engine_options, normalize_database_url
+
+        url = config.get_main_option('sqlalchemy.url') or normalize_database_url(get_settings().database_url)
+        return sa.create_engine(url, **engine_options(url))
     # Flask-SQLAlchemy 3 (pinned in pyproject.toml); its get_engine() is deprecated.
-    return current_app.extensions['migrate'].db.engine
+    return migrate.db.engine
 
 
 def get_engine_url():
@@ -33,7 +56,6 @@ def get_engine_url():
 # from myapp import mymodel
 # target_metadata = mymodel.Base.metadata
 config.set_main_option('sqlalchemy.url', get_engine_url())
-target_db = current_app.extensions['migrate'].db
 
 # other values from the config, defined by the needs of env.py,
 # can be acquired:
@@ -42,9 +64,8 @@ target_db = current_app.extensions['migrate'].db
 
 
 def get_metadata():
-    if hasattr(target_db, 'metadatas'):
-        return target_db.metadatas[None]
-    return target_db.metadata
+    # The shared models' metadata: Flask-SQLAlchemy's `db.metadata` is this very object.
+    return Base.metadata
 
 
 def run_migrations_offline():
@@ -86,7 +107,8 @@ def run_migrations_online():
                 directives[:] = []
                 logger.info('No changes in schema detected.')
 
-    conf_args = current_app.extensions['migrate'].configure_args
+    # Flask-Migrate passes Migrate(..., render_as_batch=True) (rlm_api.init_migrations) here.
+    conf_args = migrate.configure_args if migrate is not None else {'render_as_batch': True}
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
-from rlm_worker.config import Settings, get_settings
+from rlm_shared.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
 
-def normalize_database_url(url: str) -> str:
-    """Accept the URLs platforms hand out (`postgres://`, `postgresql://`) and use psycopg 3."""
-    if url.startswith("postgres://"):
-        url = "postgresql://" + url[len("postgres://") :]
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
-
-
 def create_app(overrides: dict[str, Any] | None = None, settings: Settings | None = None) -> Flask:
     """Build the app: settings from the environment, then `overrides` (tests use these)."""
+    from rlm_shared.database import normalize_database_url
+
     settings = settings or get_settings()
     app = Flask(__name__)
     app.config.from_mapping(
@@ -49,8 +45,6 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     if app.config.get("RLM_DB_COMMANDS", True):
         init_migrations(app)
 
-    from rlm_worker.celery_app import celery_init_app
-
     celery_init_app(app)
 
     from dashboard import bp as dashboard_bp
@@ -72,7 +66,7 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     from rlm_api.auth import init_auth
 
     init_auth(app)
-    from rlm_worker.tracing import setup as setup_tracing
+    from rlm_shared.tracing import setup as setup_tracing
 
     setup_tracing(app)  # OpenTelemetry, when OTEL_TRACES_EXPORTER asks for it (docs/observability.md)
     return app
@@ -83,12 +77,32 @@ def init_migrations(app: Flask) -> None:
     calls this only when the schema is behind: importing alembic costs ~1.3 s of its start-up."""
     from flask_migrate import Migrate
 
-    from rlm_api.models import db
+    from rlm_api.database import db
 
     Migrate(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    from rlm_worker.celery_app import celery_settings
+    from rlm_shared.celery_config import celery_settings
 
     return celery_settings(settings)
+
+
+def celery_init_app(app: Flask) -> Celery:
+    """The app's Celery, which sends executions to the workers (Flask's Celery pattern: a task
+    run here runs inside the app context). The workers build theirs in rlm_worker.celery_app."""
+    from celery import Celery, Task
+
+    from rlm_shared.celery_config import survive_broker_restarts
+
+    class FlaskTask(Task):
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            with app.app_context():
+                return self.run(*args, **kwargs)
+
+    survive_broker_restarts()
+    celery = Celery(app.name, task_cls=FlaskTask)
+    celery.config_from_object(app.config["CELERY"])
+    celery.set_default()
+    app.extensions["celery"] = celery
+    return celery

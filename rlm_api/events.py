@@ -18,8 +18,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlm_api.models import FINISHED_STATUSES, Execution, TraceNode, db
+from rlm_api.database import db
 from rlm_api.serializers import NODE_SUMMARY_FIELDS, execution_dict, node_summary_dict
+from rlm_shared.models import FINISHED_STATUSES, Execution, TraceNode
 
 STATUS_FIELDS = (
     "status",

@@ -11,8 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from celery import Celery
 
-from rlm_api.models import db
-from rlm_worker.queues import LLM_QUEUE, ROOT_QUEUE
+from rlm_api.database import db
+from rlm_shared.queues import LLM_QUEUE, ROOT_QUEUE
 
 QUEUES = (ROOT_QUEUE, LLM_QUEUE)
 BROKER_TIMEOUT = 1.5

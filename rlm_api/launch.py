@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app
 
-from rlm_worker.queues import ROOT_QUEUE, RUN_EXECUTION_TASK
+from rlm_shared.queues import ROOT_QUEUE, RUN_EXECUTION_TASK
 from rlm_worker.stop_notices import announce_stopped
 
 
@@ -23,7 +23,7 @@ def announce_cancelled(execution_id: str) -> None:
 
 def launch_execution(execution_id: str) -> None:
     if dispatch_mode() == "embedded":
-        from rlm_worker.embedded import submit_embedded
+        from rlm_api.embedded import submit_embedded
 
         submit_embedded(current_app._get_current_object(), execution_id)
         return

@@ -14,9 +14,9 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, request
 
 from rlm_api.errors import APIError
+from rlm_shared.config import Settings
+from rlm_shared.queues import LLM_QUEUE, ROOT_QUEUE
 from rlm_worker import metrics
-from rlm_worker.config import Settings
-from rlm_worker.queues import LLM_QUEUE, ROOT_QUEUE
 
 bp = Blueprint("metrics", __name__)
 #: The route label of a request no rule matched (a 404), so scanners cannot grow the series.

@@ -4,7 +4,7 @@ options that follow from them, and whether the offline plan applies.
 One function for every way in (`rlm run`, `POST /api/execute`, the dashboard's form), so an
 execution asked for the same way runs the same way wherever it was asked: with no model chosen
 and no provider reachable, the bundled local model answers the sub-calls and a built-in strategy
-plays the root (`rlm_worker.strategies.offline`), and the record says so (`Execution.offline`).
+plays the root (`rlm_shared.strategies.offline`), and the record says so (`Execution.offline`).
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ def plan_run(
     sub-model reads short chunks best, so it gets LOCAL_CHUNK_SIZE unless the user
     (`chunk_size_chosen`) or the environment (DEFAULT_CHUNK_SIZE) chose a chunk size.
     """
+    from rlm_shared.strategies import LOCAL_CHUNK_SIZE
+    from rlm_shared.strategies.offline import NOTICE, offline_plan
     from rlm_worker.engine.local_model import is_local
-    from rlm_worker.strategies import LOCAL_CHUNK_SIZE
-    from rlm_worker.strategies.offline import NOTICE, offline_plan
 
     options: dict[str, Any] = {}
     notice = None

@@ -15,7 +15,7 @@ from limits import parse
 from limits.storage import storage_from_string
 from limits.strategies import SlidingWindowCounterRateLimiter
 
-from rlm_worker.config import Settings
+from rlm_shared.config import Settings
 
 log = logging.getLogger("rlm.api.ratelimit")
 NAMESPACE = "rlm-api"

@@ -12,10 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rlm_api.models import EXECUTION_STATUSES, NODE_KINDS
+from rlm_shared.models import EXECUTION_STATUSES, NODE_KINDS
+from rlm_shared.strategies import STRATEGIES
 from rlm_worker.engine.local_model import is_local
 from rlm_worker.engine.options import ExecutionOptions
-from rlm_worker.strategies import STRATEGIES
 
 #: Ids are uuid4 hex; anything else cannot name a row, so it is a 404 or a 422, never a query.
 ID_PATTERN = r"^[0-9a-f]{32}$"

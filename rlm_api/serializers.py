@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from rlm_api.models import Execution, Session, TraceNode
+from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker.engine.variables import strict_json_variables
 
 

@@ -1,125 +1,55 @@
 """The Celery adapter's app. `celery -A rlm_worker.celery_app worker -Q rlm.root` points here.
 
-Following Flask's Celery pattern: the Flask app is built once per worker process and every task
-runs inside its app context, so tasks use the same models and database as the API.
+No Flask: a worker process binds a database of its own (`rlm_shared.database`: an engine and a
+scoped session over the shared models), disposes its connections after a fork, and removes the
+task's session when each task ends, as Superset's worker does. The configuration is the one the
+API sends with (`rlm_shared.celery_config`).
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from celery import Celery, Task
-from flask import Flask
+from celery import Celery
 
-from rlm_worker.config import Settings
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTION_TASK
+from rlm_shared.celery_config import celery_settings, survive_broker_restarts
+from rlm_shared.config import get_settings
+from rlm_shared.database import OwnDatabase, database
 
-
-def celery_settings(settings: Settings) -> dict[str, Any]:
-    visibility = settings.broker_visibility_timeout or max(3600, 2 * int(settings.execution_timeout) + 600)
-    return {
-        "broker_url": settings.celery_broker_url,
-        "result_backend": settings.celery_result_backend,
-        "task_routes": {
-            RUN_EXECUTION_TASK: {"queue": ROOT_QUEUE},
-            LLM_CALLS_TASK: {"queue": LLM_QUEUE},
-        },
-        "task_default_queue": ROOT_QUEUE,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "worker_prefetch_multiplier": 1,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        # Above the longest execution, so a long run is not delivered twice; a dead worker's
-        # execution is recovered sooner through its lease (rlm_worker/lease.py, reaper.py).
-        # The sweep that redelivers unacked messages runs every tenth of the timeout (kombu's
-        # default is ~100 s whatever the timeout); a redelivered, finished execution is dropped.
-        "broker_transport_options": {
-            "visibility_timeout": visibility,
-            "unacked_restore_interval": max(1, min(60, visibility // 10)),
-            "unacked_restore_throttle": 1,
-            # Task bodies are JSON text: kombu's default base64 wrapping made every sub-call
-            # message a third bigger and cost an encode in the root and a decode in the worker.
-            "body_encoding": "utf-8",
-        },
-        "result_backend_transport_options": {"retry_policy": {"timeout": 5.0}},
-        "result_expires": 3600,
-        "broker_connection_retry_on_startup": True,
-        "broker_connection_max_retries": None,
-        "task_track_started": False,
-        "worker_cancel_long_running_tasks_on_connection_loss": False,
-        "worker_hijack_root_logger": False,
-        "imports": ("rlm_worker.tasks",),
-    }
+_celery: Celery | None = None
 
 
-log = logging.getLogger("rlm.celery")
+def worker_celery() -> Celery:
+    """The worker process's Celery app, built once, with the database bound for its tasks."""
+    global _celery
+    if _celery is None:
+        from celery.signals import task_postrun
+
+        from rlm_shared import tracing
+        from rlm_worker.liveness import AliveFile
+        from rlm_worker.logging_setup import install_celery_logging
+
+        settings = get_settings()
+        database.bind(OwnDatabase(settings.database_url))
+        survive_broker_restarts()
+        celery = Celery("rlm_worker")
+        celery.config_from_object(celery_settings(settings))
+        celery.steps["consumer"].add(AliveFile)  # the Kubernetes probes' liveness file
+        celery.set_default()
+        install_celery_logging()
+        task_postrun.connect(_remove_session, weak=False, dispatch_uid="rlm-database-session")
+        tracing.setup(None)  # OpenTelemetry, when OTEL_TRACES_EXPORTER asks for it (docs/observability.md)
+        _celery = celery
+    return _celery
 
 
-def survive_broker_restarts() -> None:
-    """Keep a worker alive when the Redis broker drops while acks_late tasks run (kombu 5.7).
-
-    After a lost connection the consumer's old channel is closed, and later the running task is
-    acknowledged on it, after its transport has already let go of the connection parameters.
-    kombu then raises AttributeError, which Celery treats as unrecoverable: the worker exits. A
-    detached channel now raises a broker connection error instead, which Celery handles (it logs
-    "Couldn't ack" and carries on). The unacknowledged message stays in Redis's unacked set and
-    comes back after the visibility timeout, where the claim (root) or the trace (leaf) drops it.
-    """
-    from kombu.transport import redis as kombu_redis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    original = kombu_redis.Channel._connparams
-    if getattr(original, "rlm_survives_restarts", False):
-        return
-
-    def connparams(self: Any, asynchronous: bool = False) -> Any:
-        transport = getattr(self, "connection", None)
-        if transport is None or transport.client is None:
-            raise RedisConnectionError("this broker channel was closed when the connection dropped")
-        return original(self, asynchronous=asynchronous)
-
-    connparams.rlm_survives_restarts = True  # type: ignore[attr-defined]
-    kombu_redis.Channel._connparams = connparams
-
-
-def celery_init_app(app: Flask) -> Celery:
-    class FlaskTask(Task):
-        def __call__(self, *args: object, **kwargs: object) -> object:
-            with app.app_context():
-                return self.run(*args, **kwargs)
-
-    survive_broker_restarts()
-    celery = Celery(app.name, task_cls=FlaskTask)
-    celery.config_from_object(app.config["CELERY"])
-    from rlm_worker.liveness import AliveFile
-
-    celery.steps["consumer"].add(AliveFile)  # the Kubernetes probes' liveness file
-    celery.set_default()
-    app.extensions["celery"] = celery
-    from rlm_worker.logging_setup import install_celery_logging
-
-    install_celery_logging()
-    return celery
-
-
-_flask_app: Flask | None = None
-
-
-def worker_flask_app() -> Flask:
-    """The worker process's Flask app, built once (Superset's pattern)."""
-    global _flask_app
-    if _flask_app is None:
-        from rlm_api import create_app
-
-        _flask_app = create_app()
-    return _flask_app
+def _remove_session(**_: Any) -> None:
+    """A task's session ends with the task: no transaction or object is carried to the next one."""
+    database.session.remove()
 
 
 def __getattr__(name: str) -> Any:
     # `celery -A rlm_worker.celery_app` looks up `celery` (or `app`) here.
     if name in ("celery", "app"):
-        return worker_flask_app().extensions["celery"]
+        return worker_celery()
     raise AttributeError(name)

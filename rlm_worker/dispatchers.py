@@ -17,12 +17,12 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE
+from rlm_shared.tracing import under_node
 from rlm_worker import metrics
 from rlm_worker.engine.ports import ModelClient, TraceSink
 from rlm_worker.engine.subcall import execute_llm_calls_until_stopped
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
-from rlm_worker.tracing import under_node
 
 #: A big fan-out's calls ride in about this many messages (each one's calls run concurrently on its
 #: worker's event loop) of at most MAX_BATCH_SIZE calls, but never fewer than the configured size.

@@ -18,7 +18,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine as SAEngine
 
-from rlm_api.models import Execution
+from rlm_shared.models import Execution
 from rlm_worker.engine.types import utcnow
 
 log = logging.getLogger("rlm.lease")

@@ -55,7 +55,7 @@ SLOTS_KEY = "rlm:subcall-slots"
 
 
 def redis_url_from_settings() -> str:
-    from rlm_worker.config import get_settings
+    from rlm_shared.config import get_settings
 
     settings = get_settings()
     backend = settings.celery_result_backend
@@ -183,23 +183,8 @@ class ConcurrencyLimitedClient:
 
 @lru_cache(maxsize=1)
 def limiter_from_settings() -> ModelRateLimiter:
-    from rlm_worker.config import get_settings
+    from rlm_shared.config import get_settings
 
     settings = get_settings()
     limits = json.loads(settings.model_rate_limits) if settings.model_rate_limits else {}
     return ModelRateLimiter(redis_url_from_settings(), limits)
-
-
-@lru_cache(maxsize=1)
-def subcall_client() -> ModelClient:
-    """The model client of leaf sub-calls: the process's client, under the fleet-wide cap if set."""
-    from rlm_worker.config import get_settings
-    from rlm_worker.services import model_client
-
-    settings = get_settings()
-    if not settings.subcall_concurrency_limit:
-        return model_client()
-    # A slot outlives one call's timeout, so in practice only a dead worker's slots expire.
-    slot_seconds = settings.llm_timeout_seconds + 30
-    limiter = ConcurrencyLimiter(redis_url_from_settings(), settings.subcall_concurrency_limit, slot_seconds)
-    return ConcurrencyLimitedClient(model_client(), limiter)

@@ -16,11 +16,11 @@ import sqlalchemy as sa
 from celery import Celery
 from sqlalchemy.engine import Engine as SAEngine
 
-from rlm_api.models import Execution
+from rlm_shared.config import Settings
+from rlm_shared.models import Execution
+from rlm_shared.queues import ROOT_QUEUE, RUN_EXECUTION_TASK
 from rlm_worker import metrics
-from rlm_worker.config import Settings
 from rlm_worker.engine.types import utcnow
-from rlm_worker.queues import ROOT_QUEUE, RUN_EXECUTION_TASK
 from rlm_worker.stop_notices import announce_stopped
 
 log = logging.getLogger("rlm.reaper")

@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from rlm_api.contexts import load_context
-from rlm_api.models import Execution, Session, TraceNode, db
-from rlm_api.trace_sink import SqlTraceSink
+from rlm_shared.config import get_settings
+from rlm_shared.contexts import load_context
+from rlm_shared.database import database
+from rlm_shared.models import Execution, Session, TraceNode
+from rlm_shared.strategies import root_program
+from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker import metrics
-from rlm_worker.config import get_settings
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSink
@@ -31,7 +33,6 @@ from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import Heartbeat, claim, holds_lease
 from rlm_worker.services import model_client, process_sandboxes, sandbox_factory
-from rlm_worker.strategies import root_program
 
 log = logging.getLogger("rlm.runner")
 
@@ -75,10 +76,10 @@ def in_transaction(work: Callable[[], T]) -> T:
     def once() -> T:
         try:
             result = work()
-            db.session.commit()
+            database.session.commit()
             return result
         except BaseException:
-            db.session.rollback()
+            database.session.rollback()
             raise
 
     return through_outage(once)
@@ -120,7 +121,7 @@ def status_probe(
         if not state["stop"] and now - state["at"] >= every:
             state["at"] = now
             try:
-                with db.engine.connect() as conn:
+                with database.engine.connect() as conn:
                     status = conn.scalar(sa.select(Execution.status).where(Execution.id == execution_id))
             except Exception:  # a database restart must not stop the run; look again next time
                 return False
@@ -201,7 +202,7 @@ class StopWatch(threading.Thread):
 def recorded_nodes(execution_id: str) -> dict[str, EngineNode]:
     """What earlier attempts already paid for, so a resumed run does not pay twice: finished
     nodes, and model turns whose reply arrived (their code may have been cut short)."""
-    rows = db.session.scalars(
+    rows = database.session.scalars(
         sa.select(TraceNode).where(
             TraceNode.execution_id == execution_id,
             sa.or_(
@@ -233,9 +234,9 @@ def build_request(execution: Execution, session: Session | None) -> ExecutionReq
 
 
 def _load_request(execution_id: str) -> ExecutionRequest:
-    execution = db.session.get(Execution, execution_id, populate_existing=True)
+    execution = database.session.get(Execution, execution_id, populate_existing=True)
     assert execution is not None
-    session = db.session.get(Session, execution.session_id) if execution.session_id else None
+    session = database.session.get(Session, execution.session_id) if execution.session_id else None
     return build_request(execution, session)
 
 
@@ -250,17 +251,17 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
     cancellation or a lost lease, so waits on sub-calls end too; `resumed`: an earlier attempt ran.
     """
     settings = get_settings()
-    attempt = through_outage(claim, db.engine, execution_id, settings.lease_seconds, settings.max_attempts)
+    attempt = through_outage(claim, database.engine, execution_id, settings.lease_seconds, settings.max_attempts)
     if attempt is None:
-        status = db.session.scalar(sa.select(Execution.status).where(Execution.id == execution_id))
-        db.session.rollback()
+        status = database.session.scalar(sa.select(Execution.status).where(Execution.id == execution_id))
+        database.session.rollback()
         log.info("execution %s not claimed (status %s); dropping this delivery", execution_id, status)
         return None
     if attempt > 1:
         log.info("execution %s: attempt %d resumes from its trace", execution_id, attempt)
-    with Heartbeat(db.engine, execution_id, settings.lease_seconds, attempt) as heartbeat:
+    with Heartbeat(database.engine, execution_id, settings.lease_seconds, attempt) as heartbeat:
         should_stop = status_probe(execution_id, heartbeat)
-        sink = DurableTraceSink(SqlTraceSink(db.engine))
+        sink = DurableTraceSink(SqlTraceSink(database.engine))
         sandboxes = StoppableSandboxes(sandbox_factory())
         engine = Engine(
             model_client(),
@@ -282,7 +283,7 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
                 result = engine.run(request, is_cancelled=should_stop)
         except Exception as exc:  # the engine failing is a failed execution, never a lost one
             log.exception("execution %s crashed", execution_id)
-            db.session.rollback()
+            database.session.rollback()
             error = f"internal error: {type(exc).__name__}: {exc}"
             if not _finish(execution_id, attempt, status="failed", error=error):
                 return None
@@ -298,7 +299,7 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
 
 def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> str | None:
     """Write the outcome if `attempt` still owns the execution (or it was cancelled meanwhile)."""
-    execution = db.session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
+    execution = database.session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
     assert execution is not None
     if execution.attempts != attempt or execution.status not in ("running", "cancelled"):
         log.warning(
@@ -326,13 +327,13 @@ def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> s
     execution.lease_expires_at = None
     if cancelled and execution.error:
         # One reason everywhere: the root node says why it was cancelled, as the record does.
-        db.session.execute(
+        database.session.execute(
             sa.update(TraceNode)
             .where(TraceNode.id == result.root_node_id)
             .values(status="cancelled", error=execution.error)
         )
     if execution.session_id:
-        session = db.session.get(Session, execution.session_id)
+        session = database.session.get(Session, execution.session_id)
         if session is not None:
             session.memory = result.memory
             session.variables = result.variables
@@ -343,7 +344,7 @@ def _finish(execution_id: str, attempt: int, status: str, error: str) -> bool:
     """Whether `attempt` still held the execution, so that this status was stored."""
 
     def update() -> int:
-        return db.session.execute(
+        return database.session.execute(
             sa.update(Execution)
             .where(holds_lease(execution_id, attempt))
             .values(status=status, error=error, finished_at=utcnow(), lease_expires_at=None)

@@ -1,4 +1,4 @@
-"""Per-process singletons of a worker: the model client and the sandbox factory.
+"""Per-process singletons of a worker: the model clients (the root's, the sub-calls') and the sandbox factory.
 
 The model client queues `local/...` calls for the process's llama.cpp slots (`LocalModelQueue`).
 
@@ -11,7 +11,7 @@ import ctypes
 import json
 from functools import lru_cache
 
-from rlm_worker.config import get_settings
+from rlm_shared.config import get_settings
 from rlm_worker.engine.lean_client import LeanModelClient
 from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.ports import ModelClient, SandboxFactory
@@ -37,6 +37,20 @@ def model_client() -> ModelClient:
     from rlm_worker.rate_limit import RateLimitedClient, limiter_from_settings
 
     return MeteredModelClient(LocalModelQueue(RateLimitedClient(client, limiter_from_settings())))
+
+
+@lru_cache(maxsize=1)
+def subcall_client() -> ModelClient:
+    """The model client of leaf sub-calls: the process's client, under the fleet-wide cap if set."""
+    settings = get_settings()
+    if not settings.subcall_concurrency_limit:
+        return model_client()
+    from rlm_worker.rate_limit import ConcurrencyLimitedClient, ConcurrencyLimiter, redis_url_from_settings
+
+    # A slot outlives one call's timeout, so in practice only a dead worker's slots expire.
+    slot_seconds = settings.llm_timeout_seconds + 30
+    limiter = ConcurrencyLimiter(redis_url_from_settings(), settings.subcall_concurrency_limit, slot_seconds)
+    return ConcurrencyLimitedClient(model_client(), limiter)
 
 
 @lru_cache(maxsize=1)

@@ -24,7 +24,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from rlm_worker.config import get_settings
+from rlm_shared.config import get_settings
 from rlm_worker.engine.process_local import ProcessLocal
 
 log = logging.getLogger("rlm.stop_notices")

@@ -20,20 +20,20 @@ import sqlalchemy as sa
 from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init, worker_ready
 
-from rlm_api.models import FINISHED_STATUSES, Execution, TraceNode, db
-from rlm_api.trace_sink import SqlTraceSink, trace_engine
-from rlm_worker.celery_app import worker_flask_app
-from rlm_worker.config import get_settings
+from rlm_shared.config import get_settings
+from rlm_shared.database import database
+from rlm_shared.models import FINISHED_STATUSES, Execution, TraceNode
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE, RUN_EXECUTION_TASK
+from rlm_shared.trace_sink import SqlTraceSink, trace_engine
+from rlm_worker.celery_app import worker_celery
 from rlm_worker.dispatchers import CHECK_TRACE_HEADER, SENT_AT_HEADER, CeleryDispatcher
 from rlm_worker.engine.subcall import execute_llm_calls
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome
 from rlm_worker.metered import MeteredTraceSink
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE, RUN_EXECUTION_TASK
-from rlm_worker.rate_limit import subcall_client
 from rlm_worker.reaper import Reaper
 from rlm_worker.runner import DurableTraceSink
 from rlm_worker.runner import run_execution as run_stored_execution
-from rlm_worker.services import model_client
+from rlm_worker.services import model_client, subcall_client
 from rlm_worker.stop_notices import announce_stopped, process_listener
 from rlm_worker.worker_metrics import connect_worker_metrics
 
@@ -72,7 +72,7 @@ def llm_calls(self: Task, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [_refused(c).to_dict() for c in batch]
     fresh = [c for c in batch if c.node_id not in answered]
     queue = (self.request.delivery_info or {}).get("routing_key") or LLM_QUEUE
-    sink = MeteredTraceSink(DurableTraceSink(SqlTraceSink(db.engine)), queue)
+    sink = MeteredTraceSink(DurableTraceSink(SqlTraceSink(database.engine)), queue)
     outcomes = {o.node_id: o for o in execute_llm_calls(fresh, subcall_client(), sink)}
     outcomes.update(answered)
     return [outcomes[c.node_id].to_dict() for c in batch]
@@ -132,7 +132,7 @@ def _read_known(batch: list[LLMCall]) -> tuple[bool, dict[str, LLMCallOutcome]]:
     made and their trace write waits for the database."""
     prompts = {c.node_id: c.prompt for c in batch}
     try:
-        with trace_engine(db.engine).connect() as conn:
+        with trace_engine(database.engine).connect() as conn:
             rows = conn.execute(
                 _KNOWN, {"node_ids": list(prompts), "execution_id": batch[0].execution_id}
             ).all()
@@ -179,17 +179,14 @@ def _freeze_startup_objects() -> None:
 @worker_process_init.connect
 def _fresh_connections(**_: Any) -> None:
     """A forked pool child must not share the parent's database connections (the session itself
-    is removed when each task's app context ends)."""
-    with worker_flask_app().app_context():
-        db.engine.dispose(close=False)
-        trace_engine(db.engine).dispose(close=False)
+    is removed when each task ends: rlm_worker.celery_app)."""
+    database.engine.dispose(close=False)
+    trace_engine(database.engine).dispose(close=False)
     _warm_up()
 
 
 @worker_ready.connect
 def _start_reaper(sender: Any = None, **_: Any) -> None:
-    app = worker_flask_app()
     if "prefork" not in type(getattr(sender, "pool", None)).__module__:
         _warm_up()  # the tasks run in this process (a prefork pool's children warm up themselves)
-    with app.app_context():
-        Reaper(db.engine, app.extensions["celery"], get_settings()).start()
+    Reaper(database.engine, worker_celery(), get_settings()).start()

@@ -18,8 +18,8 @@ from typing import Any
 
 from celery.signals import worker_init, worker_process_shutdown, worker_ready
 
+from rlm_shared.config import get_settings
 from rlm_worker import metrics
-from rlm_worker.config import get_settings
 
 log = logging.getLogger("rlm.metrics")
 

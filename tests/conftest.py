@@ -52,7 +52,7 @@ def stack_env(pg_database_url, model_server):
 
 @pytest.fixture(scope="session")
 def stack_settings(stack_env):
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     keys = (
         "DATABASE_URL",

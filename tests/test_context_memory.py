@@ -26,15 +26,15 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="
 @pytest.fixture(scope="module")
 def app():
     from rlm_api import create_app
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     with migrated_database("rlm_ctxmem") as url:
         yield create_app(settings=Settings(database_url=url))
 
 
 def stored(app, value) -> str:
-    from rlm_api.contexts import store_context
-    from rlm_api.models import db
+    from rlm_api.database import db
+    from rlm_shared.contexts import store_context
 
     with app.app_context():
         context_id = store_context(value).id
@@ -49,9 +49,9 @@ _LOAD_AND_MEASURE = """
 import gc, json, sys
 from pathlib import Path
 from rlm_api import create_app
-from rlm_api.contexts import load_context
-from rlm_api.models import db
-from rlm_worker.config import Settings
+from rlm_shared.contexts import load_context
+from rlm_api.database import db
+from rlm_shared.config import Settings
 
 def rss():
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -86,7 +86,7 @@ def test_loading_a_large_context_keeps_only_the_value(app):
 
 
 def test_list_contexts_and_small_str_contexts_load_exactly(app):
-    from rlm_api.contexts import load_context
+    from rlm_shared.contexts import load_context
 
     items = ["é" * 3, {"k": [1, None]}, "😀"]
     with app.app_context():

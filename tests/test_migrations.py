@@ -75,3 +75,34 @@ def test_the_heads_rlm_run_reads_without_alembic_are_alembics():
 
     assert migration_heads(MIGRATIONS_DIR) == set(ScriptDirectory(MIGRATIONS_DIR).get_heads())
     assert migration_heads(MIGRATIONS_DIR) == {"0005_execution_agent_id"}
+
+
+#: Runs the migrations with plain Alembic, then reports whether anything imported Flask.
+PLAIN_ALEMBIC = """
+import sys
+from alembic import command
+from alembic.config import Config
+config = Config("migrations/alembic.ini")
+command.upgrade(config, "head")
+command.check(config)  # raises if the models and the migrated schema differ
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("flask", "flask_sqlalchemy", "flask_migrate", "rlm_api")))
+"""
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_plain_alembic_migrates_with_the_shared_models_and_no_flask(backend, tmp_path):
+    """The models are plain SQLAlchemy classes: `alembic -c migrations/alembic.ini` needs no app."""
+    if backend == "postgresql":
+        url, drop = create_database("rlm_migrate")
+    else:
+        url, drop = f"sqlite:///{tmp_path / 'rlm.db'}", (lambda: None)
+    try:
+        env = {**os.environ, "DATABASE_URL": url}
+        done = subprocess.run(
+            [sys.executable, "-c", PLAIN_ALEMBIC], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "[]"
+        assert "0005_execution_agent_id" in flask_db(url, "current").stdout  # Flask-Migrate sees it too
+    finally:
+        drop()

@@ -1,7 +1,7 @@
 """`rlm config`: every environment variable the product reads, its default and its current value.
 
 The README's configuration table is `rlm config --markdown`, and a test keeps the two equal, so
-the documentation cannot drift from `rlm_worker.config.Settings`.
+the documentation cannot drift from `rlm_shared.config.Settings`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ PROCESS_VARIABLES = (
 
 
 def settings_variables() -> list[Variable]:
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     out = []
     for name, field in Settings.model_fields.items():

@@ -17,7 +17,7 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
 APP_NAME = "rlm-engine"
 
@@ -65,7 +65,8 @@ def close_orphans() -> int:
     """Embedded runs whose process died (their lease lapsed) can never resume here: fail them."""
     import sqlalchemy as sa
 
-    from rlm_api.models import Execution, db
+    from rlm_api.database import db
+    from rlm_shared.models import Execution
     from rlm_worker.engine.types import utcnow
 
     now = utcnow()
@@ -100,7 +101,7 @@ def schema_is_current() -> bool:
     import sqlalchemy as sa
 
     from rlm_api import MIGRATIONS_DIR
-    from rlm_api.models import db
+    from rlm_api.database import db
 
     with db.engine.connect() as conn:
         if not sa.inspect(conn).has_table("alembic_version"):

@@ -37,8 +37,8 @@ def mcp(agent_id: str | None) -> None:
         raise click.BadParameter(str(exc), param_hint="--agent-id") from None
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
+    from rlm_api.embedded import stop_all
     from rlm_api.mcp.tools import build_server
-    from rlm_worker.embedded import stop_all
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(level="WARNING", fmt="text")  # stderr: stdout belongs to the protocol

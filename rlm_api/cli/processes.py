@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from rlm_worker.queues import LLM_QUEUE, ROOT_QUEUE
+from rlm_shared.queues import LLM_QUEUE, ROOT_QUEUE
 
 CELERY_APP = "rlm_worker.celery_app"
 QUEUES = {"root": ROOT_QUEUE, "llm": LLM_QUEUE}

@@ -25,7 +25,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from rlm_api.models import Execution, TraceNode, db
+from rlm_api.database import db
+from rlm_shared.models import Execution, TraceNode
 
 #: The nodes that are model calls: their tokens and cost add up to the execution's.
 MODEL_CALL_KINDS = ("llm_call", "iteration")

@@ -52,7 +52,8 @@ def session_named(name: str, context_id: str) -> Any:
     """The newest session called `name`, now over this input; a new one if there is none."""
     import sqlalchemy as sa
 
-    from rlm_api.models import Session, db
+    from rlm_api.database import db
+    from rlm_shared.models import Session
 
     session = db.session.scalar(
         sa.select(Session).where(Session.name == name).order_by(Session.created_at.desc()).limit(1)
@@ -72,8 +73,9 @@ def create_execution(context: Any, question: str, plan: RunPlan, session_name: s
     from flask import current_app
     from pydantic import ValidationError
 
-    from rlm_api.contexts import context_size, store_context
-    from rlm_api.models import Execution, db
+    from rlm_api.database import db
+    from rlm_shared.contexts import context_size, store_context
+    from rlm_shared.models import Execution
 
     settings = current_app.config["RLM_SETTINGS"]
     size = context_size(context)
@@ -108,7 +110,8 @@ def mark_ended(execution_id: str, status: str, error: str) -> None:
     """Record why a run ended outside the engine (Ctrl-C, a crash before the engine started)."""
     import sqlalchemy as sa
 
-    from rlm_api.models import Execution, db
+    from rlm_api.database import db
+    from rlm_shared.models import Execution
     from rlm_worker.engine.types import utcnow
 
     db.session.rollback()
@@ -181,7 +184,7 @@ def run(
       rlm run bundle.zip -q "Which report mentions the recall?"
     """
     from rlm_api.cli.inputs import check_question, read_input, report_skipped
-    from rlm_worker.config import get_settings
+    from rlm_shared.config import get_settings
 
     question = check_question(question)  # a bad input is refused before the heavy imports
     converted = read_input(source, get_settings())
@@ -191,9 +194,10 @@ def run(
     from rlm_api.cli.local_app import embedded_database_url, open_app
     from rlm_api.cli.progress import ProgressDisplay
     from rlm_api.cli.shutdown import SignalStop, exit_now
-    from rlm_api.models import Execution, db
+    from rlm_api.database import db
+    from rlm_api.embedded import mark_cancelled, run_embedded
     from rlm_api.serializers import execution_dict
-    from rlm_worker.embedded import mark_cancelled, run_embedded
+    from rlm_shared.models import Execution
     from rlm_worker.engine import local_model
     from rlm_worker.logging_setup import configure_logging
 

@@ -32,7 +32,7 @@ def serve(host: str, port: int) -> None:
 
     from rlm_api.cli.local_app import describe_database, embedded_database_url, open_app
     from rlm_api.cli.shutdown import SignalStop, exit_now
-    from rlm_worker.embedded import stop_all
+    from rlm_api.embedded import stop_all
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(fmt="text")

@@ -13,7 +13,8 @@ def find_execution(id_or_prefix: str) -> Any:
     """The execution with this id, or the only one whose id starts with it."""
     import sqlalchemy as sa
 
-    from rlm_api.models import Execution, db
+    from rlm_api.database import db
+    from rlm_shared.models import Execution
 
     execution = db.session.get(Execution, id_or_prefix)
     if execution is not None:
@@ -30,7 +31,7 @@ def find_execution(id_or_prefix: str) -> Any:
 def _snippet(node: Any, passage: str | None = None) -> str:
     """What the node did, on one line: its error, its program (a strategy's, not the helpers it
     starts with), the passage a sub-call read, or the start of its reply or prompt."""
-    from rlm_worker.strategies import split_helpers
+    from rlm_shared.strategies import split_helpers
 
     if node.error:
         text = node.error
@@ -146,8 +147,9 @@ def trace(execution_id: str) -> None:
     from rich.console import Console
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
-    from rlm_api.models import Context, TraceNode, db
+    from rlm_api.database import db
     from rlm_api.passages import documents
+    from rlm_shared.models import Context, TraceNode
 
     app = open_app(embedded_database_url(), quiet=True)
     with app.app_context():

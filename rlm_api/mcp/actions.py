@@ -17,12 +17,13 @@ from flask import current_app
 from pydantic import ValidationError
 
 from rlm_api.auth import owned
+from rlm_api.database import db
 from rlm_api.errors import APIError
 from rlm_api.mcp.files import FileRefused, resolve_under_root
-from rlm_api.models import Execution, Session, TraceNode, db
 from rlm_api.routes.executions import get_owned_execution, submit_execution
 from rlm_api.schemas import ID_PATTERN, ExecuteRequest
 from rlm_api.serializers import execution_links
+from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker.documents import InputError, InputLimits, read_path
 
 #: Root-level steps a trace summary lists (the rest are counted).

@@ -27,7 +27,7 @@ from pydantic import Field
 from rlm_api.agents import BadAgentId, parse_agent_id
 from rlm_api.auth import SESSION_KEY
 from rlm_api.mcp import actions
-from rlm_api.models import FINISHED_STATUSES
+from rlm_shared.models import FINISHED_STATUSES
 
 T = TypeVar("T")
 

@@ -11,12 +11,11 @@ from flask import Response, current_app, request, stream_with_context
 
 from rlm_api.agents import agent_id_from_headers
 from rlm_api.auth import auth_enabled, current_owner, max_active_executions, owned
-from rlm_api.contexts import store_context
+from rlm_api.database import db
 from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
 from rlm_api.launch import announce_cancelled, launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
-from rlm_api.models import Execution, Session, TraceNode, db
 from rlm_api.planning import RunPlan, plan_run
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, input_skipped, parse_body, parse_query
@@ -24,6 +23,8 @@ from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
+from rlm_shared.contexts import store_context
+from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker import metrics
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow

@@ -18,8 +18,8 @@ from flask import current_app, g, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.datastructures import FileStorage
 
-from rlm_api.contexts import context_size
 from rlm_api.errors import APIError
+from rlm_shared.contexts import context_size
 from rlm_worker.documents import InputError, InputLimits, InputTooLarge, read_uploads
 from rlm_worker.documents.text import decode_text
 

@@ -23,14 +23,15 @@ from werkzeug.exceptions import HTTPException
 
 from rlm_api.auth import current_owner, owned
 from rlm_api.chat_request import ChatCompletionRequest, ChatRequestError, read_messages, resolve_model
+from rlm_api.database import db
 from rlm_api.errors import APIError
 from rlm_api.events import execution_updates
 from rlm_api.model_checks import ModelRefused, check_models
-from rlm_api.models import Context, Execution, Session, db
 from rlm_api.routes.executions import _wait_for, submit_execution
 from rlm_api.routes.inputs import load_json, validate
 from rlm_api.schemas import ExecuteRequest
 from rlm_api.serializers import execution_links
+from rlm_shared.models import Context, Execution, Session
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
 log = logging.getLogger("rlm.api")

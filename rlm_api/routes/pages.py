@@ -13,8 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rlm_api.database import db
 from rlm_api.errors import APIError
-from rlm_api.models import db
 from rlm_api.schemas import ID_PATTERN
 
 

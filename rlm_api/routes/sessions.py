@@ -7,14 +7,15 @@ import re
 import sqlalchemy as sa
 
 from rlm_api.auth import current_owner, owned
-from rlm_api.contexts import store_context
+from rlm_api.database import db
 from rlm_api.errors import not_found
-from rlm_api.models import Context, Session, db
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, input_skipped, parse_body, parse_query
 from rlm_api.routes.pages import page
 from rlm_api.schemas import ID_PATTERN, SessionCreate, SessionQuery
 from rlm_api.serializers import session_dict
+from rlm_shared.contexts import store_context
+from rlm_shared.models import Context, Session
 
 
 def get_owned_session(session_id: str) -> Session:

@@ -39,7 +39,7 @@ class ExecutionOptions(BaseModel):
     cell_cpu_seconds: int = Field(10, ge=1, le=3600, description="CPU seconds of one code cell.")
     inherit_memory: bool = Field(False, description="Default for rlm_query(inherit_memory=...).")
     strategy: Literal["search", "find", "map_reduce"] | None = Field(
-        None, description="Run this built-in root program instead of a root model (rlm_worker/strategies)."
+        None, description="Run this built-in root program instead of a root model (rlm_shared/strategies)."
     )
     root_code: str | None = Field(
         None, max_length=200_000, description="Your own root program, run instead of a root model."

@@ -8,18 +8,32 @@ children are new agents with their own REPL, run on threads of this process.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rlm_worker.engine import embeddings, retrieval
-from rlm_worker.engine.budget import GuardTripped
+from rlm_worker.engine.budget import Budget, GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
-from rlm_worker.engine.ports import CallRejected
+from rlm_worker.engine.ports import CallRejected, TraceSink
 from rlm_worker.engine.subcall import refused_llm_calls
 from rlm_worker.engine.tree import TreeCursor
-from rlm_worker.engine.types import LLMCall, LLMCallOutcome, utcnow
+from rlm_worker.engine.types import LLMCall, LLMCallOutcome, TraceNode, utcnow
 
-if TYPE_CHECKING:
-    from rlm_worker.engine.loop import Agent
+
+class Agent(Protocol):
+    """What the REPL calls need of the agent whose cell made them (`engine/loop.py`'s Agent), so
+    this module does not import the loop that imports it."""
+
+    depth: int
+    model: str
+    memory: MemoryBlocks
+    budget: Budget
+    sink: TraceSink
+    #: The execution tree's shared state (`loop._RunState`): its engine, request and options.
+    run_state: Any
+
+    def child(self, node: TraceNode, query: str, context: Any, model: str, memory: MemoryBlocks) -> Agent: ...
+
+    def run(self) -> Any: ...
 
 
 class ReplCalls:

@@ -31,7 +31,7 @@ def broker():
 
 
 def make_settings(database_url: str, **fields):
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     values = {
         "database_url": database_url,
@@ -72,7 +72,7 @@ def token_app(api_db_url, broker):
 @pytest.fixture()
 def clean(api_db_url, broker, open_app):
     """Empty tables and an empty broker before the test."""
-    from rlm_api.models import db
+    from rlm_api.database import db
 
     with open_app.app_context():
         with db.engine.begin() as conn:

@@ -10,7 +10,8 @@ import pytest
 import sqlalchemy as sa
 
 from rlm_api.auth import token_hash
-from rlm_api.models import Context, Execution, Session, db
+from rlm_api.database import db
+from rlm_shared.models import Context, Execution, Session
 from tests.api.conftest import ALICE, BOB, MAX_CONTEXT, bearer, make_app
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from werkzeug.serving import make_server
 
 from rlm_api.chat_request import ChatMessage, ChatRequestError, read_messages
+from rlm_shared.config import get_settings
 from rlm_worker import services
-from rlm_worker.config import get_settings
 from tests.api.conftest import ALICE, BOB, make_app
 from tests.api.test_live import CONTEXT, is_root
 from tests.support.scripted_model import ScriptedError
@@ -68,7 +68,8 @@ def bob(api_url):
 
 
 def execution_row(app, execution_id: str):
-    from rlm_api.models import Context, Execution, TraceNode, db
+    from rlm_api.database import db
+    from rlm_shared.models import Context, Execution, TraceNode
 
     with app.app_context():
         execution = db.session.get(Execution, execution_id)
@@ -225,7 +226,8 @@ def test_failed_execution_is_an_error_that_is_not_retried(api_url, scripted):
     assert execution_id in error.message
     execution, _, _ = execution_row(api_url[1], execution_id)
     assert execution.status == "failed"
-    from rlm_api.models import Execution, db
+    from rlm_api.database import db
+    from rlm_shared.models import Execution
 
     with api_url[1].app_context():  # the SDK did not retry: one execution for the question
         count = db.session.scalar(

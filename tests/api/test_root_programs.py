@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from rlm_shared.strategies import LOCAL_CHUNK_SIZE
 from rlm_worker.engine import local_model
-from rlm_worker.strategies import LOCAL_CHUNK_SIZE
 from tests.support.services import wait_for
 
 CONTEXT = "filler text. " * 200 + "The secret code is QX-4417. " + "more filler. " * 200

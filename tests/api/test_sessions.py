@@ -6,7 +6,8 @@ import io
 
 import sqlalchemy as sa
 
-from rlm_api.models import Context, Execution, db
+from rlm_api.database import db
+from rlm_shared.models import Context, Execution
 
 
 def create(client, **body):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from rlm_shared.config import get_settings
 from rlm_worker import services
-from rlm_worker.config import get_settings
 from tests.api.conftest import make_app
 from tests.support.services import wait_for
 

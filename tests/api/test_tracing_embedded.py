@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from rlm_worker import services, tracing
-from rlm_worker.config import get_settings
+from rlm_shared import tracing
+from rlm_shared.config import get_settings
+from rlm_worker import services
 from tests.api.conftest import make_app
 from tests.distributed.test_tracing import FINISHED, _from_sdk, _responder
 from tests.support.services import wait_for
@@ -53,7 +54,8 @@ def test_an_embedded_execution_is_one_trace_from_its_request(api_db_url, embedde
         )
         assert body["status"] == "succeeded", body
         with app.app_context():
-            from rlm_api.models import TraceNode, db
+            from rlm_api.database import db
+            from rlm_shared.models import TraceNode
 
             query = sa.select(TraceNode).where(TraceNode.execution_id == execution_id)
             nodes = {n.id: n for n in db.session.execute(query).scalars()}

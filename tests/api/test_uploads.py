@@ -8,8 +8,9 @@ import json
 
 import sqlalchemy as sa
 
-from rlm_api.contexts import decode_context
-from rlm_api.models import Context, Execution, db
+from rlm_api.database import db
+from rlm_shared.contexts import decode_context
+from rlm_shared.models import Context, Execution
 from tests.support.documents import (
     LATIN1_TEXT,
     docx_bytes,

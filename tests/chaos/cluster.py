@@ -20,7 +20,8 @@ from pathlib import Path
 import psycopg
 import redis
 
-from rlm_api.models import Execution, db
+from rlm_api.database import db
+from rlm_shared.models import Execution
 from tests.support.services import CeleryWorker, upgrade_database, wait_for
 
 PG_BIN = Path(os.environ.get("TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))

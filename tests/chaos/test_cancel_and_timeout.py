@@ -11,7 +11,7 @@ from pathlib import Path
 
 import redis
 
-from rlm_worker.queues import LLM_QUEUE
+from rlm_shared.queues import LLM_QUEUE
 from tests.chaos.cluster import execution_row, submit, wait_finished
 from tests.support.scripted_model import user_text
 from tests.support.services import wait_for

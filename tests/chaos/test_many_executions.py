@@ -14,7 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 from werkzeug.serving import make_server
 
-from rlm_api.models import Execution, db
+from rlm_api.database import db
+from rlm_shared.models import Execution
 from tests.chaos.cluster import FINISHED
 from tests.support.scripted_model import user_text
 from tests.support.services import wait_for

@@ -137,10 +137,11 @@ def test_killing_an_llm_worker_with_calls_in_flight_still_succeeds(workers, clie
 
 
 def test_a_leaf_task_delivered_twice_calls_the_model_once(workers, client, chaos_app, scripted):
-    from rlm_api.models import TraceNode, db
+    from rlm_api.database import db
+    from rlm_shared.models import TraceNode
+    from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE
     from rlm_worker.engine.tree import node_id_for
     from rlm_worker.engine.types import LLMCall
-    from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
 
     scripted.responder = lambda r: user_text(r).upper()
     workers.start("rlm.llm", "threads", 4, "llm")

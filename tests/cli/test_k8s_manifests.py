@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from rlm_api.cli.processes import CELERY_APP, QUEUES, worker_command
+from rlm_shared.queues import LLM_QUEUE, ROOT_QUEUE
 from rlm_worker.liveness import alive_path
-from rlm_worker.queues import LLM_QUEUE, ROOT_QUEUE
 from tests.cli.readme import ROOT
 from tests.cli.test_deployment_files import VARIABLES, parse_rlm
 
@@ -222,9 +222,9 @@ def test_the_celery_app_path_and_the_probe_routes_exist(tmp_path):
     """`celery -A rlm_worker.celery_app` finds an app; readiness (/api/health) fails without a
     database while liveness (/api/openapi.json) does not."""
     from rlm_api import create_app
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
-    # In a process of its own: the worker module builds (and keeps) its Flask app when asked.
+    # In a process of its own: the worker module builds (and keeps) its Celery app when asked.
     found = subprocess.run(
         [sys.executable, "-c", f"import {CELERY_APP} as m; print(type(m.celery).__name__, m.celery.main)"],
         capture_output=True,
@@ -232,7 +232,7 @@ def test_the_celery_app_path_and_the_probe_routes_exist(tmp_path):
         timeout=120,
         env={**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path}/rlm.db"},
     )
-    assert found.stdout.split() == ["Celery", "rlm_api"], found.stderr
+    assert found.stdout.split() == ["Celery", "rlm_worker"], found.stderr
     settings = Settings(
         database_url=f"sqlite:///{tmp_path}/missing/dir/rlm.db",
         celery_broker_url="redis://127.0.0.1:1/0",
@@ -273,7 +273,7 @@ def test_variables_are_settings_and_secrets_are_only_referenced():
 
 
 def test_workers_drain_longer_than_their_work_lasts():
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     settings = Settings()
     grace = {

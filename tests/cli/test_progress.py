@@ -9,7 +9,7 @@ import sys
 import time
 
 from rlm_api.cli.run import plan_run
-from rlm_worker.config import Settings
+from rlm_shared.config import Settings
 from tests.cli.readme import ROOT
 from tests.support.scripted_model import user_text
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from bench.lockfile import REFRESH_COMMAND
 from rlm_api.cli import main as rlm_main
 from rlm_api.cli.environment import all_variables, markdown_table
-from rlm_worker.config import Settings
+from rlm_shared.config import Settings
 from tests.cli.readme import ROOT, command_parts, readme_command, readme_commands, run_shell, tool_env
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

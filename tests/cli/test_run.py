@@ -150,7 +150,8 @@ def test_an_embedded_run_whose_process_died_is_closed_on_the_next_start(tmp_path
     from datetime import timedelta
 
     from rlm_api.cli.local_app import open_app
-    from rlm_api.models import Context, Execution, db
+    from rlm_api.database import db
+    from rlm_shared.models import Context, Execution
     from rlm_worker.engine.types import utcnow
 
     url = f"sqlite:///{tmp_path / 'orphans.db'}"

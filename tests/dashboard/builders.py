@@ -8,9 +8,10 @@ from typing import Any
 
 from flask import Flask
 
-from rlm_api.contexts import store_context
-from rlm_api.models import Execution, Session, db
-from rlm_api.trace_sink import SqlTraceSink
+from rlm_api.database import db
+from rlm_shared.contexts import store_context
+from rlm_shared.models import Execution, Session
+from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import TraceNode
 

@@ -32,7 +32,7 @@ def broker():
 @pytest.fixture(scope="session")
 def dashboard_app(dashboard_db_url, broker):
     from rlm_api import create_app
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     settings = Settings(
         database_url=dashboard_db_url,
@@ -51,7 +51,7 @@ def dashboard_app(dashboard_db_url, broker):
 @pytest.fixture()
 def app(dashboard_app, broker):
     """The app over empty tables and an empty broker."""
-    from rlm_api.models import db
+    from rlm_api.database import db
 
     with dashboard_app.app_context():
         with db.engine.begin() as conn:

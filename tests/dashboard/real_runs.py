@@ -6,7 +6,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlm_api.models import FINISHED_STATUSES, Execution, db
+from rlm_api.database import db
+from rlm_shared.models import FINISHED_STATUSES, Execution
 from tests.support.scripted_model import turn_index
 from tests.support.services import wait_for
 

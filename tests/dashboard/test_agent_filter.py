@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from rlm_api.models import Execution, db
+from rlm_api.database import db
+from rlm_shared.models import Execution
 
 
 def submit(client, question: str, agent_id: str | None = None) -> str:

@@ -111,16 +111,17 @@ QUESTION = "How does Bierce define ABSURDITY?"
 def make_strategy_execution(app, session_id: str) -> tuple[str, str]:
     """What `rlm run --strategy search` over the sample leaves, offline: a strategy's code cell
     and four sub-calls with one template, each over its own passage, all at $0."""
-    from rlm_api.models import Execution, db
-    from rlm_api.trace_sink import SqlTraceSink
+    from rlm_api.database import db
+    from rlm_shared.models import Execution
+    from rlm_shared.strategies import get_strategy
+    from rlm_shared.strategies.common import EXTRACT_PROMPT
+    from rlm_shared.trace_sink import SqlTraceSink
     from rlm_worker.engine.tree import TreeCursor
-    from rlm_worker.strategies import get_strategy
-    from rlm_worker.strategies.common import EXTRACT_PROMPT
     from tests.dashboard.builders import at
 
     text = SAMPLE.read_text()
     with app.app_context():
-        from rlm_api.contexts import store_context
+        from rlm_shared.contexts import store_context
 
         execution = Execution(
             session_id=session_id, context_id=store_context(text).id, user_query=QUESTION,

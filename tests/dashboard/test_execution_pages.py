@@ -9,8 +9,9 @@ from datetime import timedelta
 from pygments.token import STANDARD_TYPES, Keyword, String
 
 from dashboard.highlight import STYLESHEET, stylesheet
-from rlm_api.models import Execution, db
-from rlm_api.trace_sink import SqlTraceSink
+from rlm_api.database import db
+from rlm_shared.models import Execution
+from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import TraceNode as EngineNode
 from tests.dashboard.builders import CODE, T0, at, make_execution, make_session

@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from rlm_api.models import Context, Execution, Session, db
+from rlm_api.database import db
+from rlm_shared.models import Context, Execution, Session
+from rlm_shared.queues import ROOT_QUEUE
+from rlm_shared.strategies import LOCAL_CHUNK_SIZE
 from rlm_worker.engine import local_model
-from rlm_worker.queues import ROOT_QUEUE
-from rlm_worker.strategies import LOCAL_CHUNK_SIZE
 from tests.dashboard.builders import T0, make_execution, make_session
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from rlm_api.models import TraceNode, db
+from rlm_api.database import db
+from rlm_shared.models import TraceNode
 from tests.dashboard.builders import make_execution, make_session
 from tests.dashboard.real_runs import HOSTILE, hostile_responder, run_hostile_execution, wait_finished
 

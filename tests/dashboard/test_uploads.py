@@ -7,8 +7,9 @@ from io import BytesIO
 
 import sqlalchemy as sa
 
-from rlm_api.contexts import decode_context
-from rlm_api.models import Context, Session, db
+from rlm_api.database import db
+from rlm_shared.contexts import decode_context
+from rlm_shared.models import Context, Session
 from tests.support.documents import docx_bytes, pdf_bytes, zip_bytes
 
 

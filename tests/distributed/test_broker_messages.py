@@ -7,11 +7,11 @@ import json
 
 from celery import Celery
 
-from rlm_worker.celery_app import celery_settings
-from rlm_worker.config import Settings
+from rlm_shared.celery_config import celery_settings
+from rlm_shared.config import Settings
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE
 from rlm_worker.dispatchers import CeleryDispatcher
 from rlm_worker.engine.types import LLMCall
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
 from tests.support.services import REDIS_HOST, REDIS_PORT, flushed_redis
 
 BROKER_DB = 12

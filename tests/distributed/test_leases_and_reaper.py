@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 import redis
 
-from rlm_api.models import Context, Execution, db
-from rlm_worker.config import Settings
+from rlm_api.database import db
+from rlm_shared.config import Settings
+from rlm_shared.models import Context, Execution
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import claim
 from rlm_worker.reaper import reap_once

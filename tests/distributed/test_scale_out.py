@@ -7,7 +7,8 @@ import threading
 import time
 from collections import Counter
 
-from rlm_api.models import Execution, db
+from rlm_api.database import db
+from rlm_shared.models import Execution
 from tests.chaos.cluster import FINISHED, submit
 from tests.support.scripted_model import user_text
 from tests.support.services import wait_for

@@ -12,10 +12,11 @@ from datetime import timedelta
 import redis
 import sqlalchemy as sa
 
-from rlm_api.models import Execution, db
+from rlm_api.database import db
+from rlm_shared.models import Execution
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE
 from rlm_worker.dispatchers import CHECK_TRACE_HEADER, SENT_AT_HEADER, CeleryDispatcher
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, utcnow
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE
 from rlm_worker.reaper import reap_once
 from rlm_worker.stop_notices import MARGIN_SECONDS, StopListener, announce_stopped
 from tests.chaos.cluster import PrivateRedis, make_workdir, remove_workdir, submit, wait_finished

@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from rlm_worker import tracing
+from rlm_shared import tracing
 from tests.support.services import SCRIPTED_PRICES, CeleryWorker, free_redis_db, wait_for, worker_env
 
 opentelemetry = pytest.importorskip("opentelemetry.sdk")  # the `otel` extra, which the lock includes
@@ -92,7 +92,7 @@ def _from_sdk(span, service: str) -> dict:
 def traced_stack(pg_database_url, model_server):
     """The API (in-process, in-memory exporter) and a root and an llm worker (OTEL_* only)."""
     from rlm_api import create_app
-    from rlm_worker.config import Settings
+    from rlm_shared.config import Settings
 
     collector = Collector()
     broker, backend = free_redis_db((20, 21))  # queues of its own (tests use 3-14)
@@ -160,7 +160,8 @@ def test_one_execution_is_one_trace_shaped_like_its_trace_table(traced_stack, sc
 
     assert wait_for(finished, 90, what="the execution")["status"] == "succeeded"
     with app.app_context():
-        from rlm_api.models import TraceNode, db
+        from rlm_api.database import db
+        from rlm_shared.models import TraceNode
 
         rows = db.session.execute(
             sa.select(TraceNode).where(TraceNode.execution_id == execution_id)

@@ -158,8 +158,8 @@ def test_only_the_openai_route_is_lean():
 
 @pytest.mark.parametrize("setting, lean", [(None, True), ("false", False)])
 def test_the_setting_switches_the_worker_client(monkeypatch, setting, lean):
+    from rlm_shared.config import get_settings
     from rlm_worker import services
-    from rlm_worker.config import get_settings
 
     if setting is not None:
         monkeypatch.setenv("LEAN_MODEL_CLIENT", setting)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rlm_worker.config import Settings
+from rlm_shared.config import Settings
 from rlm_worker.engine.model_policy import ModelNotAllowed, ModelPolicy, ProviderNotConfigured
 
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from bench.needle import NEEDLES, build_cases
+from rlm_shared.strategies import LOCAL_CHUNK_SIZE, get_strategy
+from rlm_shared.strategies.common import EXTRACT_PROMPT, FIND_PROMPT, paragraph_passages
 from rlm_worker.engine import local_model
 from rlm_worker.engine.loop import ExecutionRequest
 from rlm_worker.engine.options import ExecutionOptions
-from rlm_worker.strategies import LOCAL_CHUNK_SIZE, get_strategy
-from rlm_worker.strategies.common import EXTRACT_PROMPT, FIND_PROMPT, paragraph_passages
 from tests.local_model.conftest import MODEL
 
 SAMPLE_TEXT = """helium

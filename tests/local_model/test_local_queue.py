@@ -8,12 +8,12 @@ import threading
 import time
 import urllib.request
 
+from rlm_shared.strategies.common import EXTRACT_PROMPT
 from rlm_worker.engine import local_model
 from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.memory_sink import InMemoryTraceSink
 from rlm_worker.engine.subcall import execute_llm_calls_until_stopped
 from rlm_worker.engine.types import LLMCall
-from rlm_worker.strategies.common import EXTRACT_PROMPT
 from tests.local_model.conftest import MODEL
 from tests.support.services import wait_for
 

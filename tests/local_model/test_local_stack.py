@@ -8,11 +8,12 @@ and starts its server on first use.
 from __future__ import annotations
 
 from bench.needle import NEEDLES, build_cases
-from rlm_api.contexts import store_context
+from rlm_api.database import db
 from rlm_api.launch import launch_execution
-from rlm_api.models import Execution, db
+from rlm_shared.contexts import store_context
+from rlm_shared.models import Execution
+from rlm_shared.strategies import LOCAL_CHUNK_SIZE
 from rlm_worker.engine.options import ExecutionOptions
-from rlm_worker.strategies import LOCAL_CHUNK_SIZE
 from tests.local_model.conftest import MODEL
 from tests.support.services import wait_for
 

@@ -56,7 +56,7 @@ def test_the_converted_file_gives_nearly_the_replies_the_shipped_one_gives(bundl
     in a few tokens (seen: one identical, one with two copied numbers changed)."""
     import difflib
 
-    from rlm_worker.strategies.common import EXTRACT_PROMPT, split_chunks
+    from rlm_shared.strategies.common import EXTRACT_PROMPT, split_chunks
 
     text = (Path(__file__).resolve().parents[2] / "samples" / "northern_tern_log.txt").read_text()
     prompts = [

@@ -8,14 +8,14 @@ import threading
 
 import pytest
 
+from rlm_shared.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE, get_strategy
+from rlm_shared.strategies.common import FIND_PROMPT, paragraph_passages, split_chunks
+from rlm_shared.strategies.offline import offline_plan
 from rlm_worker.dispatchers import InProcessDispatcher
 from rlm_worker.engine.loop import Engine, ExecutionRequest
 from rlm_worker.engine.memory_sink import InMemoryTraceSink
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import ModelReply
-from rlm_worker.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE, get_strategy
-from rlm_worker.strategies.common import FIND_PROMPT, paragraph_passages, split_chunks
-from rlm_worker.strategies.offline import offline_plan
 
 PARAGRAPH = "Nothing of note happened on this day at the harbour. " * 6
 LOG = "\n\n".join(

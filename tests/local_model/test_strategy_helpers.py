@@ -9,9 +9,9 @@ import pytest
 from RestrictedPython import compile_restricted_exec
 
 from bench.needle import NEEDLES, build_cases, plant, score
+from rlm_shared.strategies import STRATEGIES, UnknownStrategy, get_strategy, root_program
+from rlm_shared.strategies import common as c
 from rlm_worker.engine.options import ExecutionOptions
-from rlm_worker.strategies import STRATEGIES, UnknownStrategy, get_strategy, root_program
-from rlm_worker.strategies import common as c
 
 ELEMENTS = """helium
 Symbol: He

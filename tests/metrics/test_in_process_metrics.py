@@ -9,9 +9,9 @@ import pytest
 import redis
 from kombu import Connection
 
+from rlm_shared.config import get_settings
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTION_TASK
 from rlm_worker import services
-from rlm_worker.config import get_settings
-from rlm_worker.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTION_TASK
 from tests.api.conftest import make_app
 from tests.metrics.conftest import parse, value
 from tests.support.services import REDIS_HOST, REDIS_PORT, migrated_database, wait_for

@@ -84,8 +84,9 @@ def test_root_code_storing_1e999_leaves_the_session_valid_and_usable(stack_clien
 def test_a_session_holding_infinity_from_an_older_version_still_runs(tmp_path):
     """SQLite (embedded mode) stores whatever JSON text it is given: an older version's Infinity."""
     from rlm_api.cli.local_app import open_app
-    from rlm_api.contexts import store_context
-    from rlm_api.models import Session, db
+    from rlm_api.database import db
+    from rlm_shared.contexts import store_context
+    from rlm_shared.models import Session
 
     app = open_app(f"sqlite:///{tmp_path / 'old.db'}", quiet=True)
     with app.app_context():

@@ -108,8 +108,8 @@ def flushed_redis(db: int) -> Iterator[redis.Redis]:
 def app_from_env(env: dict[str, str]) -> Iterator[Flask]:
     """The Flask app a worker started with `env` would build; its connections closed after."""
     from rlm_api import create_app
-    from rlm_api.models import db
-    from rlm_worker.config import Settings
+    from rlm_api.database import db
+    from rlm_shared.config import Settings
 
     fields = {k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields}
     app = create_app(settings=Settings(**fields))

@@ -210,7 +210,7 @@ _setup_lock = threading.Lock()
 
 
 def setup(app: Any, exporter: Any = None, environ: Mapping[str, str] = os.environ) -> bool:
-    """Turn tracing on for this process and instrument `app` (the Flask app) and Celery, when
+    """Turn tracing on for this process and instrument `app` (the Flask app; None in a worker) and Celery, when
     OTEL_* asks for it, or with `exporter` (tests: an in-memory one, exported at once). The
     provider is this package's own, not the global one, so nothing else in the process changes."""
     global node_spans, _provider
@@ -227,6 +227,8 @@ def setup(app: Any, exporter: Any = None, environ: Mapping[str, str] = os.enviro
                     exc.name,
                 )
                 return False
+        if app is None:
+            return True
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
         if not getattr(app, "_is_instrumented_by_opentelemetry", False):

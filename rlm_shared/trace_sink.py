@@ -14,8 +14,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine as SAEngine
 
-from rlm_api.models import Execution, MemorySnapshot, TraceNode
-from rlm_worker import tracing
+from rlm_shared import tracing
+from rlm_shared.models import Execution, MemorySnapshot, TraceNode
 from rlm_worker.engine.types import TraceNode as EngineNode
 
 _NODE_COLUMNS = [c.name for c in TraceNode.__table__.columns]

@@ -14,7 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from rlm_api.models import Context, db
+from rlm_shared.database import database
+from rlm_shared.models import Context
 
 
 def encode_context(value: Any) -> tuple[str, str]:
@@ -46,16 +47,16 @@ def store_context(value: Any, owner: str | None = None) -> Context:
     """Insert the context unless this owner already stored an identical one; return the row either way."""
     kind, text = encode_context(value)
     digest = dedupe_key(kind, text, owner)
-    existing = db.session.scalar(sa.select(Context).where(Context.sha256 == digest))
+    existing = database.session.scalar(sa.select(Context).where(Context.sha256 == digest))
     if existing is not None:
         return existing
     row = Context(sha256=digest, kind=kind, size_chars=len(text), content=text)
-    db.session.add(row)
+    database.session.add(row)
     try:
-        db.session.flush()
+        database.session.flush()
     except sa.exc.IntegrityError:  # a concurrent request stored it first
-        db.session.rollback()
-        row = db.session.scalar(sa.select(Context).where(Context.sha256 == digest))
+        database.session.rollback()
+        row = database.session.scalar(sa.select(Context).where(Context.sha256 == digest))
         assert row is not None
     return row
 
@@ -69,7 +70,7 @@ def load_context(context_id: str) -> Any:
     """The context's value, read with a Core select of two columns on a connection of its own:
     no ORM object keeps the text alive, and no pooled connection keeps a copy in its buffers."""
     query = sa.select(Context.kind, Context.content).where(Context.id == context_id)
-    with db.engine.connect() as conn:
+    with database.engine.connect() as conn:
         row = conn.execute(query).one_or_none()
         if row is None:
             raise LookupError(f"context {context_id} not found")

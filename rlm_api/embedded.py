@@ -20,8 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import sqlalchemy as sa
 from flask import Flask
 
-from rlm_api.models import Execution, db
-from rlm_api.trace_sink import SqlTraceSink
+from rlm_api.database import db
+from rlm_shared.models import Execution
+from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker.dispatchers import InProcessDispatcher
 from rlm_worker.engine.ports import Dispatcher
 from rlm_worker.engine.types import utcnow

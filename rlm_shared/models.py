@@ -1,6 +1,8 @@
 """The database: contexts, sessions, executions, trace nodes and memory snapshots.
 
-Schema changes go through Flask-Migrate (`flask --app rlm_api db migrate`), never `create_all`.
+Plain SQLAlchemy 2.0 declarative classes, so a worker, the migrations and any script use them
+without Flask; the web side's Flask-SQLAlchemy wraps the same `Base` (`rlm_api.database`).
+Schema changes go through the migrations (`flask --app rlm_api db migrate`), never `create_all`.
 """
 
 from __future__ import annotations
@@ -10,16 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
-
-
-db = SQLAlchemy(model_class=Base)
+    """The models' base; its `metadata` is the schema the migrations compare against."""
 
 JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
 TZDateTime = sa.DateTime(timezone=True)
@@ -37,10 +35,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Context(db.Model):
+class Context(Base):
     """An input, stored once per owner and distinct content, so messages carry only its id.
 
-    `sha256` is the dedupe key: the hash of the owner and the content (see `rlm_api.contexts`)."""
+    `sha256` is the dedupe key: the hash of the owner and the content (see `rlm_shared.contexts`)."""
 
     __tablename__ = "contexts"
 
@@ -52,7 +50,7 @@ class Context(db.Model):
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
 
 
-class Session(db.Model):
+class Session(Base):
     """A context plus memory and REPL variables that persist across executions."""
 
     __tablename__ = "sessions"
@@ -67,7 +65,7 @@ class Session(db.Model):
     updated_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, onupdate=_now, nullable=False)
 
 
-class Execution(db.Model):
+class Execution(Base):
     """One root run of the agent loop over a context."""
 
     __tablename__ = "executions"
@@ -122,7 +120,7 @@ class Execution(db.Model):
         return None
 
 
-class TraceNode(db.Model):
+class TraceNode(Base):
     """One step of an execution tree. `path` sorts a whole tree in display order."""
 
     __tablename__ = "trace_nodes"
@@ -158,7 +156,7 @@ class TraceNode(db.Model):
         return None
 
 
-class MemorySnapshot(db.Model):
+class MemorySnapshot(Base):
     """The memory blocks after a step, so the dashboard can diff consecutive steps."""
 
     __tablename__ = "memory_snapshots"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from rlm_shared.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE
 from rlm_worker.engine import local_model
-from rlm_worker.strategies import DEFAULT_STRATEGY, LOCAL_CHUNK_SIZE
 
 NOTICE = (
     "rlm: no model provider is configured (no API key for {model}, no LLM_API_BASE), so the local "

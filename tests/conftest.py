@@ -17,6 +17,7 @@ from tests.support.services import (  # noqa: E402
     CeleryWorker,
     free_redis_db,
     migrated_database,
+    stop_workers,
     worker_env,
 )
 
@@ -75,19 +76,23 @@ def stack_app(stack_settings):
     return create_app(settings=stack_settings)
 
 
+#: On a loaded machine a worker's start-up alone has taken over 60 s.
+WORKER_START_SECONDS = 240
+
+
 @pytest.fixture(scope="session")
 def celery_workers(stack_app, stack_env):
-    """One root worker and one llm worker, real processes, on the test broker."""
+    """One root worker and one llm worker, real processes, on the test broker; started once for
+    the session and shared by every suite that needs executions to run (api, client, cli, ...)."""
     celery = stack_app.extensions["celery"]
     root = CeleryWorker("rlm.root", stack_env, pool="threads", concurrency=4, name="root")
     llm = CeleryWorker("rlm.llm", stack_env, pool="threads", concurrency=16, name="llm")
     try:
-        root.wait_ready(celery)
-        llm.wait_ready(celery)
+        root.wait_ready(celery, timeout=WORKER_START_SECONDS)
+        llm.wait_ready(celery, timeout=WORKER_START_SECONDS)
         yield {"root": root, "llm": llm}
     finally:
-        root.stop()
-        llm.stop()
+        stop_workers(root, llm)
 
 
 @pytest.fixture()

@@ -13,7 +13,6 @@ from werkzeug.serving import make_server
 #: The scripted model's sub-calls find this code in the context.
 CONTEXT = "filler text. " * 400 + "The secret code is QX-4417. " + "more filler. " * 400
 QUESTION = "What is the secret code?"
-WORKER_START_SECONDS = 240
 #: A root program for a folder (a list of documents): the sub-call finds the code, FINAL names the files.
 DOCUMENTS_ROOT = (
     "names = sorted(d['name'] for d in context)\n"
@@ -37,24 +36,6 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.thread.join(timeout=10)
-
-
-@pytest.fixture(scope="session")
-def celery_workers(stack_app, stack_env):
-    """The shared root and llm workers (tests/conftest.py), given longer to start: on a loaded
-    machine a worker's start-up alone has taken over 60 s."""
-    from tests.support.services import CeleryWorker
-
-    celery = stack_app.extensions["celery"]
-    root = CeleryWorker("rlm.root", stack_env, pool="threads", concurrency=4, name="root")
-    llm = CeleryWorker("rlm.llm", stack_env, pool="threads", concurrency=16, name="llm")
-    try:
-        root.wait_ready(celery, timeout=WORKER_START_SECONDS)
-        llm.wait_ready(celery, timeout=WORKER_START_SECONDS)
-        yield {"root": root, "llm": llm}
-    finally:
-        root.stop()
-        llm.stop()
 
 
 def token_app(stack_settings, token: str, **fields):

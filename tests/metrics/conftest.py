@@ -27,6 +27,7 @@ from tests.support.services import (
     app_from_env,
     migrated_database,
     stop_process_group,
+    stop_workers,
     wait_for,
     worker_env,
 )
@@ -170,6 +171,7 @@ def fleet(model_server, tmp_path_factory) -> Iterator[Fleet]:
                 wait_for(lambda t=target: http(t, METRICS_TOKEN)[0] == 200, 30, what=f"metrics at {target}")
             yield fleet
         finally:
+            root.terminate()
+            llm.terminate()
             web.stop()
-            root.stop()
-            llm.stop()
+            stop_workers(root, llm)

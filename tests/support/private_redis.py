@@ -1,7 +1,9 @@
 """A private redis-server for one test session, so concurrent sessions never share queues.
 
 Started before anything reads TEST_REDIS_PORT; stopped when the interpreter exits. Set
-TEST_REDIS_PORT yourself to use an existing server instead.
+TEST_REDIS_PORT yourself to use an existing server instead. Under pytest-xdist every worker
+process starts its own (the suites use fixed database numbers, so two workers sharing one server
+would flush each other's queues); a port inherited from the controller is not reused.
 """
 
 from __future__ import annotations
@@ -21,8 +23,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Which process started the server TEST_REDIS_PORT names ("" for the controller or a plain run).
+_OWNER = "RLM_TEST_REDIS_OWNER"
+
+
 def ensure_private_redis() -> None:
-    if os.environ.get("TEST_REDIS_PORT") or not shutil.which("redis-server"):
+    me = os.environ.get("PYTEST_XDIST_WORKER", "")
+    inherited = _OWNER in os.environ and os.environ[_OWNER] != me
+    if (os.environ.get("TEST_REDIS_PORT") and not inherited) or not shutil.which("redis-server"):
         return
     port = _free_port()
     workdir = tempfile.mkdtemp(prefix="rlm-test-redis-")
@@ -45,6 +53,7 @@ def ensure_private_redis() -> None:
         proc.kill()
         raise RuntimeError("the private redis-server for the tests did not start")
     os.environ["TEST_REDIS_PORT"] = str(port)
+    os.environ[_OWNER] = me
 
     def stop() -> None:
         proc.terminate()

@@ -163,6 +163,7 @@ class CeleryWorker:
         self.log_path = Path(ROOT / "tests" / "artifacts" / f"{self.name.split('@')[0]}.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self._terminated = False
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -191,6 +192,12 @@ class CeleryWorker:
             start_new_session=True,
         )
 
+    def terminate(self) -> None:
+        """Ask for a warm shutdown (once) and return at once; `stop` then waits for it."""
+        if self.proc.poll() is None and not self._terminated:
+            self._terminated = True
+            self.proc.terminate()
+
     def wait_ready(self, celery_app, timeout: float = 60) -> None:
         def ready() -> bool:
             if self.proc.poll() is not None:
@@ -201,11 +208,19 @@ class CeleryWorker:
         wait_for(ready, timeout, interval=0.2, what=f"celery worker {self.name}")
 
     def stop(self) -> None:
+        self.terminate()
         if self.proc.poll() is None:
-            self.proc.terminate()
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+
+
+def stop_workers(*workers: CeleryWorker) -> None:
+    """Stop workers together: each finishes its warm shutdown while the others finish theirs."""
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.stop()

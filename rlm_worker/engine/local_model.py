@@ -6,7 +6,7 @@ that process reuses it. litellm reaches it as `openai/<name>` like any other Ope
 server, so tracing, token counts and retries are the same as for a cloud model. Cost is 0.
 
 The server has a fixed number of slots (llama.cpp batches the slots' sequences together). Calls
-beyond that wait in this process (`LocalModelQueue`), not at the server: a fan-out of 37 chunk
+beyond that wait in this process (`LocalModelQueue`), not at the server: a fan-out of 79 passage
 calls then finishes one slot's worth at a time, so progress moves, and a call still waiting when
 its execution stops is dropped at once. A call being computed is cancelled by closing its HTTP
 request, which llama.cpp notices and frees the slot.

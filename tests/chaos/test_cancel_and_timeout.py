@@ -143,7 +143,10 @@ def test_the_time_limit_stops_busy_cells_and_sub_call_waits(
 
     spun = client.get(f"/api/executions/{spin}/trace").get_json()["nodes"]
     (cell,) = [n for n in spun if n["kind"] == "code"]
-    assert "killed" in cell["error"]  # the busy REPL was killed, not left to run to its CPU limit
+    # The busy REPL was killed, not left to run to its CPU limit: the cell says what stopped it and
+    # keeps the REPL's own report with its stderr.
+    assert cell["error"].startswith("stopped by guard timeout_seconds"), cell["error"]
+    assert "killed" in cell["stderr"], cell["stderr"]
     stopped_at = execution_row(chaos_app, wait).finished_at.timestamp()
     assert [p for p, _ in starts].count("slow") >= 2
     assert all(at <= stopped_at for _, at in starts)  # no sub-call reached the model after the stop

@@ -273,6 +273,13 @@ def test_cancel_through_rlm_serve_stops_within_five_seconds(cli_env, slow_model,
     )
 
     ((error,),) = query(cli_env, "SELECT error FROM executions")
+    # The run stores its outcome just after its last node stops, and with it writes the record's
+    # reason onto the root node: wait for that, then everything must agree.
+    wait_for(
+        lambda: query(cli_env, "SELECT error FROM trace_nodes WHERE kind = 'root'") == [(error,)],
+        5,
+        what="the root node to carry the record's reason",
+    )
     assert_one_reason_and_calls_counted(cli_env, "cancelled", error)
     wait_for(lambda: not sandboxes_of(proc.pid), 5, what="the REPL process to end")
     assert all(state != "Z" for state, _ in children(proc.pid).values()), children(proc.pid)

@@ -188,11 +188,15 @@ class RLMQueryBatched:
         )
 
 
-class RankPassages:
+class _Ranking:
+    """A REPL ranking function (worker-side): passages and a query in, (index, score) pairs out."""
+
     __slots__ = ()
+    name = ""
+    score = "score"
 
     def __call__(self, passages: Any, query: Any, k: Any = 10) -> list[tuple[int, float]]:
-        fn = "rank_passages"
+        fn = self.name
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise TypeError(f"{fn}: k must be a positive int")
         args = {"passages": _texts(passages, "passages", fn), "query": _text(query, "query", fn), "k": k}
@@ -202,24 +206,18 @@ class RankPassages:
         return [(int(pair[0]), float(pair[1])) for pair in value]
 
     def __repr__(self) -> str:
-        return "<REPL function rank_passages(passages, query, k=10) -> list of (index, score), best first>"
+        return f"<REPL function {self.name}(passages, query, k=10) -> list of (index, {self.score}), best first>"
 
 
-class RankByMeaning:
+class RankPassages(_Ranking):
     __slots__ = ()
+    name = "rank_passages"
 
-    def __call__(self, passages: Any, query: Any, k: Any = 10) -> list[tuple[int, float]]:
-        fn = "rank_by_meaning"
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise TypeError(f"{fn}: k must be a positive int")
-        args = {"passages": _texts(passages, "passages", fn), "query": _text(query, "query", fn), "k": k}
-        value = call(fn, args)
-        if not isinstance(value, list):
-            return []
-        return [(int(pair[0]), float(pair[1])) for pair in value]
 
-    def __repr__(self) -> str:
-        return "<REPL function rank_by_meaning(passages, query, k=10) -> list of (index, similarity), best first>"
+class RankByMeaning(_Ranking):
+    __slots__ = ()
+    name = "rank_by_meaning"
+    score = "similarity"
 
 
 class Memory:

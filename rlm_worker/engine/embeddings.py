@@ -26,7 +26,6 @@ import importlib.util
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -112,11 +111,7 @@ def convert(folder: Path, target: Path) -> None:
     phantom = [t if t in specials else (t[2:] if t.startswith("##") else "\u2581" + t) for t in tokens]
     blocks = int(config["num_hidden_layers"])
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.BERT, blocks)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
-    os.close(handle)
-    try:
-        writer = gguf.GGUFWriter(partial, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.BERT])
+    with model_file.gguf_writer(target, gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.BERT]) as writer:
         writer.add_name("all-MiniLM-L6-v2")
         writer.add_context_length(int(config["max_position_embeddings"]))
         writer.add_embedding_length(int(config["hidden_size"]))
@@ -151,14 +146,6 @@ def convert(folder: Path, target: Path) -> None:
                 if data.ndim > 1 and not new_name.startswith("token_types"):
                     data = data.astype(np.float16)
                 writer.add_tensor(new_name, np.ascontiguousarray(data))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        os.replace(partial, target)
-    finally:
-        if os.path.exists(partial):
-            os.unlink(partial)
     log.info("converted all-MiniLM-L6-v2 to GGUF at %s", target)
 
 

@@ -17,7 +17,10 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("rlm.local_model")
 
@@ -74,11 +77,7 @@ def convert(source: Path, target: Path) -> None:
         raise ConversionError('the gguf library is missing: pip install "rlm-engine[local]"') from None
     reader = gguf.GGUFReader(source)
     architecture = reader.fields["general.architecture"].contents()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
-    os.close(handle)
-    try:
-        writer = gguf.GGUFWriter(partial, architecture)
+    with gguf_writer(target, architecture) as writer:
         for field in reader.fields.values():
             if field.name.startswith("GGUF.") or field.name in ("general.architecture", "general.file_type"):
                 continue
@@ -91,6 +90,21 @@ def convert(source: Path, target: Path) -> None:
             if kind == Kind.Q4_1:
                 data, kind = quants.quantize(quants.dequantize(data, kind), Kind.Q8_0), Kind.Q8_0
             writer.add_tensor(tensor.name, data, raw_shape=data.shape, raw_dtype=kind)
+    log.info("converted %s to %s at %s", source.name, TARGET, target)
+
+
+@contextmanager
+def gguf_writer(target: Path, architecture: str) -> Iterator[Any]:
+    """A `gguf.GGUFWriter` on a temporary file beside `target`, which replaces `target` only once
+    the whole file is written: a killed conversion never leaves a half-written model behind."""
+    import gguf
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    os.close(handle)
+    try:
+        writer = gguf.GGUFWriter(partial, architecture)
+        yield writer
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
@@ -99,4 +113,3 @@ def convert(source: Path, target: Path) -> None:
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
-    log.info("converted %s to %s at %s", source.name, TARGET, target)

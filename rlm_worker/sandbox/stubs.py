@@ -192,7 +192,7 @@ class _Ranking:
     """A REPL ranking function (worker-side): passages and a query in, (index, score) pairs out."""
 
     __slots__ = ()
-    name = ""
+    name: str  # the REPL function's name, set by each subclass
     score = "score"
 
     def __call__(self, passages: Any, query: Any, k: Any = 10) -> list[tuple[int, float]]:

@@ -17,7 +17,7 @@ from rlm_worker.engine.memory import MemoryBlocks
 from rlm_worker.engine.model_policy import ModelPolicy
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.outcome import answer_found
-from rlm_worker.engine.parsing import extract_code_cells, find_bare_final, truncate_output
+from rlm_worker.engine.parsing import ProseFinal, extract_code_cells, find_bare_final, truncate_output
 from rlm_worker.engine.ports import (
     Dispatcher,
     ModelClient,
@@ -27,6 +27,7 @@ from rlm_worker.engine.ports import (
     TraceSink,
 )
 from rlm_worker.engine.repl_api import ReplCalls
+from rlm_worker.engine.repl_names import REPL_FUNCTIONS
 from rlm_worker.engine.sandbox_slots import SandboxSlots, SlotPool
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import CellResult, TraceNode, utcnow
@@ -422,17 +423,34 @@ class Agent:
             self.budget.check()
         bare = find_bare_final(reply)
         if bare is not None:
-            kind, value = bare
-            code = f"FINAL_VAR({value!r})" if kind == "var" else f"FINAL({value})"
-            result = self._run_cell(code, cursor, sandbox)
-            if result.final is not None:
-                return result.final, ""
-            if kind == "value":
-                return value, ""
-            outputs.append(self._describe(len(cells) + 1, result))
+            final, failed = self._prose_final(bare, cursor, sandbox)
+            if final is not None:
+                return final, ""
+            if failed is not None:
+                outputs.append(self._describe(len(cells) + 1, failed))
         if not cells and bare is None:
             return None, prompts.NO_CODE_NUDGE
         return None, prompts.format_cell_feedback(outputs)
+
+    def _prose_final(
+        self, bare: ProseFinal, cursor: TreeCursor, sandbox: Sandbox
+    ) -> tuple[str | None, CellResult | None]:
+        """A FINAL written outside a code block, as data: (the answer or None, the failed lookup).
+
+        Quoted or other text is the answer as written; nothing in it runs. A name (FINAL(x) or
+        FINAL_VAR(x)) is looked up with FINAL_VAR, the one thing run, and only for a name that is
+        not a REPL function; a bare name that is no variable is the answer as text.
+        """
+        if bare.kind == "text" or (bare.kind == "name" and bare.value in REPL_FUNCTIONS):
+            return bare.value, None
+        if bare.kind == "var" and bare.value in REPL_FUNCTIONS:
+            return None, CellResult(error=f"FINAL_VAR: {bare.value} is a REPL function, not a variable")
+        result = self._run_cell(f"FINAL_VAR({bare.value!r})", cursor, sandbox)
+        if result.final is not None:
+            return result.final, None
+        if bare.kind == "name":
+            return bare.value, None
+        return None, result
 
     def _run_cell(self, code: str, cursor: TreeCursor, sandbox: Sandbox) -> CellResult:
         node = cursor.child("code", self.depth, code=code)

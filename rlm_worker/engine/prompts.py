@@ -22,9 +22,10 @@ The REPL gives you:
 give it, so put the text it must read into the prompt (up to ~{chunk_size} characters per call works well).
 - `llm_query_batched(prompts, model=None) -> list[str]`: many independent questions at once, run in \
 parallel; answers come back in the same order. Prefer this to a loop of `llm_query`.
-- `rlm_query(prompt, context=None, model=None, inherit_memory=False) -> str`: a child agent like you, \
-with its own REPL whose `context` is the one you pass (else the prompt). Use it for sub-problems that \
-themselves need code. `rlm_query_batched(prompts, model=None, contexts=None)` runs several at once.
+- `rlm_query(prompt, model=None, *, context=None, inherit_memory=False) -> str`: a child agent like \
+you, with its own REPL whose `context` is the one you pass by keyword (else the prompt). Use it for \
+sub-problems that themselves need code. `rlm_query_batched(prompts, model=None, contexts=None)` runs \
+several at once.
 - `rank_passages(passages, query, k=10) -> list of (index, score)`: the `k` strings of `passages` \
 that best match `query` (BM25 over stemmed words, so `killed` finds `kill`), best first; passages \
 sharing no word with the query are left out. Put other words the answer may use into the query.

@@ -18,6 +18,7 @@ import sys
 import types
 from typing import Any
 
+from rlm_worker.engine import repl_names
 from rlm_worker.sandbox import policy, protocol
 from rlm_worker.sandbox.protocol import ChannelClosed, ChildChannel
 from rlm_worker.sandbox.stubs import (
@@ -198,20 +199,59 @@ def run_cell(source: str) -> dict[str, Any]:
                 limit = _memory_message()
             except BaseException as exc:
                 error = f"answer['content'] could not be turned into text: {type(exc).__name__}"
+    rebound = restore_reserved_names()
     if RUNTIME.cpu_pending or RUNTIME.cpu_signals:
         limit = limit or _cpu_message()
     if limit is None and buffer.truncated:
         limit = f"cell output exceeded {Settings.max_output_chars} characters; the rest was dropped"
     if limit is not None:
         error = limit if error is None else f"{error}\n{limit}"
-    return _result(buffer, error, limit)
+    return _result(buffer, error, limit, _rebound_notice(rebound))
 
 
-def _result(buffer: policy.OutputBuffer, error: str | None, limit: str | None) -> dict[str, Any]:
+def restore_reserved_names() -> list[str]:
+    """Put back every name the REPL owns that the cell rebound or deleted; the names, sorted.
+
+    The API and the data (`context`, a session's `context_<n>` and `history`, the constants) go
+    back to the very objects the REPL started with; `answer` may be rebound to another dict (the
+    reference allows `answer = {"content": ..., "ready": True}`), anything else makes it a fresh one.
+    """
+    namespace = RUNTIME.namespace
+    rebound = []
+    for name, value in RUNTIME.pinned.items():
+        if namespace.get(name, _MISSING) is not value:
+            namespace[name] = value
+            rebound.append(name)
+    if not isinstance(namespace.get(repl_names.ANSWER), dict):
+        namespace[repl_names.ANSWER] = _fresh_answer()
+        rebound.append(repl_names.ANSWER)
+    return sorted(rebound)
+
+
+_MISSING = object()
+
+
+def _fresh_answer() -> dict[str, Any]:
+    return {"content": "", "ready": False}
+
+
+def _rebound_notice(names: list[str]) -> str:
+    if not names:
+        return ""
+    shown = ", ".join(f"`{name}`" for name in names)
+    return (
+        f"Note: {shown} {'is a name' if len(names) == 1 else 'are names'} the REPL owns; this cell "
+        "rebound or deleted it, and it was put back as it was. Keep your own values under other names."
+    )
+
+
+def _result(
+    buffer: policy.OutputBuffer, error: str | None, limit: str | None, notice: str = ""
+) -> dict[str, Any]:
     return {
         "op": "result",
         "stdout": buffer.text(),
-        "stderr": "",
+        "stderr": notice,
         "error": error,
         "final": RUNTIME.final,
         "limit_hit": limit,
@@ -281,25 +321,43 @@ def _settable(name: Any, reserved: set[str]) -> bool:
 
 
 def init_namespace(message: dict[str, Any]) -> None:
-    """The REPL namespace: restricted globals, the session's variables, constants, the API, context."""
+    """The REPL namespace: restricted globals, the session's variables, constants, the API, context.
+
+    A session's earlier inputs arrive once each (`session["contexts"]`, deduplicated) with the
+    order of the runs that used them (`session["order"]`, -1 for this run's own input):
+    `context_<i>` is run i's input, the same object however many runs shared it, and the last one,
+    `context_<n>`, is `context` (a run without a session has only `context_0`).
+    """
     namespace = policy.restricted_globals()
     variables = message.get("variables") or {}
-    constants = message.get("constants") or {}
+    constants = dict(message.get("constants") or {})
+    session = constants.pop(SESSION_CONSTANT, None) or {}
     api = repl_api()
-    reserved = set(api) | {"context"}
+    pinned: dict[str, Any] = dict(api)
+    context = pinned[repl_names.CONTEXT] = message.get("context")
+    contexts = session.get("contexts") or []
+    order = [*(session.get("order") or []), -1]
+    for index, which in enumerate(order):
+        pinned[repl_names.numbered_context(index)] = context if which == -1 else contexts[which]
+    pinned[repl_names.HISTORY] = session.get("history") or []
+    reserved = set(pinned) | (repl_names.REPL_DATA - {repl_names.ANSWER})
     for name, value in variables.items():
         if _settable(name, reserved):
             namespace[name] = value
     for name, value in constants.items():
         if _settable(name, reserved):
-            namespace[name] = value
+            pinned[name] = value
             reserved.add(name)
-    namespace.update(api)
-    namespace["context"] = message.get("context")
-    if not isinstance(namespace.get("answer"), dict):
-        namespace["answer"] = {"content": "", "ready": False}
+    namespace.update(pinned)
+    if not isinstance(namespace.get(repl_names.ANSWER), dict):
+        namespace[repl_names.ANSWER] = _fresh_answer()
     RUNTIME.namespace = namespace
+    RUNTIME.pinned = pinned
     RUNTIME.reserved = frozenset(reserved)
+
+
+#: The constant that carries a session's earlier inputs and history (never a REPL name itself).
+SESSION_CONSTANT = "_session"
 
 
 def serve(channel: ChildChannel) -> None:

@@ -37,6 +37,8 @@ class Runtime:
         self.channel: Any = None
         self.namespace: dict[str, Any] = {}
         self.reserved: frozenset[str] = frozenset()
+        #: The names the REPL owns and the objects they started as: put back after every cell.
+        self.pinned: dict[str, Any] = {}
         self.final: str | None = None
         self.in_user_code = False
         self.cpu_signals = 0
@@ -145,9 +147,15 @@ class LLMQueryBatched:
 class RLMQuery:
     __slots__ = ()
 
+    # The reference's order: `rlm_query(prompt, model)`; a context is given by keyword only.
     def __call__(
-        self, prompt: Any, context: Any = None, model: Any = None, inherit_memory: Any = None
+        self, prompt: Any, model: Any = None, *, context: Any = None, inherit_memory: Any = None
     ) -> str:
+        if model is not None and not isinstance(model, str):
+            raise TypeError(
+                "rlm_query: the second argument is the model (a str); pass a context as "
+                f"rlm_query(prompt, context=...), not positionally (got {type(model).__name__})"
+            )
         args = {
             "prompt": _text(prompt, "prompt", "rlm_query"),
             "context": context,
@@ -157,7 +165,7 @@ class RLMQuery:
         return _str_result(call("rlm_query", args))
 
     def __repr__(self) -> str:
-        return "<REPL function rlm_query(prompt, context=None, model=None, inherit_memory=None) -> str>"
+        return "<REPL function rlm_query(prompt, model=None, *, context=None, inherit_memory=None) -> str>"
 
 
 class RLMQueryBatched:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
-from rlm_worker.engine.parsing import extract_code_cells, find_bare_final, truncate_output
+from rlm_worker.engine.parsing import ProseFinal, extract_code_cells, find_bare_final, truncate_output
 from rlm_worker.engine.tree import TreeCursor
 
 
@@ -17,10 +17,20 @@ def test_extracts_repl_and_python_fences_in_order_and_ignores_others():
 @pytest.mark.parametrize(
     ("reply", "expected"),
     [
-        ("FINAL(42)", ("value", "42")),
-        ("Done.\n  FINAL('x y')  ", ("value", "x y")),
-        ('FINAL_VAR("result")', ("var", "result")),
-        ("FINAL_VAR(result)", ("var", "result")),
+        ("FINAL(42)", ProseFinal("text", "42")),
+        ("Done.\n  FINAL('x y')  ", ProseFinal("text", "x y")),
+        ('FINAL("max")', ProseFinal("text", "max")),
+        ("FINAL(\"llm_query('x')\")", ProseFinal("text", "llm_query('x')")),
+        ("FINAL(llm_query('x'))", ProseFinal("text", "llm_query('x')")),
+        ("FINAL(context.upper())", ProseFinal("text", "context.upper()")),
+        ("FINAL(total)", ProseFinal("name", "total")),
+        ("FINAL(The answer is blue)", ProseFinal("text", "The answer is blue")),
+        ("FINAL(f(a), (b))", ProseFinal("text", "f(a), (b)")),
+        ("FINAL(42)\nBecause of the table (see above)", ProseFinal("text", "42")),
+        ("FINAL(This is a\nmultiline answer)", ProseFinal("text", "This is a\nmultiline answer")),
+        ('FINAL_VAR("result")', ProseFinal("var", "result")),
+        ("FINAL_VAR(result)", ProseFinal("var", "result")),
+        ("FINAL_VAR(result)\nFINAL(other)", ProseFinal("var", "result")),
         ("I will call FINAL(x) later", None),
         ("```repl\nFINAL(1)\n```", None),
     ],

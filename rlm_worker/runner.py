@@ -29,6 +29,7 @@ from rlm_worker import metrics
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSink
+from rlm_worker.engine.session_history import THIS_RUNS_INPUT, EarlierRun, EarlierRuns
 from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import Heartbeat, claim, holds_lease
@@ -230,7 +231,59 @@ def build_request(execution: Execution, session: Session | None) -> ExecutionReq
         variables=dict(session.variables) if session else {},
         recorded=recorded_nodes(execution.id) if execution.attempts > 1 else {},
         keep_variables=session is not None,
+        earlier_runs=earlier_runs(execution) if session else EarlierRuns(),
     )
+
+
+#: The runs of a session that `context_<i>` and `history` show: those that finished.
+FINISHED = ("succeeded", "failed", "timed_out", "cancelled")
+
+
+def earlier_runs(execution: Execution) -> EarlierRuns:
+    """The session's finished runs created before `execution`, oldest first: their inputs (each
+    distinct context read once, from the stored contexts) and their root conversations (read
+    back from their trace: each root turn's prompt and reply)."""
+    rows = database.session.execute(
+        sa.select(
+            Execution.id, Execution.context_id, Execution.user_query, Execution.final_answer, Execution.status
+        )
+        .where(
+            Execution.session_id == execution.session_id,
+            Execution.id != execution.id,
+            Execution.created_at <= execution.created_at,
+            Execution.status.in_(FINISHED),
+        )
+        .order_by(Execution.created_at, Execution.id)
+    ).all()
+    if not rows:
+        return EarlierRuns()
+    turns: dict[str, list[dict[str, str]]] = {row.id: [] for row in rows}
+    root_turns = database.session.execute(
+        sa.select(TraceNode.execution_id, TraceNode.prompt, TraceNode.response)
+        .where(
+            TraceNode.execution_id.in_(list(turns)),
+            TraceNode.kind == "iteration",
+            TraceNode.depth == 0,
+        )
+        .order_by(TraceNode.execution_id, TraceNode.path)
+    )
+    for run_id, prompt, response in root_turns:
+        turns[run_id].append({"role": "user", "content": prompt or ""})
+        if response is not None:
+            turns[run_id].append({"role": "assistant", "content": response})
+    distinct: dict[str, int] = {}
+    contexts: list[Any] = []
+    order: list[int] = []
+    for row in rows:
+        if row.context_id == execution.context_id:
+            order.append(THIS_RUNS_INPUT)
+            continue
+        if row.context_id not in distinct:
+            distinct[row.context_id] = len(contexts)
+            contexts.append(load_context(row.context_id))
+        order.append(distinct[row.context_id])
+    runs = [EarlierRun(row.user_query, row.final_answer, row.status, turns[row.id]) for row in rows]
+    return EarlierRuns(contexts=contexts, order=order, runs=runs)
 
 
 def _load_request(execution_id: str) -> ExecutionRequest:

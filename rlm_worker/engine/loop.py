@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_worker.engine import prompts
+from rlm_worker.engine import prompts, repl_names
 from rlm_worker.engine.budget import Budget, GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks
 from rlm_worker.engine.model_policy import ModelPolicy
@@ -29,6 +29,7 @@ from rlm_worker.engine.ports import (
 from rlm_worker.engine.repl_api import ReplCalls
 from rlm_worker.engine.repl_names import REPL_FUNCTIONS
 from rlm_worker.engine.sandbox_slots import SandboxSlots, SlotPool
+from rlm_worker.engine.session_history import EarlierRuns
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import CellResult, TraceNode, utcnow
 from rlm_worker.engine.variables import strict_json_variables
@@ -52,6 +53,8 @@ class ExecutionRequest:
     recorded: dict[str, TraceNode] = field(default_factory=dict)
     #: Export the REPL's JSON-serialisable variables at the end (sessions keep them).
     keep_variables: bool = True
+    #: A session's earlier runs (`context_0 … context_<n>` and `history` in the root's REPL).
+    earlier_runs: EarlierRuns = field(default_factory=EarlierRuns)
 
 
 @dataclass
@@ -134,6 +137,7 @@ class Engine:
             memory=memory,
             variables=variables,
             export_variables=request.keep_variables,
+            earlier_runs=request.earlier_runs,
         )
         outcome = (
             agent.run_program(request.root_code, request.root_code_label)
@@ -219,6 +223,7 @@ class Agent:
         memory: MemoryBlocks,
         variables: dict[str, Any] | None = None,
         export_variables: bool = False,
+        earlier_runs: EarlierRuns | None = None,
     ) -> None:
         self.run_state = run
         self.depth = depth
@@ -229,6 +234,7 @@ class Agent:
         self.memory = memory
         self.variables = variables or {}
         self.export_variables = export_variables
+        self.earlier_runs = earlier_runs or EarlierRuns()
         self.cursor = TreeCursor(run.execution_id, node)
         self.sink = run.engine.sink
         self.budget = run.budget
@@ -287,7 +293,7 @@ class Agent:
         outcome = AgentOutcome()
         try:
             sandbox = self.run_state.engine.sandbox_factory(
-                self.context, self.variables, {"DEFAULT_CHUNK_SIZE": options.chunk_size}
+                self.context, self.variables, self._constants({"DEFAULT_CHUNK_SIZE": options.chunk_size})
             )
         except Exception as exc:
             outcome.error = f"could not start the REPL: {exc}"
@@ -299,7 +305,12 @@ class Agent:
             {
                 "role": "user",
                 "content": prompts.build_first_user_message(
-                    self.query, self.context, self.memory.snapshot(), self.depth, options.max_recursion_depth
+                    self.query,
+                    self.context,
+                    self.memory.snapshot(),
+                    self.depth,
+                    options.max_recursion_depth,
+                    session_note=self.earlier_runs.describe(),
                 ),
             },
         ]
@@ -335,11 +346,13 @@ class Agent:
             sandbox = self.run_state.engine.sandbox_factory(
                 self.context,
                 self.variables,
-                {
-                    "DEFAULT_CHUNK_SIZE": options.chunk_size,
-                    "QUESTION": self.query,
-                    "TIMEOUT_SECONDS": options.timeout_seconds,
-                },
+                self._constants(
+                    {
+                        "DEFAULT_CHUNK_SIZE": options.chunk_size,
+                        "QUESTION": self.query,
+                        "TIMEOUT_SECONDS": options.timeout_seconds,
+                    }
+                ),
             )
         except Exception as exc:
             outcome.error = f"could not start the REPL: {exc}"
@@ -377,6 +390,12 @@ class Agent:
                 outcome.variables, outcome.dropped = self._safe_variables(sandbox)
             sandbox.close()
         return outcome
+
+    def _constants(self, constants: dict[str, Any]) -> dict[str, Any]:
+        """The REPL's constants, with the session's earlier inputs and history when there are any."""
+        if self.earlier_runs.runs:
+            constants[repl_names.SESSION_CONSTANT] = self.earlier_runs.constant()
+        return constants
 
     def _model_turn(self, messages: list[dict[str, str]], kind: str) -> tuple[str, TraceNode]:
         self.budget.check()

@@ -34,8 +34,15 @@ sharing no word with the query are left out. Put other words the answer may use 
 `was killed`, `storm` finds `gale`, with no word in common. Slower than `rank_passages` on many passages.
 - `memory`: your memory blocks. `memory["learnings"]` reads, `memory.append("learnings", text)` adds, \
 `memory.replace(label, old, new)` edits. Record what you learn that later steps or later runs need.
+- `context_0 … context_<n>` and `history`: in a session, every input so far (`context_0` the first \
+run's, the last one this run's, the same as `context`) and a list of the earlier runs, each a dict \
+{{"question", "answer", "status", "messages"}}. Your first message says how many there are.
 - `SHOW_VARS()`: the variables you have defined.
-- `FINAL(answer)`: give the final answer and stop. `FINAL_VAR("name")` gives the value of a variable.
+- These names are the REPL's own: a cell that rebinds one (`context = ...`, `llm_query = ...`) has \
+it put back afterwards, so keep your values under other names.
+- `FINAL(answer)`: give the final answer and stop. `FINAL_VAR("name")` gives the value of a variable. \
+A FINAL written outside a code block is read as text, never run: `FINAL("text")` is that text, and \
+`FINAL(name)` the value of your variable `name` (or the word itself if there is no such variable).
 - Modules you may import: re, json, math, collections, itertools, functools, statistics, string, \
 textwrap, datetime, random, heapq, bisect. There is no file system, network or `os`.
 
@@ -157,7 +164,12 @@ def build_system_prompt(context: Any, chunk_size: int) -> str:
 
 
 def build_first_user_message(
-    user_query: str, context: Any, memory: dict[str, str], depth: int, max_depth: int
+    user_query: str,
+    context: Any,
+    memory: dict[str, str],
+    depth: int,
+    max_depth: int,
+    session_note: str = "",
 ) -> str:
     blocks = "\n".join(f"<{label}>\n{text}\n</{label}>" for label, text in memory.items())
     depth_note = (
@@ -165,8 +177,9 @@ def build_first_user_message(
         if depth
         else "You are the root agent."
     )
+    session = f"{session_note}\n\n" if session_note else ""
     return (
-        f"{depth_note}\n\n{describe_context(context)}\n\n{MEMORY_HEADER}\n{blocks}\n\n"
+        f"{depth_note}\n\n{describe_context(context)}\n\n{session}{MEMORY_HEADER}\n{blocks}\n\n"
         f"The question:\n{user_query}\n\n"
         "Start by examining `context` with code. Do not answer before you have looked."
     )

@@ -44,3 +44,8 @@ def numbered_context(index: int) -> str:
 def is_reserved(name: str) -> bool:
     """Whether the REPL owns `name` (a function, its data, or a session's `context_<n>`)."""
     return name in REPL_FUNCTIONS or name in REPL_DATA or bool(_NUMBERED_CONTEXT.fullmatch(name))
+
+
+#: The sandbox constant that carries a session's earlier inputs and `history` into the REPL; it
+#: starts with "_", so it never becomes a REPL name itself.
+SESSION_CONSTANT = "_session"

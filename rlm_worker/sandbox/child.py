@@ -331,7 +331,7 @@ def init_namespace(message: dict[str, Any]) -> None:
     namespace = policy.restricted_globals()
     variables = message.get("variables") or {}
     constants = dict(message.get("constants") or {})
-    session = constants.pop(SESSION_CONSTANT, None) or {}
+    session = constants.pop(repl_names.SESSION_CONSTANT, None) or {}
     api = repl_api()
     pinned: dict[str, Any] = dict(api)
     context = pinned[repl_names.CONTEXT] = message.get("context")
@@ -354,10 +354,6 @@ def init_namespace(message: dict[str, Any]) -> None:
     RUNTIME.namespace = namespace
     RUNTIME.pinned = pinned
     RUNTIME.reserved = frozenset(reserved)
-
-
-#: The constant that carries a session's earlier inputs and history (never a REPL name itself).
-SESSION_CONSTANT = "_session"
 
 
 def serve(channel: ChildChannel) -> None:

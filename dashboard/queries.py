@@ -16,13 +16,11 @@ import sqlalchemy as sa
 from rlm_api.auth import owned
 from rlm_api.database import db
 from rlm_api.passages import HEAD_CHARS, TAIL_CHARS, Place, documents, locate
-from rlm_shared.models import Context, Execution, MemorySnapshot, Session, TraceNode
+from rlm_shared.models import MODEL_CALL_KINDS, Context, Execution, MemorySnapshot, Session, TraceNode
 from rlm_shared.strategies import helpers_source
 
 PREVIEW_CHARS = 160
 PAGE_SIZE = 50
-#: Kinds whose own tokens and cost are a model call (the root's totals repeat its descendants').
-MODEL_CALL_KINDS = ("iteration", "llm_call")
 #: How the root "model" of a fixed root program is written: `(strategy search)`, `(root_code)`.
 PROGRAM_LABEL_START = "("
 #: How a strategy's code starts (the helpers' docstring), told apart in SQL without reading it all.

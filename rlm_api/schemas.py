@@ -48,7 +48,7 @@ ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out
 assert set(ExecutionStatus.__args__) == set(EXECUTION_STATUSES)  # type: ignore[attr-defined]
 Strategy = Literal["search", "find", "map_reduce"]
 assert set(Strategy.__args__) == set(STRATEGIES)  # type: ignore[attr-defined]
-NodeKind = Literal["root", "iteration", "code", "llm_call", "child_rlm", "search"]
+NodeKind = Literal["root", "iteration", "code", "llm_call", "child_rlm", "search", "compaction"]
 assert set(NodeKind.__args__) == set(NODE_KINDS)  # type: ignore[attr-defined]
 
 

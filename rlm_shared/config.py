@@ -56,6 +56,19 @@ class Settings(BaseSettings):
     max_recursion_depth: int = Field(10, description="Deepest rlm_query nesting.")
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")
     execution_timeout: float = Field(300.0, description="Wall-clock limit of one execution, seconds.")
+    root_context_window_tokens: int = Field(
+        128_000,
+        ge=1_000,
+        description="Context window (tokens) assumed for a model litellm's model map does not know; "
+        "an agent's messages are compacted near it.",
+    )
+    compaction_threshold: float = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="Share of the model's context window at which an agent's older turns are "
+        "summarised into `compaction_history`.",
+    )
     max_sandboxes_per_execution: int = Field(
         16,
         ge=1,

@@ -22,10 +22,11 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from rlm_shared.config import get_settings
 from rlm_shared.contexts import load_context
 from rlm_shared.database import database
-from rlm_shared.models import Execution, Session, TraceNode
+from rlm_shared.models import FINISHED_STATUSES, Execution, Session, TraceNode
 from rlm_shared.strategies import root_program
 from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker import metrics
+from rlm_worker.engine.compaction import CompactionPolicy
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSink
@@ -236,7 +237,7 @@ def build_request(execution: Execution, session: Session | None) -> ExecutionReq
 
 
 #: The runs of a session that `context_<i>` and `history` show: those that finished.
-FINISHED = ("succeeded", "failed", "timed_out", "cancelled")
+
 
 
 def earlier_runs(execution: Execution) -> EarlierRuns:
@@ -251,7 +252,7 @@ def earlier_runs(execution: Execution) -> EarlierRuns:
             Execution.session_id == execution.session_id,
             Execution.id != execution.id,
             Execution.created_at <= execution.created_at,
-            Execution.status.in_(FINISHED),
+            Execution.status.in_(FINISHED_STATUSES),  # a run still going has no outcome yet
         )
         .order_by(Execution.created_at, Execution.id)
     ).all()
@@ -325,6 +326,9 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
             max_sandboxes_per_execution=settings.max_sandboxes_per_execution,
             process_sandboxes=process_sandboxes(),
             on_guard=metrics.guard_tripped,
+            compaction=CompactionPolicy.with_default_window(
+                settings.root_context_window_tokens, settings.compaction_threshold
+            ),
         )
         strategy = None
         try:

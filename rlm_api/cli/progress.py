@@ -26,10 +26,7 @@ from rich.progress import (
 )
 
 from rlm_api.database import db
-from rlm_shared.models import Execution, TraceNode
-
-#: The nodes that are model calls: their tokens and cost add up to the execution's.
-MODEL_CALL_KINDS = ("llm_call", "iteration")
+from rlm_shared.models import MODEL_CALL_KINDS, Execution, TraceNode
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,7 @@ from rlm_api.health import health_report
 from rlm_api.launch import dispatch_mode
 from rlm_api.openapi import openapi_document
 from rlm_api.routes import bp
-from rlm_shared.models import EXECUTION_STATUSES, Execution, TraceNode
-
-#: Node kinds whose own tokens and cost are one model call (a root's totals repeat its children's).
-MODEL_CALL_KINDS = ("iteration", "llm_call")
+from rlm_shared.models import EXECUTION_STATUSES, MODEL_CALL_KINDS, Execution, TraceNode
 
 
 @bp.get("/stats")

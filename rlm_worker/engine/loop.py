@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlm_worker.engine import prompts, repl_names
+from rlm_worker.engine import compaction, prompts, repl_names
 from rlm_worker.engine.budget import Budget, GuardTripped
+from rlm_worker.engine.compaction import CompactionPolicy
 from rlm_worker.engine.memory import MemoryBlocks
 from rlm_worker.engine.model_policy import ModelPolicy
 from rlm_worker.engine.options import ExecutionOptions
@@ -93,7 +94,8 @@ class Engine:
 
     `model_policy`: the models the REPL may name (None: any; the model client checks again).
     `max_sandboxes_per_execution` and `process_sandboxes` (the worker process's shared pool)
-    cap live REPL processes; see `sandbox_slots`.
+    cap live REPL processes; see `sandbox_slots`. `compaction`: when an agent's messages are
+    summarised (None: never).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Engine:
         max_sandboxes_per_execution: int | None = None,
         process_sandboxes: SlotPool | None = None,
         on_guard: Callable[[str], None] | None = None,
+        compaction: CompactionPolicy | None = None,
     ) -> None:
         self.model_client = model_client
         self.dispatcher = dispatcher
@@ -116,6 +119,7 @@ class Engine:
         self.process_sandboxes = process_sandboxes or SlotPool(None, "MAX_SANDBOXES_PER_PROCESS")
         #: Told the name of a cap that held work back (a sandbox cap); the adapters count them.
         self.on_guard = on_guard or (lambda guard: None)
+        self.compaction = compaction
 
     def run(self, request: ExecutionRequest, is_cancelled: Any = None) -> ExecutionResult:
         budget = Budget(request.options, is_cancelled)
@@ -235,6 +239,9 @@ class Agent:
         self.variables = variables or {}
         self.export_variables = export_variables
         self.earlier_runs = earlier_runs or EarlierRuns()
+        self.compactions = 0
+        #: How many messages the last compaction left: the next needs newer turns than these.
+        self.compacted_length = 2
         self.cursor = TreeCursor(run.execution_id, node)
         self.sink = run.engine.sink
         self.budget = run.budget
@@ -316,6 +323,7 @@ class Agent:
         ]
         try:
             for _ in range(options.max_iterations):
+                messages = self._compacted(messages, sandbox)
                 outcome.iterations += 1
                 reply, node = self._model_turn(messages, "iteration")
                 final, feedback = self._act_on_reply(reply, node, sandbox)
@@ -327,7 +335,7 @@ class Agent:
                 messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": feedback}]
             else:
                 outcome.forced = True
-                outcome.final = self._forced_final(messages, sandbox)
+                outcome.final = self._forced_final(self._compacted(messages, sandbox), sandbox)
         except GuardTripped as exc:
             outcome.error = f"stopped by guard {exc.guard}: {exc}"
             outcome.final = outcome.final or self._partial_answer(sandbox)
@@ -396,6 +404,47 @@ class Agent:
         if self.earlier_runs.runs:
             constants[repl_names.SESSION_CONSTANT] = self.earlier_runs.constant()
         return constants
+
+    def _compacted(self, messages: list[dict[str, str]], sandbox: Sandbox) -> list[dict[str, str]]:
+        """`messages`, or, once they near the model's window, the first two and a summary of the rest.
+
+        One model call (a `compaction` node) writes the summary; the turns it replaces and the
+        summary go whole into the REPL's `compaction_history` (a cell under that node).
+        """
+        policy = self.run_state.engine.compaction
+        if policy is None or len(messages) <= self.compacted_length:
+            return messages
+        reached = policy.due(self.model, messages)
+        if reached is None:
+            return messages
+        tokens, limit = reached
+        self.compactions += 1
+        request = [*messages, {"role": "user", "content": compaction.SUMMARY_REQUEST}]
+        summary, node = self._model_turn(request, "compaction")
+        older = messages[2:]
+        entries = [{"type": "turns", "messages": older}, {"type": "summary", "content": summary}]
+        cursor = TreeCursor(self.run_state.execution_id, node)
+        stored = self._run_cell(
+            f"compaction_history.extend({entries!r})",
+            cursor,
+            sandbox,
+            shown=f"compaction_history.extend(<the {len(older)} messages replaced, and their summary>)",
+        )
+        node.stdout = (
+            f"{tokens:,} tokens reached {limit:,} ({policy.threshold:.0%} of {self.model}'s window): "
+            f"{len(older)} messages replaced by a summary of {len(summary):,} characters "
+            f"(compaction {self.compactions})"
+        )
+        if stored.error:
+            node.status, node.error = "failed", f"the turns could not be kept in compaction_history: {stored.error}"
+        self._finish(node)
+        kept = [
+            *messages[:2],
+            {"role": "assistant", "content": summary},
+            {"role": "user", "content": compaction.continue_after(self.compactions)},
+        ]
+        self.compacted_length = len(kept)
+        return kept
 
     def _model_turn(self, messages: list[dict[str, str]], kind: str) -> tuple[str, TraceNode]:
         self.budget.check()
@@ -471,8 +520,11 @@ class Agent:
             return bare.value, None
         return None, result
 
-    def _run_cell(self, code: str, cursor: TreeCursor, sandbox: Sandbox) -> CellResult:
-        node = cursor.child("code", self.depth, code=code)
+    def _run_cell(
+        self, code: str, cursor: TreeCursor, sandbox: Sandbox, shown: str | None = None
+    ) -> CellResult:
+        """Run `code` as a `code` node under `cursor` (`shown`: what the trace shows instead of it)."""
+        node = cursor.child("code", self.depth, code=shown or code)
         self.sink.node_started(node)
         calls = ReplCalls(self, TreeCursor(self.run_state.execution_id, node))
         result = sandbox.execute(code, calls.handle)

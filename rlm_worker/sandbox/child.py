@@ -340,6 +340,7 @@ def init_namespace(message: dict[str, Any]) -> None:
     for index, which in enumerate(order):
         pinned[repl_names.numbered_context(index)] = context if which == -1 else contexts[which]
     pinned[repl_names.HISTORY] = session.get("history") or []
+    pinned[repl_names.COMPACTION_HISTORY] = []  # the engine's compaction adds to it
     reserved = set(pinned) | (repl_names.REPL_DATA - {repl_names.ANSWER})
     for name, value in variables.items():
         if _settable(name, reserved):

@@ -513,7 +513,10 @@ class Agent:
             return bare.value, None
         if bare.kind == "var" and bare.value in REPL_FUNCTIONS:
             return None, CellResult(error=f"FINAL_VAR: {bare.value} is a REPL function, not a variable")
-        result = self._run_cell(f"FINAL_VAR({bare.value!r})", cursor, sandbox)
+        lookup = f"FINAL_VAR({bare.value!r})"
+        if bare.kind == "name":  # no such variable: the name is the answer, and the lookup no error
+            lookup = f"try:\n    {lookup}\nexcept NameError:\n    pass"
+        result = self._run_cell(lookup, cursor, sandbox)
         if result.final is not None:
             return result.final, None
         if bare.kind == "name":
@@ -587,7 +590,8 @@ class Agent:
             variables, dropped = sandbox.get_variables()
         except Exception as exc:
             return {}, [f"(could not read variables: {exc})"]
-        variables.pop("answer", None)
+        # The REPL's own names (`answer`, a session's `context_<n>`, ...) are never the session's.
+        variables = {k: v for k, v in variables.items() if not repl_names.is_reserved(k)}
         kept, not_json = strict_json_variables(variables)
         return kept, dropped + not_json
 

@@ -33,7 +33,7 @@ COMPACTION_HISTORY = "compaction_history"
 ANSWER = "answer"
 REPL_DATA = frozenset({CONTEXT, HISTORY, COMPACTION_HISTORY, ANSWER})
 
-_NUMBERED_CONTEXT = re.compile(r"context_\d+")
+_NUMBERED = re.compile(r"(context|history)_\d+")
 
 
 def numbered_context(index: int) -> str:
@@ -41,9 +41,14 @@ def numbered_context(index: int) -> str:
     return f"context_{index}"
 
 
+def numbered_history(index: int) -> str:
+    """`history_<index>`: the root messages of a session's run number `index` (as the reference)."""
+    return f"history_{index}"
+
+
 def is_reserved(name: str) -> bool:
-    """Whether the REPL owns `name` (a function, its data, or a session's `context_<n>`)."""
-    return name in REPL_FUNCTIONS or name in REPL_DATA or bool(_NUMBERED_CONTEXT.fullmatch(name))
+    """Whether the REPL owns `name` (a function, its data, a session's `context_<n>`/`history_<n>`)."""
+    return name in REPL_FUNCTIONS or name in REPL_DATA or bool(_NUMBERED.fullmatch(name))
 
 
 #: The sandbox constant that carries a session's earlier inputs and `history` into the REPL; it

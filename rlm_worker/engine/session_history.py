@@ -69,6 +69,7 @@ class EarlierRuns:
             f"This run continues a session of {count} earlier run{'s' if count > 1 else ''}. "
             f"{earlier} hold{'s' if count == 1 else ''} their inputs, oldest first; `{last}` is this "
             "run's (the same as `context`). `history` is a list of those runs, each a dict "
-            '{"question", "answer", "status", "messages"} (the root\'s messages of that run). '
+            '{"question", "answer", "status", "messages"} (the root\'s messages of that run; '
+            "`history_<i>` is run i's messages). "
             "Read them with code when the question refers to an earlier one."
         )

@@ -339,7 +339,9 @@ def init_namespace(message: dict[str, Any]) -> None:
     order = [*(session.get("order") or []), -1]
     for index, which in enumerate(order):
         pinned[repl_names.numbered_context(index)] = context if which == -1 else contexts[which]
-    pinned[repl_names.HISTORY] = session.get("history") or []
+    history = pinned[repl_names.HISTORY] = session.get("history") or []
+    for index, run in enumerate(history):  # the reference's `history_<i>`: run i's messages
+        pinned[repl_names.numbered_history(index)] = run["messages"]
     pinned[repl_names.COMPACTION_HISTORY] = []  # the engine's compaction adds to it
     reserved = set(pinned) | (repl_names.REPL_DATA - {repl_names.ANSWER})
     for name, value in variables.items():

@@ -344,7 +344,7 @@ class ShowVars:
     __slots__ = ()
 
     def __call__(self) -> None:
-        variables = user_variables()
+        variables = [(name, value) for name, value in user_variables() if name != "answer"]
         if not variables:
             text = "No variables defined yet."
         else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import sqlalchemy as sa
 
 from tests.integration.test_engine_through_the_stack import fence, first_user, submit, wait_done
@@ -21,6 +22,7 @@ report = {
     "statuses": [run["status"] for run in history],
     "second_run_roles": [m["role"] for m in history[1]["messages"]],
     "second_run_reply": history[1]["messages"][1]["content"],
+    "numbered_history": history_1 is history[1]["messages"] and history_0 is history[0]["messages"],
 }
 FINAL(json.dumps(report))
 """
@@ -34,6 +36,8 @@ def _context_rows(app) -> int:
         return db.session.scalar(sa.select(sa.func.count()).select_from(Context))
 
 
+@pytest.mark.difference("session-context")
+@pytest.mark.difference("session-history")
 def test_a_later_run_sees_every_earlier_input_and_the_history(stack_app, stack_client, scripted):
     session = stack_client.post(
         "/api/sessions", json={"name": "multi-turn", "context": "alpha beta gamma (session input)"}
@@ -75,6 +79,7 @@ def test_a_later_run_sees_every_earlier_input_and_the_history(stack_app, stack_c
     assert report["statuses"] == ["succeeded", "succeeded"]
     assert report["second_run_roles"] == ["user", "assistant"]
     assert "FINAL('two: ' + context)" in report["second_run_reply"]
+    assert report["numbered_history"] is True
 
     # The root is told what the names hold, never their text.
     (message,) = seen_first_messages
@@ -84,6 +89,24 @@ def test_a_later_run_sees_every_earlier_input_and_the_history(stack_app, stack_c
     stored = stack_client.get(f"/api/sessions/{session['id']}").get_json()["variables"]
     assert not {"context", "context_0", "context_1", "context_2", "history"} & set(stored)
     assert "report" in stored  # the code's own variable is kept; the REPL's names are not
+
+
+@pytest.mark.difference("session-variables-json-only")
+def test_a_sessions_variables_carry_over_when_they_are_json(stack_client, scripted):
+    session = stack_client.post("/api/sessions", json={"name": "carry", "context": "cats"}).get_json()
+
+    def responder(request):
+        if "The question:\nfirst" in first_user(request):
+            return fence("computed_value = 42 * 2\ndef helper():\n    return 1\nFINAL('stored')")
+        return fence(
+            "result = computed_value + 10\ntry:\n    helper\n    kept = True\nexcept NameError:\n"
+            "    kept = False\nFINAL(str(result) + ' ' + str(kept))"
+        )
+
+    scripted.responder = responder
+    wait_done(stack_client, submit(stack_client, user_query="first", session_id=session["id"]))
+    second = wait_done(stack_client, submit(stack_client, user_query="second", session_id=session["id"]))
+    assert second["final_answer"] == "94 False", second
 
 
 def test_a_run_without_a_session_has_context_0_and_an_empty_history(stack_client, scripted):

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rlm_api.evals.tasks import TaskError
+from rlm_api.evals.tasks.user import TaskLine
 
 #: The bundled suites: tasks, sizes (characters), items per task and size.
 SUITES: dict[str, dict[str, Any]] = {
@@ -43,6 +44,8 @@ SUITES: dict[str, dict[str, Any]] = {
 STRATEGY_NAMES = ("search", "find", "map_reduce")
 #: Largest suite an eval may submit (configurations x items, baselines included).
 MAX_EXECUTIONS = 2000
+#: Most characters of generated input one eval may make (items x sizes), checked before any is made.
+MAX_GENERATED_CHARS = 100_000_000
 
 
 class EvalConfig(BaseModel):
@@ -95,6 +98,8 @@ class EvalSpec(BaseModel):
     suite: str | None = None
     tasks: list[str] | None = None
     task_files: list[str] = Field(default_factory=list)
+    #: Tasks given inline, as the lines of a task file would be (`input` only, no files).
+    user_tasks: list[TaskLine] = Field(default_factory=list, max_length=2000)
     sizes: list[int] | None = None
     items: int | None = Field(None, ge=1, le=200)
     seed: int = 0
@@ -119,14 +124,22 @@ class EvalSpec(BaseModel):
     def _fill_from_suite(self) -> EvalSpec:
         from rlm_api.evals.tasks import task_names
 
-        suite = SUITES[self.suite or ("tiny" if self.tasks is None and not self.task_files else "small")]
+        own_tasks = bool(self.task_files or self.user_tasks)
+        suite = SUITES[self.suite or "small"]
         if self.tasks is None:
-            self.tasks = [] if self.task_files and self.suite is None else list(suite["tasks"])
+            self.tasks = [] if own_tasks and self.suite is None else list(suite["tasks"])
         unknown = [t for t in self.tasks if t not in task_names()]
         if unknown:
             raise ValueError(f"unknown task {unknown[0]!r}; bundled: {', '.join(task_names())}")
         self.sizes = self.sizes or list(suite["sizes"])
         self.items = self.items or int(suite["items"])
+        generated = [t for t in self.tasks if t in SUITES["paper"]["tasks"]]
+        runs = len(self.configs) + (1 if self.baseline else 0)
+        planned = (len(generated) * len(self.sizes) * self.items + len(self.user_tasks)) * runs
+        if planned > MAX_EXECUTIONS:
+            raise ValueError(f"the eval would run {planned:,} executions; at most {MAX_EXECUTIONS:,}")
+        if len(generated) * sum(self.sizes) * self.items > MAX_GENERATED_CHARS:
+            raise ValueError(f"the eval would generate over {MAX_GENERATED_CHARS:,} characters of input")
         labels = [c.label(i) for i, c in enumerate(self.configs)]
         if len(set(labels)) != len(labels):
             raise ValueError("two configurations have the same name; name them (`name:`)")

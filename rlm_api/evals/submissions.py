@@ -14,7 +14,7 @@ from typing import Any
 from rlm_api.evals.baseline import BASELINE_PROGRAM, truncate, window_tokens
 from rlm_api.evals.configs import MAX_EXECUTIONS, EvalConfig, EvalSpec
 from rlm_api.evals.tasks import TaskError, TaskItem, fixed_sets, generators
-from rlm_api.evals.tasks.user import load_jsonl
+from rlm_api.evals.tasks.user import item_from_line, load_jsonl
 from rlm_api.planning import RunPlan, plan_run
 
 
@@ -44,6 +44,8 @@ def build_items(spec: EvalSpec, base: Path | None = None) -> list[TaskItem]:
     for name in spec.task_files:
         path = Path(name) if base is None else base / name
         items.extend(load_jsonl(path))
+    for number, line in enumerate(spec.user_tasks, start=1):
+        items.append(item_from_line(line, "user", None, where=f"user_tasks[{number - 1}]"))
     if not items:
         raise TaskError("the eval has no items: name tasks, a suite or a task file")
     return items
@@ -85,6 +87,12 @@ def baseline_plan(settings: Any, model: str, config: EvalConfig) -> tuple[RunPla
 def plan_submissions(settings: Any, spec: EvalSpec, items: list[TaskItem]) -> list[Submission]:
     """Every execution of the eval: items under each configuration, then each distinct base
     model's baseline over the truncated inputs."""
+    too_big = [i for i in items if i.size > settings.max_context_size]
+    if too_big:
+        raise TaskError(
+            f"item {too_big[0].id} has {too_big[0].size:,} characters; MAX_CONTEXT_SIZE is "
+            f"{settings.max_context_size:,}"
+        )
     submissions: list[Submission] = []
     baselines: dict[tuple[str, int], EvalConfig] = {}
     for index, config in enumerate(spec.configs):

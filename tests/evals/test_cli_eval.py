@@ -9,20 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.readme import tool_env  # noqa: F401  (cli_env builds on it)
-
-#: needle at depth 10 % (inside the baseline's window), three needles at 25/50/75 % (only the first
-#: inside it), aggregation and pairs (the scripted model cannot answer them).
-EXPECTED = {
-    ("root program", "needle"): 1.0,
-    ("root program", "multi_needle"): 1.0,
-    ("root program", "aggregation"): 0.0,
-    ("root program", "pairs"): 0.0,
-    ("base model alone: openai/scripted-sub", "needle"): 1.0,
-    ("base model alone: openai/scripted-sub", "multi_needle"): 0.5,
-    ("base model alone: openai/scripted-sub", "aggregation"): 0.0,
-    ("base model alone: openai/scripted-sub", "pairs"): 0.0,
-}
+from tests.evals.scripts import EXPECTED, scores
 
 
 def rlm_eval(env: dict[str, str], *args: str, out: Path) -> subprocess.CompletedProcess:
@@ -39,8 +26,7 @@ def test_tiny_suite_report_scores_and_links(cli_env, finder, chunk_program, tmp_
 
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    scores = {(r["config"], r["task"]): r["accuracy"] for r in report["rows"]}
-    assert scores == EXPECTED
+    assert scores(report) == EXPECTED
     row = next(r for r in report["rows"] if r["config"] == "root program" and r["task"] == "multi_needle")
     assert row["size"] == 6000 and row["items"] == 1 and row["failures"] == 0
     assert row["sub_calls"] == 3 and row["depth"] == 1 and row["cost_usd"] > 0 and row["seconds"] > 0

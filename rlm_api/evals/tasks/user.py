@@ -83,31 +83,34 @@ def load_jsonl(path: Path, task: str | None = None) -> list[TaskItem]:
             error = exc.errors()[0]
             where = ".".join(str(p) for p in error["loc"]) or "line"
             raise TaskError(f"{path}:{number}: {where}: {error['msg']}") from None
-        if line.input is not None:
-            text = line.input
-        else:
-            source = resolve_input_file(line.input_file or "", path.parent)
-            try:
-                text = source.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise TaskError(
-                    f"{path}:{number}: input_file {line.input_file}: {exc.strerror or exc}"
-                ) from None
-        items.append(
-            TaskItem(
-                id=line.id,
-                task=task,
-                input=text,
-                question=line.question,
-                answers=tuple(line.answers),
-                scorer=line.scorer,
-                kind=line.kind or "",
-                split=line.split,
-            )
-        )
+        items.append(item_from_line(line, task, path.parent, where=f"{path}:{number}"))
     if not items:
         raise TaskError(f"{path}: no tasks in the file")
     return items
+
+
+def item_from_line(line: TaskLine, task: str, base: Path | None, where: str) -> TaskItem:
+    """The item of one validated line; `input_file` is read under `base` (None: not allowed)."""
+    if line.input is not None:
+        text = line.input
+    elif base is None:
+        raise TaskError(f"{where}: input_file is not accepted here; send the text as input")
+    else:
+        source = resolve_input_file(line.input_file or "", base)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise TaskError(f"{where}: input_file {line.input_file}: {exc.strerror or exc}") from None
+    return TaskItem(
+        id=line.id,
+        task=task,
+        input=text,
+        question=line.question,
+        answers=tuple(line.answers),
+        scorer=line.scorer,
+        kind=line.kind or "",
+        split=line.split,
+    )
 
 
 def real_docs() -> list[TaskItem]:

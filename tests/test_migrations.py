@@ -74,7 +74,7 @@ def test_the_heads_rlm_run_reads_without_alembic_are_alembics():
     from rlm_api.cli.local_app import migration_heads
 
     assert migration_heads(MIGRATIONS_DIR) == set(ScriptDirectory(MIGRATIONS_DIR).get_heads())
-    assert migration_heads(MIGRATIONS_DIR) == {"0005_execution_agent_id"}
+    assert migration_heads(MIGRATIONS_DIR) == {"0006_eval_runs"}
 
 
 #: Runs the migrations with plain Alembic, then reports whether anything imported Flask.

@@ -103,6 +103,6 @@ def test_plain_alembic_migrates_with_the_shared_models_and_no_flask(backend, tmp
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip().splitlines()[-1] == "[]"
-        assert "0005_execution_agent_id" in flask_db(url, "current").stdout  # Flask-Migrate sees it too
+        assert "0006_eval_runs" in flask_db(url, "current").stdout  # Flask-Migrate sees it too
     finally:
         drop()

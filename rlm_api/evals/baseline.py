@@ -40,8 +40,38 @@ def window_tokens(model: str, chosen: int | None = None) -> int:
         return DEFAULT_WINDOW_TOKENS
 
 
-def truncate(text: str, window: int, question: str) -> str:
-    """The head of `text` that fits `window` tokens with the question and a reply (the paper cuts
-    the input to the model's context window)."""
-    keep = max(0, (window - RESERVED_TOKENS) * CHARS_PER_TOKEN - len(question))
+def tokenizer_margin(model: str) -> float:
+    """How many of the model's tokens one token of litellm's count may be. litellm counts OpenAI
+    models exactly (tiktoken) and others with an approximation; the local SmolLM2 tokenizer makes
+    1.05-1.26x tiktoken's count on the bundled tasks (digits split one by one), measured."""
+    from rlm_worker.engine.local_model import is_local
+
+    if is_local(model):
+        return 1.3
+    return 1.0 if model.startswith("openai/") or "/" not in model else 1.1
+
+
+def count_tokens(model: str, text: str) -> int:
+    from rlm_worker.engine.llm import _lib
+
+    try:
+        return int(_lib().token_counter(model=model, text=text))
+    except Exception:  # a model litellm cannot tokenize: the rough rule
+        return len(text) // CHARS_PER_TOKEN + 1
+
+
+def truncate(text: str, window: int, question: str, model: str) -> str:
+    """The head of `text` that fits the model's `window` (tokens) with the question and a reply:
+    the paper cuts the input to the model's context window. Counted with the model's tokenizer
+    where litellm has it, with a margin where it does not."""
+    budget = window - RESERVED_TOKENS - count_tokens(model, question)
+    if budget <= 0:
+        return ""
+    margin = tokenizer_margin(model)
+    keep = min(len(text), int(budget * CHARS_PER_TOKEN / margin))
+    for _ in range(8):
+        tokens = count_tokens(model, text[:keep]) * margin
+        if tokens <= budget:
+            return text[:keep]
+        keep = int(keep * budget / tokens * 0.97)
     return text[:keep]

@@ -63,6 +63,8 @@ class EvalConfig(BaseModel):
     max_recursion_depth: int | None = Field(None, ge=0, le=50)
     max_sub_calls: int | None = Field(None, ge=1)
     timeout_seconds: float | None = Field(None, gt=0)
+    max_cost_usd: float | None = Field(None, ge=0)
+    max_total_tokens: int | None = Field(None, ge=1)
     #: The base model's window for the baseline, in tokens; default: litellm's model map, else 8192.
     window_tokens: int | None = Field(None, ge=256)
 
@@ -85,7 +87,15 @@ class EvalConfig(BaseModel):
 
     def limits(self) -> dict[str, Any]:
         """The execution options this configuration sets (the rest are the environment's)."""
-        keys = ("chunk_size", "max_iterations", "max_recursion_depth", "max_sub_calls", "timeout_seconds")
+        keys = (
+            "chunk_size",
+            "max_iterations",
+            "max_recursion_depth",
+            "max_sub_calls",
+            "timeout_seconds",
+            "max_cost_usd",
+            "max_total_tokens",
+        )
         return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
 
 

@@ -107,6 +107,10 @@ def refresh(run: EvalRun) -> EvalRun:
         execution = executions[item.execution_id]
         result = outcome(execution, depths.get(execution.id, 0))
         answer = result["answer"] if execution.status == "succeeded" else None
+        if item.baseline and answer and answer.startswith("Error: "):
+            # The base model's one call failed (e.g. over its window): a failure, not an answer.
+            result.update(status="failed", error=answer, answer=None)
+            answer = None
         item.score = score(item.scorer, answer, item.answers)
         item.result = {**(item.result or {}), **result}
     for item in pending:  # an execution deleted under the run counts as failed

@@ -106,7 +106,7 @@ def plan_submissions(settings: Any, spec: EvalSpec, items: list[TaskItem]) -> li
     for (model, window), config in baselines.items():
         plan, options = baseline_plan(settings, model, config)
         for item in items:
-            context = truncate(item.input, window, item.question)
+            context = truncate(item.input, window, item.question, model)
             submissions.append(Submission(f"base model alone: {model}", True, item, plan, options, context))
     if len(submissions) > MAX_EXECUTIONS:
         raise TaskError(

@@ -102,23 +102,26 @@ def get_eval(eval_id: str):
     return eval_dict(store.refresh(get_owned_eval(eval_id)))
 
 
-def _finished_report(eval_id: str) -> dict:
+def _report_now(eval_id: str) -> dict:
+    """The report: the final one, or, while items still run, one over the items scored so far."""
+    from rlm_api.evals.report import build_report
+
     run = store.refresh(get_owned_eval(eval_id))
-    if run.report is None:
-        raise APIError(
-            409, "not_finished", f"eval {run.id} is {run.status}: the report is written when it finishes"
-        )
-    return run.report
+    if run.report is not None:
+        return run.report
+    return build_report(run, [i for i in store.run_items(run.id) if i.score is not None])
 
 
 @bp.get("/evals/<eval_id>/report.md")
 def eval_markdown(eval_id: str):
-    return Response(markdown(_finished_report(eval_id)), mimetype="text/markdown")
+    return Response(markdown(_report_now(eval_id)), mimetype="text/markdown")
 
 
-@bp.get("/evals/<eval_id>/plot.<fmt>")
-def eval_plot(eval_id: str, fmt: str):
-    if fmt not in ("svg", "png"):
-        raise not_found("plot format", fmt)
-    mimetype = "image/svg+xml" if fmt == "svg" else "image/png"
-    return Response(plot.render(_finished_report(eval_id), fmt), mimetype=mimetype)
+@bp.get("/evals/<eval_id>/plot.svg")
+def eval_plot_svg(eval_id: str):
+    return Response(plot.render(_report_now(eval_id), "svg"), mimetype="image/svg+xml")
+
+
+@bp.get("/evals/<eval_id>/plot.png")
+def eval_plot_png(eval_id: str):
+    return Response(plot.render(_report_now(eval_id), "png"), mimetype="image/png")

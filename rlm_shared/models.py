@@ -173,3 +173,69 @@ class MemorySnapshot(Base):
     seq: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
     blocks: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
+
+
+EVAL_STATUSES = ("running", "succeeded", "failed")
+
+
+class EvalRun(Base):
+    """One `rlm eval` / `POST /api/evals`: a suite run for one or more configurations.
+
+    `spec` is what was asked (tasks, sizes, seed, configurations), enough to generate the same
+    items again; `report` the scored summary, written once every item's execution has finished."""
+
+    __tablename__ = "eval_runs"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=_uuid)
+    name: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="running")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    owner: Mapped[str | None] = mapped_column(sa.String(64), nullable=True, index=True)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
+
+
+class EvalItem(Base):
+    """One task item run under one configuration (or as the base-model baseline): an ordinary
+    execution, and its score once that execution has finished."""
+
+    __tablename__ = "eval_items"
+    __table_args__ = (sa.Index("ix_eval_items_run_seq", "eval_run_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    eval_run_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("eval_runs.id", ondelete="CASCADE"), nullable=False
+    )
+    seq: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    config: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    baseline: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    task: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    item_id: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    size: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    scorer: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    answers: Mapped[list[Any]] = mapped_column(JSONType, nullable=False, default=list)
+    execution_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("executions.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    score: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+
+
+class ModelCallCache(Base):
+    """The opt-in model call cache (`MODEL_CALL_CACHE`): a reply kept by a hash of the model and
+    the messages, with what the first call cost, so a re-run answers from here and counts what
+    it saved."""
+
+    __tablename__ = "model_call_cache"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(sa.String(200), nullable=False)
+    text: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    input_tokens: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    output_tokens: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    cost_usd: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0)
+    hits: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    saved_usd: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)

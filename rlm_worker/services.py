@@ -32,11 +32,16 @@ def model_client() -> ModelClient:
         policy=s.model_policy(),
         lean=s.lean_model_client,
     )
-    if not s.model_rate_limits:
-        return MeteredModelClient(LocalModelQueue(client))
-    from rlm_worker.rate_limit import RateLimitedClient, limiter_from_settings
+    if s.model_rate_limits:
+        from rlm_worker.rate_limit import RateLimitedClient, limiter_from_settings
 
-    return MeteredModelClient(LocalModelQueue(RateLimitedClient(client, limiter_from_settings())))
+        client = RateLimitedClient(client, limiter_from_settings())
+    metered = MeteredModelClient(LocalModelQueue(client))
+    if not s.model_call_cache:
+        return metered
+    from rlm_worker.call_cache import CachedModelClient
+
+    return CachedModelClient(metered)  # outside the meter: a reply from the cache is no model call
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ import click
 
 from rlm_api.cli.database import db
 from rlm_api.cli.environment import config
+from rlm_api.cli.eval import eval_command
 from rlm_api.cli.mcp import mcp
 from rlm_api.cli.processes import flower, healthcheck, worker
 from rlm_api.cli.run import run
@@ -36,5 +37,5 @@ def main() -> None:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 
-for command in (run, serve, trace, worker, flower, db, config, healthcheck, mcp):
+for command in (run, serve, trace, worker, flower, db, config, healthcheck, mcp, eval_command):
     main.add_command(command)

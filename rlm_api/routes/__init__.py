@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-from rlm_api.routes import executions, service, sessions  # noqa: E402, F401  (they register views on bp)
+from rlm_api.routes import evals, executions, service, sessions  # noqa: E402, F401  (they register views on bp)

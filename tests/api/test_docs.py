@@ -71,7 +71,7 @@ def test_every_operation_has_a_curl_example(open_app):
     document = open_app.test_client().get("/api/openapi.json").get_json()
     shown = set()
     for _, _, command in examples():
-        call = parse(command, {"SESSION": "{x}", "EXECUTION": "{x}", "CURSOR": ""})
+        call = parse(command, {"SESSION": "{x}", "EXECUTION": "{x}", "EVAL": "{x}", "CURSOR": ""})
         shown.add((call["method"].lower(), urlsplit("http://" + call["url"]).path))
     for path, operations in document["paths"].items():
         for method in operations:

@@ -281,7 +281,9 @@ def earlier_runs(execution: Execution, budget_chars: int = EARLIER_INPUTS_CHARS)
             turns[run_id].append({"role": "assistant", "content": response})
     earlier_ids = {row.context_id for row in rows} - {execution.context_id}
     sizes = dict(
-        database.session.execute(sa.select(Context.id, Context.size_chars).where(Context.id.in_(earlier_ids)))
+        database.session.execute(
+            sa.select(Context.id, Context.size_chars).where(Context.id.in_(earlier_ids))
+        ).all()
     )
     loaded: dict[str, int] = {}
     contexts: list[Any] = []

@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from rlm_shared.config import get_settings
 from rlm_shared.contexts import load_context
 from rlm_shared.database import database
-from rlm_shared.models import FINISHED_STATUSES, Execution, Session, TraceNode
+from rlm_shared.models import FINISHED_STATUSES, Context, Execution, Session, TraceNode
 from rlm_shared.strategies import root_program
 from rlm_shared.trace_sink import SqlTraceSink
 from rlm_worker import metrics
@@ -30,7 +30,13 @@ from rlm_worker.engine.compaction import CompactionPolicy
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSink
-from rlm_worker.engine.session_history import THIS_RUNS_INPUT, EarlierRun, EarlierRuns
+from rlm_worker.engine.session_history import (
+    EARLIER_INPUTS_CHARS,
+    NOT_LOADED,
+    THIS_RUNS_INPUT,
+    EarlierRun,
+    EarlierRuns,
+)
 from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import Heartbeat, claim, holds_lease
@@ -240,10 +246,11 @@ def build_request(execution: Execution, session: Session | None) -> ExecutionReq
 
 
 
-def earlier_runs(execution: Execution) -> EarlierRuns:
+def earlier_runs(execution: Execution, budget_chars: int = EARLIER_INPUTS_CHARS) -> EarlierRuns:
     """The session's finished runs created before `execution`, oldest first: their inputs (each
-    distinct context read once, from the stored contexts) and their root conversations (read
-    back from their trace: each root turn's prompt and reply)."""
+    distinct context read once, from the stored contexts, the newest first while `budget_chars`
+    lasts) and their root conversations (read back from their trace: each root turn's prompt and
+    reply)."""
     rows = database.session.execute(
         sa.select(
             Execution.id, Execution.context_id, Execution.user_query, Execution.final_answer, Execution.status
@@ -272,17 +279,24 @@ def earlier_runs(execution: Execution) -> EarlierRuns:
         turns[run_id].append({"role": "user", "content": prompt or ""})
         if response is not None:
             turns[run_id].append({"role": "assistant", "content": response})
-    distinct: dict[str, int] = {}
+    earlier_ids = {row.context_id for row in rows} - {execution.context_id}
+    sizes = dict(
+        database.session.execute(
+            sa.select(Context.id, Context.size_chars).where(Context.id.in_(earlier_ids))
+        ).all()
+    )
+    loaded: dict[str, int] = {}
     contexts: list[Any] = []
-    order: list[int] = []
-    for row in rows:
-        if row.context_id == execution.context_id:
-            order.append(THIS_RUNS_INPUT)
-            continue
-        if row.context_id not in distinct:
-            distinct[row.context_id] = len(contexts)
+    room = budget_chars
+    for row in reversed(rows):  # the newest inputs first, while they fit
+        if row.context_id in sizes and row.context_id not in loaded and sizes[row.context_id] <= room:
+            room -= sizes[row.context_id]
+            loaded[row.context_id] = len(contexts)
             contexts.append(load_context(row.context_id))
-        order.append(distinct[row.context_id])
+    order = [
+        THIS_RUNS_INPUT if row.context_id == execution.context_id else loaded.get(row.context_id, NOT_LOADED)
+        for row in rows
+    ]
     runs = [EarlierRun(row.user_query, row.final_answer, row.status, turns[row.id]) for row in rows]
     return EarlierRuns(contexts=contexts, order=order, runs=runs)
 

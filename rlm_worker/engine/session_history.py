@@ -17,6 +17,11 @@ from rlm_worker.engine import repl_names
 
 #: The input of this run in `EarlierRuns.order`: the REPL's own `context`.
 THIS_RUNS_INPUT = -1
+#: An earlier input left out (`context_<i>` is None): the inputs together would not fit the
+#: REPL's start-up message (64 MiB; a character may take 4 bytes), so the newest are loaded first.
+NOT_LOADED = -2
+#: Characters of earlier inputs (each distinct one counted once) loaded into one REPL at most.
+EARLIER_INPUTS_CHARS = 12_000_000
 
 
 @dataclass
@@ -44,7 +49,7 @@ class EarlierRuns:
 
     #: The distinct inputs of those runs (each once).
     contexts: list[Any] = field(default_factory=list)
-    #: For each run, the index of its input in `contexts`, or THIS_RUNS_INPUT.
+    #: For each run, the index of its input in `contexts`, THIS_RUNS_INPUT or NOT_LOADED.
     order: list[int] = field(default_factory=list)
     runs: list[EarlierRun] = field(default_factory=list)
 
@@ -72,4 +77,15 @@ class EarlierRuns:
             '{"question", "answer", "status", "messages"} (the root\'s messages of that run; '
             "`history_<i>` is run i's messages). "
             "Read them with code when the question refers to an earlier one."
+            + self._describe_missing()
+        )
+
+    def _describe_missing(self) -> str:
+        missing = [repl_names.numbered_context(i) for i, which in enumerate(self.order) if which == NOT_LOADED]
+        if not missing:
+            return ""
+        return (
+            f" {', '.join(f'`{name}`' for name in missing)} {'is' if len(missing) == 1 else 'are'} None: "
+            f"the session's inputs together exceed {EARLIER_INPUTS_CHARS:,} characters, so only the "
+            "newest were loaded (the question and answer of every run are in `history`)."
         )

@@ -19,6 +19,7 @@ import types
 from typing import Any
 
 from rlm_worker.engine import repl_names
+from rlm_worker.engine.session_history import NOT_LOADED, THIS_RUNS_INPUT
 from rlm_worker.sandbox import policy, protocol
 from rlm_worker.sandbox.protocol import ChannelClosed, ChildChannel
 from rlm_worker.sandbox.stubs import (
@@ -338,7 +339,9 @@ def init_namespace(message: dict[str, Any]) -> None:
     contexts = session.get("contexts") or []
     order = [*(session.get("order") or []), -1]
     for index, which in enumerate(order):
-        pinned[repl_names.numbered_context(index)] = context if which == -1 else contexts[which]
+        pinned[repl_names.numbered_context(index)] = (
+            context if which == THIS_RUNS_INPUT else None if which == NOT_LOADED else contexts[which]
+        )
     history = pinned[repl_names.HISTORY] = session.get("history") or []
     for index, run in enumerate(history):  # the reference's `history_<i>`: run i's messages
         pinned[repl_names.numbered_history(index)] = run["messages"]

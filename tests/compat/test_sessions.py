@@ -106,7 +106,7 @@ def test_a_sessions_variables_carry_over_when_they_are_json(stack_client, script
     scripted.responder = responder
     wait_done(stack_client, submit(stack_client, user_query="first", session_id=session["id"]))
     second = wait_done(stack_client, submit(stack_client, user_query="second", session_id=session["id"]))
-    assert second["final_answer"] == "94 False", second
+    assert second["final_answer"] == "94 False", second["error"]
 
 
 def test_a_run_without_a_session_has_context_0_and_an_empty_history(stack_client, scripted):

@@ -222,3 +222,31 @@ def test_live_fragment_sends_news_only_when_something_changed(app, client):
 
 def test_stylesheet_for_highlighting_is_current():
     assert STYLESHEET.read_text(encoding="utf-8") == stylesheet()
+
+
+def test_a_compaction_node_shows_in_the_tree_with_its_summary(app, client):
+    built = make_execution(app)
+    with app.app_context():
+        root = next(n for n in built.nodes.values() if n.kind == "root")
+        cursor = TreeCursor(built.execution_id, root)
+        cursor.next(sum(1 for n in built.nodes.values() if n.parent_id == root.id))  # after them
+        node = cursor.child(
+            "compaction",
+            0,
+            model="openai/gpt-4o",
+            prompt="Summarise your progress so far",
+            response="Summary: three dates found so far",
+            stdout="3,000 tokens reached 2,550: 6 messages replaced by a summary",
+            status="succeeded",
+            input_tokens=2900,
+            output_tokens=20,
+            started_at=at(6),
+            finished_at=at(7),
+        )
+        sink = SqlTraceSink(db.engine)
+        sink.node_started(node)
+        sink.node_finished(node)
+    page = html(client.get(f"/executions/{built.execution_id}"))
+    assert '<span class="kind k-compaction">compaction</span>' in page
+    detail = html(client.get(f"/executions/{built.execution_id}/nodes/{node.id}", headers={"HX-Request": "true"}))
+    assert "Summary: three dates found so far" in detail and "6 messages replaced by a summary" in detail

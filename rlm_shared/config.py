@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     subcall_inflight_per_execution: int = Field(
         256, description="Sub-calls one execution may have queued or running at once."
     )
+    max_concurrent_subcalls_ceiling: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="Largest `max_concurrent_subcalls` an execution may ask for (a larger one is refused).",
+    )
     model_rate_limits: str | None = Field(
         None, description='JSON requests per minute per model, shared through Redis: {"openai/gpt-4o": 500}.'
     )
@@ -142,6 +148,13 @@ class Settings(BaseSettings):
             "timeout_seconds": self.execution_timeout,
             "chunk_size": self.default_chunk_size,
         }
+
+    def concurrent_subcalls_refusal(self, value: int | None) -> str | None:
+        """Why an execution may not ask for `max_concurrent_subcalls=value` here, or None."""
+        ceiling = self.max_concurrent_subcalls_ceiling
+        if value is not None and value > ceiling:
+            return f"max_concurrent_subcalls may be at most {ceiling} on this server (MAX_CONCURRENT_SUBCALLS_CEILING)"
+        return None
 
     def model_policy(self) -> ModelPolicy:
         """The allow-list every entry point checks model strings against (see engine/model_policy.py)."""

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from rlm_worker.engine.options import ExecutionOptions
+from rlm_worker.engine.subcall_gate import SubcallGate
 
 
 class GuardTripped(Exception):
@@ -38,6 +39,16 @@ class Budget:
         self.cost_usd = 0.0
         self.cost_unknown = False
         self.tripped: GuardTripped | None = None
+        #: `max_concurrent_subcalls`: every leaf dispatch of the tree passes this one gate.
+        self.subcall_gate = SubcallGate(options.max_concurrent_subcalls)
+
+    def stopped(self) -> bool:
+        """True once a guard tripped (or trips now): a wait for a sub-call slot ends there."""
+        try:
+            self.check()
+        except GuardTripped:
+            return True
+        return False
 
     def remaining_seconds(self) -> float:
         return max(0.0, self.deadline - self._clock())

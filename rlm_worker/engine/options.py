@@ -37,6 +37,14 @@ class ExecutionOptions(BaseModel):
         60.0, gt=0, le=3600, description="Wall-clock limit of one code cell (sub-call waits excluded)."
     )
     cell_cpu_seconds: int = Field(10, ge=1, le=3600, description="CPU seconds of one code cell.")
+    max_concurrent_subcalls: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Sub-calls of this execution in flight at once, over all its agents (llm_query calls, "
+        "rlm_query children); unset = as many as the workers take. The server caps it at "
+        "MAX_CONCURRENT_SUBCALLS_CEILING.",
+    )
     inherit_memory: bool = Field(False, description="Default for rlm_query(inherit_memory=...).")
     strategy: Literal["search", "find", "map_reduce"] | None = Field(
         None, description="Run this built-in root program instead of a root model (rlm_shared/strategies)."

@@ -171,7 +171,9 @@ def test_one_user_message_is_context_and_question(alice, api_url):
     )
     chunks = list(stream)
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "QX-4417"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
     execution, context, _ = execution_row(api_url[1], chunks[0].model_extra["rlm"]["execution_id"])
     assert context == message and execution.status == "succeeded"
 

@@ -102,6 +102,20 @@ class Settings(BaseSettings):
     subcall_concurrency_limit: int | None = Field(
         None, description="Sub-calls running at once over every llm worker (Redis); unset = the pools' size."
     )
+    rlm_tools: str | None = Field(
+        None,
+        description="Python functions the REPL offers as tools, run in the worker: `module:function` or "
+        "`name=module:function`, comma-separated (also: the `rlm_engine.tools` entry points). docs/tools.md.",
+    )
+    rlm_tools_offered: str | None = Field(
+        None,
+        description="Names of the registered tools to offer, comma-separated; unset = all, `none` = none.",
+    )
+    tool_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest one tool call may take before it is abandoned (an error for the code).",
+    )
     api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; unset = open API.")
     api_rate_limit: str = Field(
         "600/minute", description="Requests one API token may make, e.g. `600/minute`."

@@ -24,7 +24,7 @@ TZDateTime = sa.DateTime(timezone=True)
 
 EXECUTION_STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "cancelled")
 FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
-NODE_KINDS = ("root", "iteration", "code", "llm_call", "child_rlm", "search")
+NODE_KINDS = ("root", "iteration", "code", "llm_call", "child_rlm", "search", "tool")
 
 
 def _uuid() -> str:

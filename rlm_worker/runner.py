@@ -32,7 +32,7 @@ from rlm_worker.engine.ports import Dispatcher, Sandbox, SandboxFactory, TraceSi
 from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import Heartbeat, claim, holds_lease
-from rlm_worker.services import model_client, process_sandboxes, sandbox_factory
+from rlm_worker.services import model_client, process_sandboxes, sandbox_factory, tool_box
 
 log = logging.getLogger("rlm.runner")
 
@@ -272,6 +272,7 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
             max_sandboxes_per_execution=settings.max_sandboxes_per_execution,
             process_sandboxes=process_sandboxes(),
             on_guard=metrics.guard_tripped,
+            tools=tool_box(),
         )
         strategy = None
         try:

@@ -33,6 +33,7 @@ class Budget:
         self.deadline = clock() + options.timeout_seconds
         self._lock = threading.Lock()
         self.sub_calls = 0
+        self.tool_calls = 0
         self.model_calls = 0
         self.input_tokens = 0
         self.output_tokens = 0
@@ -76,6 +77,17 @@ class Budget:
                     f"the execution may make at most {self.options.max_sub_calls:,} sub-calls",
                 )
             self.sub_calls += count
+
+    def reserve_tool_call(self) -> None:
+        """Count one custom tool call against `max_tool_calls` (engine/tools.py)."""
+        self.check()
+        with self._lock:
+            if self.tool_calls + 1 > self.options.max_tool_calls:
+                self._trip(
+                    "max_tool_calls",
+                    f"the execution may make at most {self.options.max_tool_calls:,} tool calls",
+                )
+            self.tool_calls += 1
 
     def add_usage(
         self, input_tokens: int, output_tokens: int, cost_usd: float, cost_known: bool = True

@@ -28,6 +28,7 @@ from rlm_worker.engine.ports import (
 )
 from rlm_worker.engine.repl_api import ReplCalls
 from rlm_worker.engine.sandbox_slots import SandboxSlots, SlotPool
+from rlm_worker.engine.tools import ToolBox
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import CellResult, TraceNode, utcnow
 from rlm_worker.engine.variables import strict_json_variables
@@ -102,6 +103,7 @@ class Engine:
         max_sandboxes_per_execution: int | None = None,
         process_sandboxes: SlotPool | None = None,
         on_guard: Callable[[str], None] | None = None,
+        tools: ToolBox | None = None,
     ) -> None:
         self.model_client = model_client
         self.dispatcher = dispatcher
@@ -112,6 +114,8 @@ class Engine:
         self.process_sandboxes = process_sandboxes or SlotPool(None, "MAX_SANDBOXES_PER_PROCESS")
         #: Told the name of a cap that held work back (a sandbox cap); the adapters count them.
         self.on_guard = on_guard or (lambda guard: None)
+        #: The operator's custom tools (engine/tools.py), offered to every agent's REPL.
+        self.tools = tools or ToolBox()
 
     def run(self, request: ExecutionRequest, is_cancelled: Any = None) -> ExecutionResult:
         budget = Budget(request.options, is_cancelled)
@@ -294,7 +298,12 @@ class Agent:
                 outcome.variables = dict(self.variables)
             return outcome
         messages = [
-            {"role": "system", "content": prompts.build_system_prompt(self.context, options.chunk_size)},
+            {
+                "role": "system",
+                "content": prompts.build_system_prompt(
+                    self.context, options.chunk_size, self.run_state.engine.tools.prompt_section()
+                ),
+            },
             {
                 "role": "user",
                 "content": prompts.build_first_user_message(

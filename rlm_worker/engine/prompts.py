@@ -35,7 +35,7 @@ sharing no word with the query are left out. Put other words the answer may use 
 `memory.replace(label, old, new)` edits. Record what you learn that later steps or later runs need.
 - `SHOW_VARS()`: the variables you have defined.
 - `FINAL(answer)`: give the final answer and stop. `FINAL_VAR("name")` gives the value of a variable.
-- Modules you may import: re, json, math, collections, itertools, functools, statistics, string, \
+{tools}- Modules you may import: re, json, math, collections, itertools, functools, statistics, string, \
 textwrap, datetime, random, heapq, bisect. There is no file system, network or `os`.
 
 A failed sub-call returns a string starting with "Error:" instead of raising; check for it, and \
@@ -151,8 +151,9 @@ def context_type_name(context: Any) -> str:
     return {str: "str", list: "list", dict: "dict"}.get(type(context), type(context).__name__)
 
 
-def build_system_prompt(context: Any, chunk_size: int) -> str:
-    return SYSTEM_PROMPT.format(context_type=context_type_name(context), chunk_size=chunk_size)
+def build_system_prompt(context: Any, chunk_size: int, tools: str = "") -> str:
+    """`tools`: the lines on the server's custom tools (`ToolBox.prompt_section`), if it has any."""
+    return SYSTEM_PROMPT.format(context_type=context_type_name(context), chunk_size=chunk_size, tools=tools)
 
 
 def build_first_user_message(

@@ -16,6 +16,7 @@ from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
 from rlm_worker.engine.ports import CallRejected, TraceSink
 from rlm_worker.engine.subcall import refused_llm_calls
 from rlm_worker.engine.subcall_gate import dispatch_through_gate
+from rlm_worker.engine.tools import call_tool
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, TraceNode, utcnow
 
@@ -71,6 +72,11 @@ class ReplCalls:
             return self._rank_passages(args)
         if fn == "rank_by_meaning":
             return self._rank_by_meaning(args)
+        if fn == "tool":
+            agent = self.agent
+            return call_tool(
+                agent.run_state.engine.tools, args, agent.budget, agent.sink, self.cursor, agent.depth
+            )
         if fn == "memory_read":
             return self.agent.memory.read(_text(args.get("label"), "label"))
         if fn == "memory_blocks":

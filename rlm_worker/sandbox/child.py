@@ -30,6 +30,7 @@ from rlm_worker.sandbox.stubs import (
     Memory,
     render_final,
     repl_api,
+    tool_stubs,
     user_variables,
 )
 
@@ -285,7 +286,7 @@ def init_namespace(message: dict[str, Any]) -> None:
     namespace = policy.restricted_globals()
     variables = message.get("variables") or {}
     constants = message.get("constants") or {}
-    api = repl_api()
+    api = {**tool_stubs(message.get("tools")), **repl_api()}  # a tool never shadows the API
     reserved = set(api) | {"context"}
     for name, value in variables.items():
         if _settable(name, reserved):

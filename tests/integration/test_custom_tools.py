@@ -199,3 +199,16 @@ def test_the_api_refuses_any_attempt_to_register_tools(tools_client, path, body)
     assert set(error) >= {"code", "message"} and (
         "tools" in error["message"] or "rlm_tools" in error["message"]
     )
+
+
+def test_a_worker_whose_tools_cannot_load_stops_at_start_saying_why(pg_database_url, model_server):
+    broker, backend = free_redis_db((28, 29))
+    env = worker_env(pg_database_url, broker, backend, model_server.url, RLM_TOOLS="samples.tools:no_such_tool")
+    worker = CeleryWorker("rlm.root", env, pool="threads", concurrency=1, name="tools-broken")
+    try:
+        wait_for(lambda: worker.proc.poll() is not None, 240, what="the worker to exit")
+        assert worker.proc.returncode != 0
+        log = worker.log_path.read_text()
+        assert "custom tools: RLM_TOOLS entry 'samples.tools:no_such_tool': samples.tools has no no_such_tool" in log
+    finally:
+        stop_workers(worker)

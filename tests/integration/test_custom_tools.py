@@ -105,6 +105,9 @@ def test_a_tool_is_offered_with_its_docstring_called_from_code_and_traced(tools_
     # the tool ran in the worker; the sandbox still imports nothing new
     assert "import refused:" in code["stdout"] and "hashlib" in code["stdout"]
     assert "<REPL tool checksum(text: str, algorithm: str = 'sha256') -> str" in code["stdout"]
+    # the dashboard shows the calls in the tree and the waterfall
+    page = tools_client.get(f"/executions/{eid}").get_data(as_text=True)
+    assert page.count('class="kind k-tool"') >= 4 and "checksum(&#34;abc&#34;)" in page
 
 
 def test_a_failing_tool_gives_the_code_an_error_string(tools_client, scripted):

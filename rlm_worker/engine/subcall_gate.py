@@ -29,9 +29,6 @@ class SubcallGate:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self._slots = threading.BoundedSemaphore(limit) if limit else None
-        self._lock = threading.Lock()
-        self.in_flight = 0
-        self.peak = 0
 
     def acquire(self, stopped: Callable[[], bool]) -> bool:
         """Take a slot, waiting while others hold them; False if the execution stopped first."""
@@ -42,15 +39,10 @@ class SubcallGate:
         if stopped():
             self._slots.release()
             return False
-        with self._lock:
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
         return True
 
     def release(self) -> None:
         assert self._slots is not None
-        with self._lock:
-            self.in_flight -= 1
         self._slots.release()
 
     def workers_for(self, count: int, cap: int) -> int:

@@ -63,6 +63,8 @@ MAX_ABANDONED = 32
 #: Characters of a tool's arguments and result kept in its trace node.
 TRACE_CHARS = 10_000
 DOC_CHARS = 600
+#: A tool node's status when a guard stopped the execution while the tool ran.
+STOPPED_STATUS = {"cancelled": "cancelled", "timeout_seconds": "timed_out"}
 
 
 class ToolError(ValueError):
@@ -185,8 +187,8 @@ def call_tool(
     limit = min(box.timeout_seconds, budget.remaining_seconds())
     try:
         value = _run_guarded(tool, positional, keywords, limit, budget)
-    except GuardTripped as exc:  # cancelled or out of time: the cell ends, the trace says why
-        node.status = "cancelled" if exc.guard == "cancelled" else "timed_out"
+    except GuardTripped as exc:  # cancelled, out of time, or another guard: the cell ends, the trace says why
+        node.status = STOPPED_STATUS.get(exc.guard, "failed")
         _finish(node, sink, error=f"stopped by guard {exc.guard}: {exc}")
         raise
     except _ToolTimeout:

@@ -24,3 +24,13 @@ def test_rlm_run_offers_the_operators_tools(cli_env, tmp_path):
     )
     assert broken.returncode == 1
     assert "RLM_TOOLS entry 'nope:f': cannot import nope" in broken.stderr
+
+
+def test_rlm_serve_with_tools_that_cannot_load_stops_before_serving(cli_env):
+    done = run_shell(
+        "rlm serve --port 1",
+        {**cli_env, "RLM_TOOLS": "samples.tools:checksum,x=os:nothing", "PYTHONPATH": str(ROOT)},
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "custom tools: RLM_TOOLS entry 'x=os:nothing': os has no nothing" in done.stderr

@@ -60,9 +60,9 @@ class ExecutionOptions(BaseModel):
         None,
         ge=1,
         le=1024,
-        description="Sub-calls of this execution in flight at once, over all its agents (llm_query calls, "
-        "rlm_query children); unset = as many as the workers take. The server caps it at "
-        "MAX_CONCURRENT_SUBCALLS_CEILING.",
+        description="Sub-calls of this execution in flight at once: its llm_query calls, from every agent "
+        "of the tree together, and the rlm_query children of one batch; unset = as many as the workers take. "
+        "The server caps it at MAX_CONCURRENT_SUBCALLS_CEILING.",
     )
     inherit_memory: bool = Field(False, description="Default for rlm_query(inherit_memory=...).")
     strategy: Literal["search", "find", "map_reduce"] | None = Field(

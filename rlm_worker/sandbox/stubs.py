@@ -232,7 +232,10 @@ class _Tool:
     signature: str
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return call("tool", {"name": self.name, "args": list(args), "kwargs": dict(kwargs)})
+        try:
+            return call("tool", {"name": self.name, "args": list(args), "kwargs": dict(kwargs)})
+        except (TypeError, ValueError) as exc:  # arguments that are not JSON, or too large: name the tool
+            raise type(exc)(str(exc).replace("tool:", f"{self.name}:", 1)) from None
 
     def __repr__(self) -> str:
         return f"<REPL tool {self.name}{self.signature}: runs in the worker, JSON data in and out>"

@@ -111,7 +111,14 @@ def test_a_tool_is_offered_with_its_docstring_called_from_code_and_traced(tools_
 
 
 def test_a_failing_tool_gives_the_code_an_error_string(tools_client, scripted):
-    scripted_root(scripted, "a = explode('boom')\nb = opaque()\nFINAL(a + ' || ' + b)")
+    scripted_root(
+        scripted,
+        "try:\n"
+        "    checksum({1, 2})\n"
+        "except TypeError as exc:\n"
+        "    print(exc)\n"
+        "a = explode('boom')\nb = opaque()\nFINAL(a + ' || ' + b)",
+    )
     eid = submit(tools_client, user_query="q", context="text")
     result = wait_done(tools_client, eid)
     assert result["status"] == "succeeded", result
@@ -121,6 +128,8 @@ def test_a_failing_tool_gives_the_code_an_error_string(tools_client, scripted):
     nodes = tool_nodes(tools_client, eid)
     assert [n["status"] for n in nodes] == ["failed", "failed"]
     assert nodes[0]["error"] == "tool explode failed: ValueError: boom"
+    code = next(n for n in trace(tools_client, eid) if n["kind"] == "code")
+    assert "checksum: arguments must be JSON-serialisable" in code["stdout"]  # refused in the sandbox
 
 
 def test_a_hanging_tool_is_abandoned_after_its_time_limit(tools_client, scripted):
@@ -206,12 +215,17 @@ def test_the_api_refuses_any_attempt_to_register_tools(tools_client, path, body)
 
 def test_a_worker_whose_tools_cannot_load_stops_at_start_saying_why(pg_database_url, model_server):
     broker, backend = free_redis_db((28, 29))
-    env = worker_env(pg_database_url, broker, backend, model_server.url, RLM_TOOLS="samples.tools:no_such_tool")
+    env = worker_env(
+        pg_database_url, broker, backend, model_server.url, RLM_TOOLS="samples.tools:no_such_tool"
+    )
     worker = CeleryWorker("rlm.root", env, pool="threads", concurrency=1, name="tools-broken")
     try:
         wait_for(lambda: worker.proc.poll() is not None, 240, what="the worker to exit")
         assert worker.proc.returncode != 0
         log = worker.log_path.read_text()
-        assert "custom tools: RLM_TOOLS entry 'samples.tools:no_such_tool': samples.tools has no no_such_tool" in log
+        assert (
+            "custom tools: RLM_TOOLS entry 'samples.tools:no_such_tool': samples.tools has no no_such_tool"
+            in log
+        )
     finally:
         stop_workers(worker)

@@ -18,7 +18,7 @@ from rlm_api.passages import Place, PromptView, describe, passage_of, template_e
 #: Tree levels shown open on first load; deeper ones start collapsed (big trees stay light).
 OPEN_LEVELS = 2
 WATERFALL_MAX_ROWS = 400
-WATERFALL_KINDS = ("iteration", "code", "llm_call", "child_rlm", "compaction")
+WATERFALL_KINDS = ("iteration", "code", "llm_call", "child_rlm", "compaction", "tool")
 #: Time one render may spend finding passages in the context; what it finds is cached, so the
 #: next render of a big tree (a live page polls) names the rest.
 LOCATE_BUDGET_SECONDS = 0.25

@@ -9,8 +9,11 @@ The rule (docs/integrations/openai.md says the same, with examples):
 - An explicit `rlm` field (the openai SDK's `extra_body={"rlm": {...}}`) with `context`,
   `context_id` or `session_id` names the context instead: then the whole last user message is the
   question, and the earlier messages are not used.
-- No context at all (a lone user message with one part) is a 400 saying where to put it: an RLM
-  reads a context, and guessing which half of one message is the document would be wrong often.
+- One user message alone, of one part (what most chat clients send, and what the reference's
+  `completion(prompt)` takes): the whole message is the context, and it is the question too. The
+  root reads it in the REPL like any context; nothing guesses which half is the document. A long
+  message is shown to the root as a question by its beginning and its end (where people put the
+  question), never whole: the root's prompt stays small, and `context` holds every character.
 
 Models: `rlm` (the server's default plan: DEFAULT_MODEL, or the offline plan when no provider is
 configured), `rlm/<root model>` (e.g. `rlm/openai/gpt-4o-mini`), or an alias from
@@ -131,14 +134,26 @@ def read_messages(messages: list[ChatMessage], explicit_context: bool) -> ChatQu
         largest = max(range(len(parts)), key=lambda i: len(parts[i]))
         earlier.append(parts[largest])
         parts = parts[:largest] + parts[largest + 1 :]
-    if not earlier:
-        raise ChatRequestError(
-            "no context: put the document in a system message (or any message before the question), "
-            "in a second text part of the user message, or in the `rlm.context` field",
-            "messages",
-            code="missing_context",
-        )
-    return ChatQuestion(_question("\n\n".join(parts), last_index), "\n\n".join(earlier))
+    question = _question("\n\n".join(parts), last_index)
+    if not earlier:  # one message holds both: it is the context, and the question too
+        return ChatQuestion(question_of_whole_message(question), question)
+    return ChatQuestion(question, "\n\n".join(earlier))
+
+
+#: A lone message up to this long is the question as it is; a longer one by its two ends.
+WHOLE_MESSAGE_QUESTION_CHARS = 4_000
+MESSAGE_END_CHARS = 1_500
+
+
+def question_of_whole_message(message: str) -> str:
+    """The question of a message that is also the context: itself, or its beginning and end."""
+    if len(message) <= WHOLE_MESSAGE_QUESTION_CHARS:
+        return message
+    left_out = len(message) - 2 * MESSAGE_END_CHARS
+    return (
+        f"{message[:MESSAGE_END_CHARS]}\n[... {left_out:,} characters left out here; the whole message "
+        f"is `context` ...]\n{message[-MESSAGE_END_CHARS:]}"
+    )
 
 
 def _question(text: str, index: int) -> str:

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from rlm_shared.models import EXECUTION_STATUSES, NODE_KINDS
 from rlm_shared.strategies import STRATEGIES
 from rlm_worker.engine.local_model import is_local
-from rlm_worker.engine.options import ExecutionOptions
+from rlm_worker.engine.options import ExecutionOptions, refuse_tool_fields
 
 #: Ids are uuid4 hex; anything else cannot name a row, so it is a 404 or a 422, never a query.
 ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -48,7 +48,7 @@ ExecutionStatus = Literal["queued", "running", "succeeded", "failed", "timed_out
 assert set(ExecutionStatus.__args__) == set(EXECUTION_STATUSES)  # type: ignore[attr-defined]
 Strategy = Literal["search", "find", "map_reduce"]
 assert set(Strategy.__args__) == set(STRATEGIES)  # type: ignore[attr-defined]
-NodeKind = Literal["root", "iteration", "code", "llm_call", "child_rlm", "search", "compaction"]
+NodeKind = Literal["root", "iteration", "code", "llm_call", "child_rlm", "search", "compaction", "tool"]
 assert set(NodeKind.__args__) == set(NODE_KINDS)  # type: ignore[attr-defined]
 
 
@@ -119,6 +119,8 @@ class SessionCreate(BaseModel):
         default_factory=dict, description="Initial memory blocks, label -> text."
     )
 
+    _no_tools = model_validator(mode="before")(refuse_tool_fields)
+
 
 class ExecuteRequest(BaseModel):
     """`POST /api/execute`: one question over a session's context or a context given inline."""
@@ -145,6 +147,8 @@ class ExecuteRequest(BaseModel):
         le=MAX_WAIT_SECONDS,
         description="Block up to this many seconds; 200 with the result if it finished, else 202.",
     )
+
+    _no_tools = model_validator(mode="before")(refuse_tool_fields)
 
     @field_validator("options", mode="after")
     @classmethod

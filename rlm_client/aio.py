@@ -68,6 +68,7 @@ class AsyncRLMClient:
         strategy: str | None = None,
         root_code: str | None = None,
         wait: float | None = None,
+        max_concurrent_subcalls: int | None = None,
     ) -> Execution:
         return await self._send(
             calls.submit(
@@ -81,6 +82,7 @@ class AsyncRLMClient:
                 strategy=strategy,
                 root_code=root_code,
                 wait=wait,
+                max_concurrent_subcalls=max_concurrent_subcalls,
             )
         )
 

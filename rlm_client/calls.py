@@ -63,7 +63,10 @@ def submit(
     strategy: str | None = None,
     root_code: str | None = None,
     wait: float | None = None,
+    max_concurrent_subcalls: int | None = None,
 ) -> Call:
+    if max_concurrent_subcalls is not None:  # a shorthand for the option of the same name
+        options = {**(options or {}), "max_concurrent_subcalls": max_concurrent_subcalls}
     fields = {
         "user_query": question,
         "session_id": session_id,

@@ -84,10 +84,12 @@ class RLMClient:
         strategy: str | None = None,
         root_code: str | None = None,
         wait: float | None = None,
+        max_concurrent_subcalls: int | None = None,
     ) -> Execution:
         """Start an execution over `context` (a string, list or dict), `files` (paths of files or
         folders) or a session's context. Returns at once (`queued`) unless `wait` seconds (≤ 60)
-        are given, then as soon as it finishes or the time is up."""
+        are given, then as soon as it finishes or the time is up. `max_concurrent_subcalls`: how
+        many of its sub-calls may be in flight at once (the option of that name)."""
         return self._send(
             calls.submit(
                 question,
@@ -100,6 +102,7 @@ class RLMClient:
                 strategy=strategy,
                 root_code=root_code,
                 wait=wait,
+                max_concurrent_subcalls=max_concurrent_subcalls,
             )
         )
 

@@ -52,7 +52,6 @@ IGNORED = frozenset(
         "verbose",
         "compaction",
         "compaction_threshold_pct",
-        "max_concurrent_subcalls",
         "sampling_args",
         "sub_sampling_args",
         "orchestrator",
@@ -116,6 +115,16 @@ class ExecutionFailed(RLMClientError):
     def __init__(self, completion: RLMChatCompletion) -> None:
         super().__init__(f"execution {completion.execution_id} {completion.status}: {completion.error}")
         self.completion = completion
+
+
+def _tools_note(refused: list[str]) -> str:
+    """Where tools come from instead: the server's operator registers them (docs/tools.md)."""
+    if not {"custom_tools", "custom_sub_tools"} & set(refused):
+        return ""
+    return (
+        " (tools run on the server: its operator registers them with RLM_TOOLS or the "
+        "`rlm_engine.tools` entry points, and every execution's REPL offers them by name)"
+    )
 
 
 def litellm_model(backend: str, backend_kwargs: dict[str, Any]) -> str | None:
@@ -182,6 +191,7 @@ class RLM:
         max_budget: float | None = None,
         max_timeout: float | None = None,
         max_tokens: int | None = None,
+        max_concurrent_subcalls: int | None = None,
         other_backends: list[str] | None = None,
         other_backend_kwargs: list[dict[str, Any]] | None = None,
         persistent: bool = False,
@@ -195,13 +205,17 @@ class RLM:
         refused = sorted(set(reference_options) & UNSUPPORTED)
         unknown = sorted(set(reference_options) - UNSUPPORTED - IGNORED)
         if refused or unknown:
-            raise TypeError(f"RLM Engine does not support: {', '.join(refused + unknown)}")
+            raise TypeError(
+                f"RLM Engine does not support: {', '.join(refused + unknown)}{_tools_note(refused)}"
+            )
         backend_kwargs = dict(backend_kwargs or {})
         self.model = litellm_model(backend, backend_kwargs)
         if other_backends and sub_model is None:
             sub_model = litellm_model(other_backends[0], (other_backend_kwargs or [{}])[0])
         self.sub_model, self.strategy, self.persistent = sub_model, strategy, persistent
         self.options = execution_options(max_depth, max_iterations, max_budget, max_timeout, max_tokens)
+        if max_concurrent_subcalls is not None:  # the reference's name and meaning: sub-calls at once
+            self.options["max_concurrent_subcalls"] = max_concurrent_subcalls
         self.base_url = base_url or os.environ.get("RLM_API_URL")
         if backend_kwargs.get("base_url") and backend_kwargs["base_url"] != os.environ.get("LLM_API_BASE"):
             warnings.warn(

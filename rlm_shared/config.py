@@ -108,11 +108,31 @@ class Settings(BaseSettings):
     subcall_inflight_per_execution: int = Field(
         256, description="Sub-calls one execution may have queued or running at once."
     )
+    max_concurrent_subcalls_ceiling: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="Largest `max_concurrent_subcalls` an execution may ask for (a larger one is refused).",
+    )
     model_rate_limits: str | None = Field(
         None, description='JSON requests per minute per model, shared through Redis: {"openai/gpt-4o": 500}.'
     )
     subcall_concurrency_limit: int | None = Field(
         None, description="Sub-calls running at once over every llm worker (Redis); unset = the pools' size."
+    )
+    rlm_tools: str | None = Field(
+        None,
+        description="Python functions the REPL offers as tools, run in the worker: `module:function` or "
+        "`name=module:function`, comma-separated (also: the `rlm_engine.tools` entry points). docs/tools.md.",
+    )
+    rlm_tools_offered: str | None = Field(
+        None,
+        description="Names of the registered tools to offer, comma-separated; unset = all, `none` = none.",
+    )
+    tool_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest one tool call may take before it is abandoned (an error for the code).",
     )
     api_tokens: str | None = Field(None, description="Comma-separated bearer tokens; unset = open API.")
     api_rate_limit: str = Field(
@@ -160,6 +180,13 @@ class Settings(BaseSettings):
             "timeout_seconds": self.execution_timeout,
             "chunk_size": self.default_chunk_size,
         }
+
+    def concurrent_subcalls_refusal(self, value: int | None) -> str | None:
+        """Why an execution may not ask for `max_concurrent_subcalls=value` here, or None."""
+        ceiling = self.max_concurrent_subcalls_ceiling
+        if value is not None and value > ceiling:
+            return f"max_concurrent_subcalls may be at most {ceiling} on this server (MAX_CONCURRENT_SUBCALLS_CEILING)"
+        return None
 
     def model_policy(self) -> ModelPolicy:
         """The allow-list every entry point checks model strings against (see engine/model_policy.py)."""

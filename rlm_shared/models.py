@@ -24,7 +24,7 @@ TZDateTime = sa.DateTime(timezone=True)
 
 EXECUTION_STATUSES = ("queued", "running", "succeeded", "failed", "timed_out", "cancelled")
 FINISHED_STATUSES = ("succeeded", "failed", "timed_out", "cancelled")
-NODE_KINDS = ("root", "iteration", "code", "llm_call", "child_rlm", "search", "compaction")
+NODE_KINDS = ("root", "iteration", "code", "llm_call", "child_rlm", "search", "compaction", "tool")
 #: Node kinds whose own tokens and cost are one model call (a root's totals repeat its children's):
 #: a root turn, a sub-call, and the summary call of a compaction.
 MODEL_CALL_KINDS = ("iteration", "llm_call", "compaction")

@@ -40,7 +40,7 @@ from rlm_worker.engine.session_history import (
 from rlm_worker.engine.types import TraceNode as EngineNode
 from rlm_worker.engine.types import utcnow
 from rlm_worker.lease import Heartbeat, claim, holds_lease
-from rlm_worker.services import model_client, process_sandboxes, sandbox_factory
+from rlm_worker.services import model_client, process_sandboxes, sandbox_factory, tool_box
 
 log = logging.getLogger("rlm.runner")
 
@@ -343,6 +343,7 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
             compaction=CompactionPolicy.with_default_window(
                 settings.root_context_window_tokens, settings.compaction_threshold
             ),
+            tools=tool_box(),
         )
         strategy = None
         try:

@@ -16,6 +16,7 @@ from rlm_worker.engine.lean_client import LeanModelClient
 from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.ports import ModelClient, SandboxFactory
 from rlm_worker.engine.sandbox_slots import SlotPool
+from rlm_worker.engine.tools import ToolBox
 from rlm_worker.metered import MeteredModelClient
 
 
@@ -59,11 +60,22 @@ def subcall_client() -> ModelClient:
 
 
 @lru_cache(maxsize=1)
+def tool_box() -> ToolBox:
+    """The operator's custom tools (RLM_TOOLS, the `rlm_engine.tools` entry points), loaded once;
+    a tool that cannot be loaded raises ToolRegistrationError naming it."""
+    from rlm_worker.tool_registry import load_tool_box
+
+    s = get_settings()
+    return load_tool_box(s.rlm_tools, s.rlm_tools_offered, s.tool_timeout_seconds)
+
+
+@lru_cache(maxsize=1)
 def sandbox_factory() -> SandboxFactory:
     from rlm_worker.sandbox import SandboxConfig, make_sandbox_factory
 
     forbid_same_user_inspection()
-    return make_sandbox_factory(SandboxConfig())
+    tools = tuple((spec["name"], spec["signature"]) for spec in tool_box().sandbox_specs())
+    return make_sandbox_factory(SandboxConfig(tools=tools))
 
 
 @lru_cache(maxsize=1)

@@ -33,8 +33,9 @@ from rlm_worker.metered import MeteredTraceSink
 from rlm_worker.reaper import Reaper
 from rlm_worker.runner import DurableTraceSink
 from rlm_worker.runner import run_execution as run_stored_execution
-from rlm_worker.services import model_client, subcall_client
+from rlm_worker.services import model_client, subcall_client, tool_box
 from rlm_worker.stop_notices import announce_stopped, process_listener
+from rlm_worker.tool_registry import ToolRegistrationError
 from rlm_worker.worker_metrics import connect_worker_metrics
 
 connect_worker_metrics()
@@ -160,8 +161,21 @@ def _warm_up() -> None:
     """Import the model library now (~2 s of CPU) rather than inside the first execution's time."""
     importlib.import_module("litellm")
     model_client()
+    _load_tools()
     process_listener()  # its cover starts when it subscribes: the sooner, the fewer status reads
     _freeze_startup_objects()
+
+
+def _load_tools() -> None:
+    """Load the operator's tools at start: a worker whose RLM_TOOLS cannot load stops here, saying
+    which and why, instead of failing every execution it takes."""
+    try:
+        tools = tool_box()
+    except ToolRegistrationError as exc:
+        log.critical("custom tools: %s", exc)
+        raise SystemExit(f"rlm worker: custom tools: {exc}") from None
+    if tools:
+        log.info("custom tools offered to the REPL: %s", ", ".join(tools.names()))
 
 
 def _freeze_startup_objects() -> None:

@@ -139,6 +139,11 @@ def mark_ended(execution_id: str, status: str, error: str) -> None:
     type=click.File("r", encoding="utf-8"),
     help="Run the Python in this file as the root program instead of a root model.",
 )
+@click.option(
+    "--max-concurrent-subcalls",
+    type=click.IntRange(min=1),
+    help="How many of this run's sub-calls are in flight at once (default: no limit of its own).",
+)
 @click.option("--session", "session_name", help="Create or reuse a session by name: memory persists.")
 @click.option("--json", "as_json", is_flag=True, help="Print the execution record instead of the answer.")
 def run(
@@ -148,6 +153,7 @@ def run(
     sub_model: str | None,
     strategy: str | None,
     root_code_file: Any,
+    max_concurrent_subcalls: int | None,
     session_name: str | None,
     as_json: bool,
 ) -> None:
@@ -177,6 +183,7 @@ def run(
       rlm run samples/northern_tern_log.txt -q "Which ports did the ship call at?"
       cat contract.txt | rlm run - -q "List every deadline" --model anthropic/claude-3-5-haiku-latest
       rlm run notes.txt -q "What changed since last time?" --session notes
+      rlm run big.txt -q "List every date" --max-concurrent-subcalls 4
       rlm run notes.txt -q "How many open items?" --json | jq .final_answer
       rlm run book.txt -q "Who is Ahab?" --strategy find --sub-model local/smollm2
       rlm run logs.txt -q "Count the errors" --root-code my_root.py
@@ -211,6 +218,11 @@ def run(
         check_plan_models(app.config["RLM_SETTINGS"], plan, model, sub_model)
         if converted.skipped:
             plan.options["skipped"] = converted.skipped_dicts
+        if max_concurrent_subcalls is not None:
+            refusal = app.config["RLM_SETTINGS"].concurrent_subcalls_refusal(max_concurrent_subcalls)
+            if refusal:
+                raise click.UsageError(f"--max-concurrent-subcalls: {refusal}")
+            plan.options["max_concurrent_subcalls"] = max_concurrent_subcalls
         execution_id = create_execution(converted.context, question, plan, session_name)
 
     if local_model.is_local(plan.sub_model) or local_model.is_local(plan.root_model):

@@ -11,6 +11,18 @@ STOP_WAIT_SECONDS = 3.0
 STOPPED_REASON = "the server was stopped (Ctrl-C or SIGTERM) while it ran"
 
 
+def _load_tools() -> list[str]:
+    """The operator's custom tools (RLM_TOOLS), loaded before serving: one that cannot load stops
+    the server here, saying why, rather than failing each execution."""
+    from rlm_worker.services import tool_box
+    from rlm_worker.tool_registry import ToolRegistrationError
+
+    try:
+        return tool_box().names()
+    except ToolRegistrationError as exc:
+        raise click.ClickException(f"custom tools: {exc}") from None
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; 0.0.0.0 exposes it.")
 @click.option("--port", default=8000, show_default=True, envvar="PORT", type=int, help="Port (env PORT).")
@@ -36,6 +48,7 @@ def serve(host: str, port: int) -> None:
     from rlm_worker.logging_setup import configure_logging
 
     configure_logging(fmt="text")
+    tools = _load_tools()
     url = embedded_database_url()
     app = open_app(url)
     try:
@@ -55,6 +68,8 @@ def serve(host: str, port: int) -> None:
     click.echo(
         f"RLM Engine (embedded) on http://{host}:{port}/  ·  database {describe_database(url)}", err=True
     )
+    if tools:
+        click.echo(f"custom tools offered to the REPL: {', '.join(tools)}", err=True)
     server.serve_forever()
     stopped.wait()
     stop.finished()

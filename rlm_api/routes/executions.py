@@ -52,6 +52,12 @@ def planned(body: ExecuteRequest) -> tuple[RunPlan, dict]:
         chunk_size_chosen="chunk_size" in chosen,
     )
     options = ExecutionOptions(**{**settings.execution_defaults(), **plan.options, **chosen}).model_dump()
+    refusal = settings.concurrent_subcalls_refusal(options["max_concurrent_subcalls"])
+    if refusal:
+        field = "options.max_concurrent_subcalls"
+        raise APIError(
+            422, "invalid_field", f"invalid {field}: {refusal}", [{"field": field, "message": refusal}]
+        )
     return plan, options
 
 

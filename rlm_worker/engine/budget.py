@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 from rlm_worker.engine.options import ExecutionOptions
+from rlm_worker.engine.subcall_gate import SubcallGate
 
 
 class GuardTripped(Exception):
@@ -32,12 +33,23 @@ class Budget:
         self.deadline = clock() + options.timeout_seconds
         self._lock = threading.Lock()
         self.sub_calls = 0
+        self.tool_calls = 0
         self.model_calls = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.cost_usd = 0.0
         self.cost_unknown = False
         self.tripped: GuardTripped | None = None
+        #: `max_concurrent_subcalls`: every leaf dispatch of the tree passes this one gate.
+        self.subcall_gate = SubcallGate(options.max_concurrent_subcalls)
+
+    def stopped(self) -> bool:
+        """True once a guard tripped (or trips now): a wait for a sub-call slot ends there."""
+        try:
+            self.check()
+        except GuardTripped:
+            return True
+        return False
 
     def remaining_seconds(self) -> float:
         return max(0.0, self.deadline - self._clock())
@@ -65,6 +77,17 @@ class Budget:
                     f"the execution may make at most {self.options.max_sub_calls:,} sub-calls",
                 )
             self.sub_calls += count
+
+    def reserve_tool_call(self) -> None:
+        """Count one custom tool call against `max_tool_calls` (engine/tools.py)."""
+        self.check()
+        with self._lock:
+            if self.tool_calls + 1 > self.options.max_tool_calls:
+                self._trip(
+                    "max_tool_calls",
+                    f"the execution may make at most {self.options.max_tool_calls:,} tool calls",
+                )
+            self.tool_calls += 1
 
     def add_usage(
         self, input_tokens: int, output_tokens: int, cost_usd: float, cost_known: bool = True

@@ -31,6 +31,7 @@ from rlm_worker.engine.repl_api import ReplCalls
 from rlm_worker.engine.repl_names import REPL_FUNCTIONS
 from rlm_worker.engine.sandbox_slots import SandboxSlots, SlotPool
 from rlm_worker.engine.session_history import EarlierRuns
+from rlm_worker.engine.tools import ToolBox
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import CellResult, TraceNode, utcnow
 from rlm_worker.engine.variables import strict_json_variables
@@ -109,6 +110,7 @@ class Engine:
         process_sandboxes: SlotPool | None = None,
         on_guard: Callable[[str], None] | None = None,
         compaction: CompactionPolicy | None = None,
+        tools: ToolBox | None = None,
     ) -> None:
         self.model_client = model_client
         self.dispatcher = dispatcher
@@ -120,6 +122,8 @@ class Engine:
         #: Told the name of a cap that held work back (a sandbox cap); the adapters count them.
         self.on_guard = on_guard or (lambda guard: None)
         self.compaction = compaction
+        #: The operator's custom tools (engine/tools.py), offered to every agent's REPL.
+        self.tools = tools or ToolBox()
 
     def run(self, request: ExecutionRequest, is_cancelled: Any = None) -> ExecutionResult:
         budget = Budget(request.options, is_cancelled)
@@ -308,7 +312,12 @@ class Agent:
                 outcome.variables = dict(self.variables)
             return outcome
         messages = [
-            {"role": "system", "content": prompts.build_system_prompt(self.context, options.chunk_size)},
+            {
+                "role": "system",
+                "content": prompts.build_system_prompt(
+                    self.context, options.chunk_size, self.run_state.engine.tools.prompt_section()
+                ),
+            },
             {
                 "role": "user",
                 "content": prompts.build_first_user_message(

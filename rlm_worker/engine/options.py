@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+#: Names a request might use to bring tools of its own. Tools are the operator's (engine/tools.py).
+TOOL_FIELDS = ("tools", "custom_tools", "custom_sub_tools", "rlm_tools")
+
+
+def refuse_tool_fields(data: Any) -> Any:
+    """A request cannot register tools: say so, naming the field, rather than "extra input"."""
+    if isinstance(data, dict):
+        for name in TOOL_FIELDS:
+            if name in data:
+                raise ValueError(
+                    f"{name}: a request cannot register tools; the server's operator registers them "
+                    "(RLM_TOOLS or the rlm_engine.tools entry points, docs/tools.md) and every REPL "
+                    "offers them by name"
+                )
+    return data
 
 
 class SkippedFile(BaseModel):
@@ -37,6 +53,17 @@ class ExecutionOptions(BaseModel):
         60.0, gt=0, le=3600, description="Wall-clock limit of one code cell (sub-call waits excluded)."
     )
     cell_cpu_seconds: int = Field(10, ge=1, le=3600, description="CPU seconds of one code cell.")
+    max_tool_calls: int = Field(
+        1000, ge=0, le=100_000, description="Calls of the server's custom tools in the whole tree (0: none)."
+    )
+    max_concurrent_subcalls: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="Sub-calls of this execution in flight at once: its llm_query calls, from every agent "
+        "of the tree together, and the rlm_query children of one batch; unset = as many as the workers take. "
+        "The server caps it at MAX_CONCURRENT_SUBCALLS_CEILING.",
+    )
     inherit_memory: bool = Field(False, description="Default for rlm_query(inherit_memory=...).")
     strategy: Literal["search", "find", "map_reduce"] | None = Field(
         None, description="Run this built-in root program instead of a root model (rlm_shared/strategies)."
@@ -49,3 +76,5 @@ class ExecutionOptions(BaseModel):
         description="Files of a folder or archive input that were not read, and why (set by the input "
         "reader when the context arrives with the request; a record, not a guard).",
     )
+
+    _no_tools = model_validator(mode="before")(refuse_tool_fields)

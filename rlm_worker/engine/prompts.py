@@ -43,7 +43,7 @@ it put back afterwards, so keep your values under other names.
 - `FINAL(answer)`: give the final answer and stop. `FINAL_VAR("name")` gives the value of a variable. \
 A FINAL written outside a code block is read as text, never run: `FINAL("text")` is that text, and \
 `FINAL(name)` the value of your variable `name` (or the word itself if there is no such variable).
-- Modules you may import: re, json, math, collections, itertools, functools, statistics, string, \
+{tools}- Modules you may import: re, json, math, collections, itertools, functools, statistics, string, \
 textwrap, datetime, random, heapq, bisect. There is no file system, network or `os`.
 
 A failed sub-call returns a string starting with "Error:" instead of raising; check for it, and \
@@ -159,8 +159,9 @@ def context_type_name(context: Any) -> str:
     return {str: "str", list: "list", dict: "dict"}.get(type(context), type(context).__name__)
 
 
-def build_system_prompt(context: Any, chunk_size: int) -> str:
-    return SYSTEM_PROMPT.format(context_type=context_type_name(context), chunk_size=chunk_size)
+def build_system_prompt(context: Any, chunk_size: int, tools: str = "") -> str:
+    """`tools`: the lines on the server's custom tools (`ToolBox.prompt_section`), if it has any."""
+    return SYSTEM_PROMPT.format(context_type=context_type_name(context), chunk_size=chunk_size, tools=tools)
 
 
 def build_first_user_message(

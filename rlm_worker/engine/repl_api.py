@@ -15,6 +15,8 @@ from rlm_worker.engine.budget import Budget, GuardTripped
 from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
 from rlm_worker.engine.ports import CallRejected, TraceSink
 from rlm_worker.engine.subcall import refused_llm_calls
+from rlm_worker.engine.subcall_gate import dispatch_through_gate
+from rlm_worker.engine.tools import call_tool
 from rlm_worker.engine.tree import TreeCursor
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, TraceNode, utcnow
 
@@ -70,6 +72,11 @@ class ReplCalls:
             return self._rank_passages(args)
         if fn == "rank_by_meaning":
             return self._rank_by_meaning(args)
+        if fn == "tool":
+            agent = self.agent
+            return call_tool(
+                agent.run_state.engine.tools, args, agent.budget, agent.sink, self.cursor, agent.depth
+            )
         if fn == "memory_read":
             return self.agent.memory.read(_text(args.get("label"), "label"))
         if fn == "memory_blocks":
@@ -194,8 +201,13 @@ class ReplCalls:
                 )
         missing = [c for c in calls if c.node_id not in outcomes]
         if missing:
-            fresh = self.agent.run_state.engine.dispatcher.run_llm_calls(
-                missing, timeout=self.agent.budget.remaining_seconds()
+            budget = self.agent.budget
+            fresh = dispatch_through_gate(
+                self.agent.run_state.engine.dispatcher,
+                missing,
+                budget.subcall_gate,
+                budget.remaining_seconds,
+                budget.stopped,
             )
             outcomes.update((o.node_id, o) for o in fresh)
         return [outcomes[c.node_id] for c in calls]
@@ -236,7 +248,8 @@ class ReplCalls:
             outcomes = [children[0].run()]
         else:
             with ThreadPoolExecutor(
-                max_workers=min(len(children), 16), thread_name_prefix="rlm-child"
+                max_workers=self.agent.budget.subcall_gate.workers_for(len(children), 16),
+                thread_name_prefix="rlm-child",
             ) as pool:
                 outcomes = list(pool.map(lambda agent: agent.run(), children))
         answers = []

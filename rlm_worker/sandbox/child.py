@@ -32,6 +32,7 @@ from rlm_worker.sandbox.stubs import (
     Memory,
     render_final,
     repl_api,
+    tool_stubs,
     user_variables,
 )
 
@@ -333,7 +334,7 @@ def init_namespace(message: dict[str, Any]) -> None:
     variables = message.get("variables") or {}
     constants = dict(message.get("constants") or {})
     session = constants.pop(repl_names.SESSION_CONSTANT, None) or {}
-    api = repl_api()
+    api = {**tool_stubs(message.get("tools")), **repl_api()}  # a tool never shadows the API
     pinned: dict[str, Any] = dict(api)
     context = pinned[repl_names.CONTEXT] = message.get("context")
     contexts = session.get("contexts") or []

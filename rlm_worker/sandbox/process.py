@@ -71,6 +71,8 @@ class SandboxConfig:
     python_executable: str = field(default_factory=lambda: sys.executable)
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES
     startup_timeout_seconds: float = 30  # start-up, including sending a large context
+    #: The worker's custom tools, as {name, signature} (engine/tools.py): a REPL stub for each.
+    tools: tuple[tuple[str, str], ...] = ()
 
 
 class SandboxError(RuntimeError):
@@ -284,6 +286,7 @@ class SubprocessSandbox:
             "text_context": text,
             "variables": variables or {},
             "constants": constants or {},
+            "tools": [{"name": name, "signature": signature} for name, signature in self.config.tools],
         }
         # A str context follows as one raw UTF-8 frame (no JSON), encoded anew at each (re)start.
         self._text_context: str | None = context if text else None

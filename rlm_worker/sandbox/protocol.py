@@ -46,6 +46,7 @@ CALL_FUNCTIONS = frozenset(
         "memory_append",
         "memory_replace",
         "memory_blocks",
+        "tool",  # a custom tool of the worker's, by name (engine/tools.py)
     }
 )
 

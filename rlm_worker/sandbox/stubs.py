@@ -214,7 +214,9 @@ class _Ranking:
         return [(int(pair[0]), float(pair[1])) for pair in value]
 
     def __repr__(self) -> str:
-        return f"<REPL function {self.name}(passages, query, k=10) -> list of (index, {self.score}), best first>"
+        return (
+            f"<REPL function {self.name}(passages, query, k=10) -> list of (index, {self.score}), best first>"
+        )
 
 
 class RankPassages(_Ranking):
@@ -226,6 +228,37 @@ class RankByMeaning(_Ranking):
     __slots__ = ()
     name = "rank_by_meaning"
     score = "similarity"
+
+
+class _Tool:
+    """A custom tool of the worker's (engine/tools.py): the call, by name, goes over the pipe.
+
+    One subclass per tool name (`tool_stubs`), slot-less like every stub: no state to reach."""
+
+    __slots__ = ()
+    name: str
+    signature: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return call("tool", {"name": self.name, "args": list(args), "kwargs": dict(kwargs)})
+        except (TypeError, ValueError) as exc:  # arguments that are not JSON, or too large: name the tool
+            raise type(exc)(str(exc).replace("tool:", f"{self.name}:", 1)) from None
+
+    def __repr__(self) -> str:
+        return f"<REPL tool {self.name}{self.signature}: runs in the worker, JSON data in and out>"
+
+
+def tool_stubs(specs: Any) -> dict[str, Any]:
+    """A stub per tool the worker offers; `specs` is the init message's list of {name, signature}."""
+    stubs: dict[str, Any] = {}
+    for spec in specs if isinstance(specs, list) else []:
+        name = spec.get("name") if isinstance(spec, dict) else None
+        if isinstance(name, str) and name.isidentifier() and not name.startswith("_"):
+            signature = str(spec.get("signature") or "(...)")
+            kind = type(f"Tool_{name}", (_Tool,), {"__slots__": (), "name": name, "signature": signature})
+            stubs[name] = kind()
+    return stubs
 
 
 class Memory:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.serving import make_server
 
-from rlm_api.chat_request import ChatMessage, ChatRequestError, read_messages
+from rlm_api.chat_request import ChatMessage, ChatRequestError, question_of_whole_message, read_messages
 from rlm_shared.config import get_settings
 from rlm_worker import services
 from tests.api.conftest import ALICE, BOB, make_app
@@ -155,6 +155,29 @@ def test_stream_chunks_progress_and_usage(alice, api_url, scripted):
     assert not any(line.startswith("data:") and '"usage"' in line for line in lines)  # not asked for
 
 
+def test_one_user_message_is_context_and_question(alice, api_url):
+    """What most chat clients send, and the reference's `completion(prompt)`: one user message
+    holding the document and the question. The whole message is the context and the question."""
+    message = f"{CONTEXT}\n\n{QUESTION}"
+    completion = alice.chat.completions.create(
+        model="rlm/openai/scripted-root", messages=[{"role": "user", "content": message}]
+    )
+    assert completion.choices[0].message.content == "QX-4417"
+    execution, context, _ = execution_row(api_url[1], completion.model_extra["rlm"]["execution_id"])
+    assert context == message and execution.user_query == question_of_whole_message(message)
+
+    stream = alice.chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": message}], stream=True
+    )
+    chunks = list(stream)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "QX-4417"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == [
+        "stop"
+    ]
+    execution, context, _ = execution_row(api_url[1], chunks[0].model_extra["rlm"]["execution_id"])
+    assert context == message and execution.status == "succeeded"
+
+
 def test_not_found_is_a_stop_with_the_sentence(alice):
     completion = alice.chat.completions.create(
         model="rlm/openai/scripted-root",
@@ -262,9 +285,6 @@ def test_bad_requests_raise_the_sdks_typed_errors(alice, bob, api_url):
     with pytest.raises(openai.BadRequestError, match="messages") as caught:
         alice.chat.completions.create(model="rlm", messages=[])
     assert caught.value.body["param"] == "messages"
-    with pytest.raises(openai.BadRequestError, match="no context") as caught:
-        alice.chat.completions.create(model="rlm", messages=[{"role": "user", "content": QUESTION}])
-    assert caught.value.code == "missing_context"
     with pytest.raises(openai.BadRequestError, match="last message must be the user's question"):
         alice.chat.completions.create(
             model="rlm", messages=[*messages, {"role": "assistant", "content": "x"}]
@@ -340,8 +360,17 @@ def test_the_context_and_question_rule():
     # an explicit context: the whole last message is the question, earlier ones unused
     read = read_messages(_messages(("system", doc), ("user", parts)), True)
     assert read.context is None and read.question == f"{question}\n\n{doc}"
-    with pytest.raises(ChatRequestError, match="no context"):
-        read_messages(_messages(("user", question)), False)
+    # one user message alone: it is the context, and the question too
+    read = read_messages(_messages(("user", f"{doc}\n{question}")), False)
+    assert read.context == read.question == f"{doc}\n{question}"
+    read = read_messages(_messages(("system", "  "), ("user", question)), False)
+    assert read.context == read.question == question
+    # a long one is the whole context; the root is shown its two ends as the question
+    long = f"{question}\n{'x' * 50_000}\nAnswer in one word."
+    read = read_messages(_messages(("user", long)), False)
+    assert read.context == long and len(read.question) < 3_200
+    assert read.question.startswith(question) and read.question.endswith("Answer in one word.")
+    assert "47,0" in read.question and "is `context`" in read.question
     with pytest.raises(ChatRequestError, match="only text parts"):
         read_messages(
             _messages(("system", doc), ("user", [{"type": "image_url", "image_url": {"url": "x"}}])), False

@@ -135,3 +135,19 @@ def test_embedded_in_process_with_sqlite(tmp_path, scripted):
             "SELECT status, final_answer FROM executions WHERE id = ?", (result["id"],)
         ).fetchone()
     assert row == ("succeeded", "QX-4417")
+
+
+def test_max_concurrent_subcalls_as_the_reference_names_it(api_url, scripted):
+    """`RLM(max_concurrent_subcalls=3)`: the model sees at most three of its sub-calls at once."""
+    fan_out = (
+        "```repl\nanswers = llm_query_batched([f'q {i}' for i in range(20)])\nFINAL(str(len(answers)))\n```"
+    )
+    scripted.responder = lambda request: fan_out if request["model"] == "scripted-root" else "leaf"
+    scripted.latency = 0.3
+    rlm = RLM(backend_kwargs=SCRIPTED, max_concurrent_subcalls=3, base_url=api_url)
+    result = rlm.completion(CONTEXT, root_prompt=QUESTION)
+    assert result.response == "20" and result.metadata["options"]["max_concurrent_subcalls"] == 3
+    assert scripted.stats()["peak_concurrency"] == 3 and scripted.stats()["total_calls"] == 21
+    rlm.close()
+    with pytest.raises(TypeError, match="its operator registers them with RLM_TOOLS"):
+        RLM(custom_tools={"f": print}, base_url=api_url)

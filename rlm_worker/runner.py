@@ -242,10 +242,6 @@ def build_request(execution: Execution, session: Session | None) -> ExecutionReq
     )
 
 
-#: The runs of a session that `context_<i>` and `history` show: those that finished.
-
-
-
 def earlier_runs(execution: Execution, budget_chars: int = EARLIER_INPUTS_CHARS) -> EarlierRuns:
     """The session's finished runs created before `execution`, oldest first: their inputs (each
     distinct context read once, from the stored contexts, the newest first while `budget_chars`

@@ -516,13 +516,14 @@ class Agent:
 
         Quoted or other text is the answer as written; nothing in it runs. A name (FINAL(x) or
         FINAL_VAR(x)) is looked up with FINAL_VAR, the one thing run, and only for a name that is
-        not a REPL function; a bare name that is no variable is the answer as text.
+        not a REPL function and a variable holding plain data (a function or object of the code's
+        answers as its name); a bare name that is no such variable is the answer as text.
         """
         if bare.kind == "text" or (bare.kind == "name" and bare.value in REPL_FUNCTIONS):
             return bare.value, None
         if bare.kind == "var" and bare.value in REPL_FUNCTIONS:
             return None, CellResult(error=f"FINAL_VAR: {bare.value} is a REPL function, not a variable")
-        lookup = f"FINAL_VAR({bare.value!r})"
+        lookup = f"FINAL_VAR({bare.value!r}, data_only=True)"  # plain data, never a repr
         if bare.kind == "name":  # no such variable: the name is the answer, and the lookup no error
             lookup = f"try:\n    {lookup}\nexcept NameError:\n    pass"
         result = self._run_cell(lookup, cursor, sandbox)

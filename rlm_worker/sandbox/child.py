@@ -326,7 +326,7 @@ def init_namespace(message: dict[str, Any]) -> None:
     """The REPL namespace: restricted globals, the session's variables, constants, the API, context.
 
     A session's earlier inputs arrive once each (`session["contexts"]`, deduplicated) with the
-    order of the runs that used them (`session["order"]`, -1 for this run's own input):
+    order of the runs that used them (`session["order"]`, see `engine/session_history.py`):
     `context_<i>` is run i's input, the same object however many runs shared it, and the last one,
     `context_<n>`, is `context` (a run without a session has only `context_0`).
     """
@@ -338,7 +338,7 @@ def init_namespace(message: dict[str, Any]) -> None:
     pinned: dict[str, Any] = dict(api)
     context = pinned[repl_names.CONTEXT] = message.get("context")
     contexts = session.get("contexts") or []
-    order = [*(session.get("order") or []), -1]
+    order = [*(session.get("order") or []), THIS_RUNS_INPUT]
     for index, which in enumerate(order):
         pinned[repl_names.numbered_context(index)] = (
             context if which == THIS_RUNS_INPUT else None if which == NOT_LOADED else contexts[which]

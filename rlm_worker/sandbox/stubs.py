@@ -334,10 +334,27 @@ class Final:
         return "<REPL function FINAL(value): give the final answer and stop>"
 
 
+def is_plain_data(value: Any, depth: int = 0) -> bool:
+    """str, numbers, bools, None, and lists, tuples, sets and dicts of them (exact types): a value
+    that turns into text without running any of the code's own methods."""
+    kind = type(value)
+    if kind in (str, int, float, bool, type(None)):
+        return True
+    if depth > 50:
+        return False
+    if kind in (list, tuple, set, frozenset):
+        return all(is_plain_data(item, depth + 1) for item in value)
+    if kind is dict:
+        return all(is_plain_data(k, depth + 1) and is_plain_data(v, depth + 1) for k, v in dict.items(value))
+    return False
+
+
 class FinalVar:
     __slots__ = ()
 
-    def __call__(self, name: Any) -> None:
+    def __call__(self, name: Any, *, data_only: Any = False) -> None:
+        """`data_only`: only a variable holding plain data answers, another is a NameError (a
+        FINAL written in prose is read this way: a function or object answers as its name)."""
         if not isinstance(name, str):
             raise TypeError(
                 'FINAL_VAR takes the name of a variable as a str, e.g. FINAL_VAR("result"); '
@@ -351,7 +368,10 @@ class FinalVar:
                 f"FINAL_VAR: there is no variable named {shown!r}; assign it first "
                 "(or answer with FINAL(value))"
             )
-        RUNTIME.final = render_final(namespace[name])
+        value = namespace[name]
+        if data_only is True and not is_plain_data(value):
+            raise NameError(f"FINAL_VAR: {name!r} does not hold plain data (str, numbers, lists, sets, dicts)")
+        RUNTIME.final = render_final(value)
         raise FinalSignal()
 
     def __repr__(self) -> str:

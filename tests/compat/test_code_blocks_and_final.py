@@ -80,7 +80,8 @@ def test_a_final_in_prose_is_its_text(rlm, prose, answer):
     assert run.answer == answer
     assert calls == [] and run.kinds("llm_call") == []  # nothing was asked
     # Nothing ran but, for a bare name, the look-up of a variable of that name.
-    assert [n.code for n in run.kinds("code")] in ([], [f"try:\n    FINAL_VAR({answer!r})\nexcept NameError:\n    pass"])
+    lookup = f"try:\n    FINAL_VAR({answer!r}, data_only=True)\nexcept NameError:\n    pass"
+    assert [n.code for n in run.kinds("code")] in ([], [lookup])
 
 
 @pytest.mark.difference("final-quoted-text")

@@ -59,6 +59,24 @@ def test_a_bare_name_in_prose_is_the_variable_when_it_exists(run):
     assert result.final_answer == "42"
 
 
+def test_a_name_in_prose_bound_to_code_not_data_is_the_name(run):
+    """FINAL(x) in prose reads plain data only: a function, a class or an object of the code's own
+    answers as its name, never as a repr (and no method of the code's own could run)."""
+    cell = "def helper():\n    return llm_query('leak')\nclass Box:\n    pass\nbox = Box()\nmixed = [1, box]"
+    for prose, answer in (("FINAL(helper)", "helper"), ("FINAL(box)", "box"), ("FINAL(mixed)", "mixed")):
+        calls, sub = _counting_sub()
+        result, sink = run(ScriptedModel(_then(cell, prose), sub=sub), "abc")
+        assert result.final_answer == answer
+        assert calls == [] and not [n for n in sink.nodes.values() if n.kind == "llm_call"]
+
+
+def test_final_var_in_prose_of_a_set_or_tuple_answers(run):
+    result, _ = run(ScriptedModel(_then("found = {3}\npair = (1, 'a')", "FINAL_VAR(found)")), "abc")
+    assert result.final_answer == "{3}"
+    result, _ = run(ScriptedModel(_then("pair = (1, 'a')", "FINAL(pair)")), "abc")
+    assert result.final_answer == '[1, "a"]'
+
+
 def test_a_bare_name_that_is_no_variable_is_the_text(run):
     result, _ = run(ScriptedModel(_then("x = 1", "FINAL(unknown_name)")), "abc")
     assert result.final_answer == "unknown_name"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import json
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from rlm_shared.config import get_settings
 from rlm_worker.engine.lean_client import LeanModelClient
@@ -17,6 +18,10 @@ from rlm_worker.engine.local_model import LocalModelQueue
 from rlm_worker.engine.ports import ModelClient, SandboxFactory
 from rlm_worker.engine.sandbox_slots import SlotPool
 from rlm_worker.metered import MeteredModelClient
+
+if TYPE_CHECKING:
+    from rlm_worker.sandbox import SandboxConfig
+    from rlm_worker.sandbox.isolation import IsolationPlan
 
 
 @lru_cache(maxsize=1)
@@ -53,18 +58,41 @@ def subcall_client() -> ModelClient:
     return ConcurrencyLimitedClient(model_client(), limiter)
 
 
+def sandbox_config() -> SandboxConfig:
+    """The REPL limits and OS layers the settings ask for."""
+    from rlm_worker.sandbox import SandboxConfig
+
+    s = get_settings()
+    return SandboxConfig(
+        memory_bytes=s.sandbox_memory_mb * 1024 * 1024,
+        isolation=s.sandbox_isolation,
+        sandbox_uid=s.sandbox_uid,
+        sandbox_gid=s.sandbox_gid,
+    )
+
+
+def check_sandbox_isolation() -> IsolationPlan:
+    """Probe the OS layers once at worker start and log them (one line). With
+    SANDBOX_ISOLATION=required and a layer missing, IsolationUnavailable: the worker must not start."""
+    from rlm_worker.sandbox.isolation import checked_plan
+
+    config = sandbox_config()
+    return checked_plan(config.isolation, config.sandbox_uid, config.sandbox_gid)
+
+
 @lru_cache(maxsize=1)
 def sandbox_factory() -> SandboxFactory:
-    from rlm_worker.sandbox import SandboxConfig, make_sandbox_factory
+    from rlm_worker.sandbox import make_sandbox_factory
 
     forbid_same_user_inspection()
-    return make_sandbox_factory(SandboxConfig())
+    check_sandbox_isolation()
+    return make_sandbox_factory(sandbox_config())
 
 
 @lru_cache(maxsize=1)
 def process_sandboxes() -> SlotPool:
     """The live REPL processes of this worker process, every execution together."""
-    return SlotPool(get_settings().max_sandboxes_per_process, "MAX_SANDBOXES_PER_PROCESS")
+    return SlotPool(get_settings().sandboxes_per_process(), "MAX_SANDBOXES_PER_PROCESS")
 
 
 def forbid_same_user_inspection() -> bool:

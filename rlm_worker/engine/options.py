@@ -37,6 +37,12 @@ class ExecutionOptions(BaseModel):
         60.0, gt=0, le=3600, description="Wall-clock limit of one code cell (sub-call waits excluded)."
     )
     cell_cpu_seconds: int = Field(10, ge=1, le=3600, description="CPU seconds of one code cell.")
+    max_ranking_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Worker time rank_passages and rank_by_meaning may take over the whole tree.",
+    )
     inherit_memory: bool = Field(False, description="Default for rlm_query(inherit_memory=...).")
     strategy: Literal["search", "find", "map_reduce"] | None = Field(
         None, description="Run this built-in root program instead of a root model (rlm_shared/strategies)."

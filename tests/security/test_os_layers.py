@@ -243,3 +243,22 @@ def test_the_worker_refuses_to_start_when_required_and_a_layer_is_missing(tmp_pa
     )
     assert done.returncode == 1, done
     assert "SANDBOX_ISOLATION=required" in done.stderr and "bubblewrap" in done.stderr, done.stderr
+
+
+def test_memory_caps_the_repls_alive_per_worker_process():
+    settings = Settings(sandbox_memory_mb=2048, sandbox_memory_total_mb=8192, max_sandboxes_per_process=32)
+    assert settings.sandboxes_per_process() == 4
+    assert Settings(sandbox_memory_total_mb=100_000, max_sandboxes_per_process=3).sandboxes_per_process() == 3
+    assert Settings(sandbox_memory_mb=4096, sandbox_memory_total_mb=1024).sandboxes_per_process() == 1
+
+
+def test_rlm_config_shows_each_layer_here():
+    from click.testing import CliRunner
+
+    from rlm_api.cli.environment import config
+
+    shown = CliRunner().invoke(config, [], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    for layer in PLAN.layers:
+        assert layer.name in shown.output
+    assert "memory cap" in shown.output and "SANDBOX_ISOLATION=auto" in shown.output

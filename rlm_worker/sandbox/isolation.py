@@ -92,6 +92,10 @@ class IsolationPlan:
     layers: tuple[Layer, ...]
 
     @property
+    def no_new_privs(self) -> bool:
+        return any(layer.name == "no_new_privs" and layer.active for layer in self.layers)
+
+    @property
     def missing(self) -> list[Layer]:
         return [layer for layer in self.layers if not layer.active]
 

@@ -173,7 +173,7 @@ class _Process:
             "open_files": config.open_files,
             "max_frame_bytes": config.max_frame_bytes,
             "drop_to": plan.drop_to,
-            "no_new_privs": plan.mode != "off",
+            "no_new_privs": plan.no_new_privs,
             "seccomp_bpf": plan.seccomp_bpf.hex() if plan.seccomp_bpf else None,
             "language_layer": language_layer,
             "jailed": self.jailed,

@@ -171,7 +171,7 @@ def interpreter_paths(python: str) -> tuple[str, list[str]]:
     """
     binds: list[str] = []
     base = os.path.realpath(sys.base_prefix)
-    if not base.startswith("/usr/"):
+    if base != "/usr" and not base.startswith("/usr/"):
         binds.append(base)
     if os.path.abspath(python) == os.path.abspath(sys.executable):
         return os.path.realpath(python), binds
@@ -217,14 +217,19 @@ def bwrap_argv(bwrap: str, python: str, info_fd: int | None = None) -> tuple[lis
     return argv, inside
 
 
-def _probe_namespaces(bwrap: str | None, python: str) -> str | None:
-    """None if bubblewrap starts this interpreter in its namespaces here; else why not."""
+def _probe_namespaces(bwrap: str | None, python: str, drop_to: tuple[int, int] | None) -> str | None:
+    """None if bubblewrap starts this interpreter in its namespaces here, and (as root) the REPL's
+    uid can still import the sandbox and the standard library there; else why not."""
     if bwrap is None:
         return "bubblewrap (bwrap) is not installed"
     argv, inside = bwrap_argv(bwrap, python)
+    probe = (
+        f"import sys; sys.path[:0] = [{CODE_ROOT!r}]; from rlm_worker.sandbox import confine; "
+        f"{f'confine.drop_user{drop_to}; ' if drop_to else ''}import statistics, RestrictedPython"
+    )
     try:
         done = subprocess.run(
-            [*argv, inside, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{CODE_ROOT!r}]; import rlm_worker.sandbox.confine"],
+            [*argv, inside, "-I", "-S", "-c", probe],
             env={},
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -268,10 +273,10 @@ def isolation_plan(mode: str = "auto", uid: int = 65534, gid: int = 65534) -> Is
         layers = [language] + [Layer(n, False, off) for n in _OS_LAYER_NAMES]
         return IsolationPlan(mode, None, None, None, tuple(layers))
     bwrap = shutil.which("bwrap")
-    why_not = _probe_namespaces(bwrap, sys.executable)
+    root = os.geteuid() == 0
+    why_not = _probe_namespaces(bwrap, sys.executable, (uid, gid) if root else None)
     jailed = why_not is None
     ns_detail = why_not or ""
-    root = os.geteuid() == 0
     bpf, seccomp_detail = _seccomp_filter()
     layers = [
         language,

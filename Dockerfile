@@ -14,7 +14,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends bubblewrap libseccomp2 \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin rlm \
-    && useradd --no-create-home --uid 10002 --user-group --shell /usr/sbin/nologin rlm-sandbox
+    && groupadd --gid 10002 rlm-sandbox \
+    && useradd --no-create-home --uid 10002 --gid 10002 --shell /usr/sbin/nologin rlm-sandbox
 ENV SANDBOX_UID=10002 \
     SANDBOX_GID=10002
 WORKDIR /app

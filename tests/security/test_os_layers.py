@@ -262,3 +262,22 @@ def test_rlm_config_shows_each_layer_here():
     for layer in PLAN.layers:
         assert layer.name in shown.output
     assert "memory cap" in shown.output and "SANDBOX_ISOLATION=auto" in shown.output
+
+
+def test_a_worker_says_at_start_which_layers_its_repls_get():
+    """Celery's worker_ready: a worker consuming rlm.root states the layers; an llm worker does not."""
+    from types import SimpleNamespace
+
+    from celery import Celery
+
+    from rlm_shared.queues import LLM_QUEUE, ROOT_QUEUE
+    from rlm_worker.tasks import say_sandbox_isolation
+
+    def worker_on(queue: str) -> SimpleNamespace:
+        app = Celery("osjail-probe", set_as_current=False)
+        app.amqp.queues.select([queue])
+        return SimpleNamespace(app=app)  # the WorkController: only its app is read
+
+    said = say_sandbox_isolation(worker_on(ROOT_QUEUE))
+    assert said is not None and said.startswith("sandbox isolation (SANDBOX_ISOLATION=")
+    assert say_sandbox_isolation(worker_on(LLM_QUEUE)) is None

@@ -120,6 +120,8 @@ def test_no_file_of_the_project_or_the_worker_can_be_read(raw):
     code += _attempt("write_code", "open('/rlm/rlm_worker/sandbox/policy.py', 'a')")
     code += _attempt("write_usr", "open('/usr/x', 'w')")
     code += _attempt("environ", "sorted(os.environ)")
+    code += _attempt("write_shm", "open('/dev/shm/x', 'wb')")
+    code += _attempt("fill_tmp", "[open(f'/tmp/f{i}', 'wb').write(b'x' * 400_000) for i in range(4)]")
     out = _run(raw, code)
     for name in targets:
         assert out[name].startswith(("FileNotFoundError", "PermissionError")), (name, out[name])
@@ -130,6 +132,8 @@ def test_no_file_of_the_project_or_the_worker_can_be_read(raw):
     assert out["code"] == "ok: ['__init__.py', 'sandbox']"  # the REPL's own code, nothing else of the project
     assert out["write_code"].startswith(("OSError", "PermissionError")), out["write_code"]
     assert out["write_usr"].startswith(("OSError", "PermissionError")), out["write_usr"]
+    assert out["write_shm"].startswith("PermissionError"), out["write_shm"]
+    assert out["fill_tmp"].startswith("OSError: [Errno 28]"), out["fill_tmp"]  # its /tmp holds 1 MiB
     # Only what bubblewrap (the working directory) and `python -X utf8` set.
     assert set(eval(out["environ"].removeprefix("ok: "))) <= {"PWD", "LC_CTYPE"}, out["environ"]
     assert SECRET not in json.dumps(out)

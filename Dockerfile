@@ -7,7 +7,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin rlm
+# bubblewrap and libseccomp: the OS layers under each REPL process (docs/security.md). The REPLs
+# run as `rlm-sandbox` (10002), which owns nothing, when the root worker starts as root
+# (docker-compose.yml and deploy/k8s do; web, llm and flower stay `rlm`).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap libseccomp2 \
+    && rm -rf /var/lib/apt/lists/*
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin rlm \
+    && groupadd --gid 10002 rlm-sandbox \
+    && useradd --no-create-home --uid 10002 --gid 10002 --shell /usr/sbin/nologin rlm-sandbox
+ENV SANDBOX_UID=10002 \
+    SANDBOX_GID=10002
 WORKDIR /app
 
 # Dependencies first, from pyproject.toml and requirements.lock alone, so code changes reuse this

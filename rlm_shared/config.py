@@ -6,7 +6,7 @@ The README's configuration table documents exactly these fields.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +78,25 @@ class Settings(BaseSettings):
         32,
         ge=1,
         description="REPL processes one worker process may have alive (a root waits for a free one).",
+    )
+    sandbox_isolation: Literal["required", "auto", "off"] = Field(
+        "auto",
+        description="OS layers under each REPL process (namespaces via bubblewrap, another uid, seccomp): "
+        "`required` (a worker refuses to start without every one), `auto` (what the host gives; "
+        "the worker logs what is missing), `off`. `rlm config` shows each layer here.",
+    )
+    sandbox_uid: int = Field(
+        65534, ge=1, description="uid a REPL process runs as when the worker is root (owns nothing of the worker's)."
+    )
+    sandbox_gid: int = Field(65534, ge=1, description="gid a REPL process runs as when the worker is root.")
+    sandbox_memory_mb: int = Field(
+        2048, ge=64, description="Address space (RLIMIT_AS) of one REPL process, MiB."
+    )
+    sandbox_memory_total_mb: int = Field(
+        32768,
+        ge=64,
+        description="Address space of all REPL processes of one worker process, MiB: caps the REPLs alive at "
+        "once at this / SANDBOX_MEMORY_MB (and MAX_SANDBOXES_PER_PROCESS).",
     )
     model_prices: str | None = Field(
         None,
@@ -187,6 +206,12 @@ class Settings(BaseSettings):
         if value is not None and value > ceiling:
             return f"max_concurrent_subcalls may be at most {ceiling} on this server (MAX_CONCURRENT_SUBCALLS_CEILING)"
         return None
+
+    def sandboxes_per_process(self) -> int:
+        """REPL processes one worker process may have alive: MAX_SANDBOXES_PER_PROCESS, and no more
+        than SANDBOX_MEMORY_TOTAL_MB holds at SANDBOX_MEMORY_MB each (at least one)."""
+        by_memory = max(1, self.sandbox_memory_total_mb // self.sandbox_memory_mb)
+        return min(self.max_sandboxes_per_process, by_memory)
 
     def model_policy(self) -> ModelPolicy:
         """The allow-list every entry point checks model strings against (see engine/model_policy.py)."""

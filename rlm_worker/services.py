@@ -8,8 +8,10 @@ litellm takes ~2 s to import, so one client serves every task of a process.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from rlm_shared.config import get_settings
 from rlm_worker.engine.lean_client import LeanModelClient
@@ -18,6 +20,10 @@ from rlm_worker.engine.ports import ModelClient, SandboxFactory
 from rlm_worker.engine.sandbox_slots import SlotPool
 from rlm_worker.engine.tools import ToolBox
 from rlm_worker.metered import MeteredModelClient
+
+if TYPE_CHECKING:
+    from rlm_worker.sandbox import SandboxConfig
+    from rlm_worker.sandbox.isolation import IsolationPlan
 
 
 @lru_cache(maxsize=1)
@@ -59,6 +65,28 @@ def subcall_client() -> ModelClient:
     return ConcurrencyLimitedClient(model_client(), limiter)
 
 
+def sandbox_config() -> SandboxConfig:
+    """The REPL limits and OS layers the settings ask for."""
+    from rlm_worker.sandbox import SandboxConfig
+
+    s = get_settings()
+    return SandboxConfig(
+        memory_bytes=s.sandbox_memory_mb * 1024 * 1024,
+        isolation=s.sandbox_isolation,
+        sandbox_uid=s.sandbox_uid,
+        sandbox_gid=s.sandbox_gid,
+    )
+
+
+def check_sandbox_isolation() -> IsolationPlan:
+    """Probe the OS layers once at worker start and log them (one line). With
+    SANDBOX_ISOLATION=required and a layer missing, IsolationUnavailable: the worker must not start."""
+    from rlm_worker.sandbox.isolation import checked_plan
+
+    config = sandbox_config()
+    return checked_plan(config.isolation, config.sandbox_uid, config.sandbox_gid)
+
+
 @lru_cache(maxsize=1)
 def tool_box() -> ToolBox:
     """The operator's custom tools (RLM_TOOLS, the `rlm_engine.tools` entry points), loaded once;
@@ -71,17 +99,18 @@ def tool_box() -> ToolBox:
 
 @lru_cache(maxsize=1)
 def sandbox_factory() -> SandboxFactory:
-    from rlm_worker.sandbox import SandboxConfig, make_sandbox_factory
+    from rlm_worker.sandbox import make_sandbox_factory
 
     forbid_same_user_inspection()
+    check_sandbox_isolation()
     tools = tuple((spec["name"], spec["signature"]) for spec in tool_box().sandbox_specs())
-    return make_sandbox_factory(SandboxConfig(tools=tools))
+    return make_sandbox_factory(dataclasses.replace(sandbox_config(), tools=tools))
 
 
 @lru_cache(maxsize=1)
 def process_sandboxes() -> SlotPool:
     """The live REPL processes of this worker process, every execution together."""
-    return SlotPool(get_settings().max_sandboxes_per_process, "MAX_SANDBOXES_PER_PROCESS")
+    return SlotPool(get_settings().sandboxes_per_process(), "MAX_SANDBOXES_PER_PROCESS")
 
 
 def forbid_same_user_inspection() -> bool:

@@ -23,7 +23,7 @@ from celery.signals import worker_process_init, worker_ready
 from rlm_shared.config import get_settings
 from rlm_shared.database import database
 from rlm_shared.models import FINISHED_STATUSES, Execution, TraceNode
-from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE, RUN_EXECUTION_TASK
+from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTION_TASK
 from rlm_shared.trace_sink import SqlTraceSink, trace_engine
 from rlm_worker.celery_app import worker_celery
 from rlm_worker.dispatchers import CHECK_TRACE_HEADER, SENT_AT_HEADER, CeleryDispatcher
@@ -33,7 +33,7 @@ from rlm_worker.metered import MeteredTraceSink
 from rlm_worker.reaper import Reaper
 from rlm_worker.runner import DurableTraceSink
 from rlm_worker.runner import run_execution as run_stored_execution
-from rlm_worker.services import model_client, subcall_client, tool_box
+from rlm_worker.services import check_sandbox_isolation, model_client, subcall_client, tool_box
 from rlm_worker.stop_notices import announce_stopped, process_listener
 from rlm_worker.tool_registry import ToolRegistrationError
 from rlm_worker.worker_metrics import connect_worker_metrics
@@ -197,6 +197,21 @@ def _fresh_connections(**_: Any) -> None:
     database.engine.dispose(close=False)
     trace_engine(database.engine).dispose(close=False)
     _warm_up()
+
+
+@worker_ready.connect
+def say_sandbox_isolation(sender: Any = None, **_: Any) -> str | None:
+    """A worker that takes root executions logs, once at start, which OS layers its REPL processes
+    get here (docs/security.md); with SANDBOX_ISOLATION=required and one missing, that no
+    execution can run on it (each would fail: no REPL starts unconfined). The line, or None."""
+    queues = sender.app.amqp.queues.consume_from if sender is not None else {}
+    if ROOT_QUEUE not in queues:
+        return None
+    try:
+        return check_sandbox_isolation().summary()
+    except RuntimeError as exc:  # IsolationUnavailable
+        log.critical("%s: no execution can run on this worker", exc)
+        return str(exc)
 
 
 @worker_ready.connect

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -186,4 +187,29 @@ def config(markdown: bool, as_env_example: bool) -> None:
     for v in all_variables():
         current = shown_value(v.name)
         table.add_row(v.name, v.default or "", current if current is not None else "", v.description)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(sandbox_layers_table())
+
+
+def sandbox_layers_table() -> Any:
+    """Each layer under a REPL process and its state on this host (`SANDBOX_ISOLATION`)."""
+    from rich.table import Table
+
+    from rlm_shared.config import get_settings
+    from rlm_worker.sandbox.isolation import isolation_plan
+    from rlm_worker.services import sandbox_config
+
+    config = sandbox_config()
+    plan = isolation_plan(config.isolation, config.sandbox_uid, config.sandbox_gid)
+    table = Table("sandbox layer", "here", "detail", title=f"Sandbox isolation (SANDBOX_ISOLATION={plan.mode})")
+    for layer in plan.layers:
+        table.add_row(layer.name, "on" if layer.active else "OFF", layer.detail)
+    settings = get_settings()
+    table.add_row(
+        "memory cap",
+        "on",
+        f"RLIMIT_AS {settings.sandbox_memory_mb} MiB per REPL; at most {settings.sandboxes_per_process()} "
+        "REPLs alive per worker process (SANDBOX_MEMORY_TOTAL_MB, MAX_SANDBOXES_PER_PROCESS)",
+    )
+    return table

@@ -87,7 +87,22 @@ def worker(
     if print_command:
         click.echo(" ".join(argv))
         return
+    if queue == "root":
+        _say_sandbox_isolation()
     _exec(argv)
+
+
+def _say_sandbox_isolation() -> None:
+    """A root worker runs REPL processes: say once which OS layers they get here, and refuse to
+    start when SANDBOX_ISOLATION=required and one is missing (docs/security.md)."""
+    from rlm_worker.sandbox.isolation import IsolationUnavailable
+    from rlm_worker.services import check_sandbox_isolation
+
+    try:
+        plan = check_sandbox_isolation()
+    except IsolationUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(plan.summary(), err=True)
 
 
 #: Flower's basic auth has no rate limit and no lockout, and whoever gets in sees every task's

@@ -39,6 +39,7 @@ class Budget:
         self.output_tokens = 0
         self.cost_usd = 0.0
         self.cost_unknown = False
+        self.ranking_seconds = 0.0  # worker time spent ranking passages for the REPL
         self.tripped: GuardTripped | None = None
         #: `max_concurrent_subcalls`: every leaf dispatch of the tree passes this one gate.
         self.subcall_gate = SubcallGate(options.max_concurrent_subcalls)
@@ -88,6 +89,15 @@ class Budget:
                     f"the execution may make at most {self.options.max_tool_calls:,} tool calls",
                 )
             self.tool_calls += 1
+
+    def ranking_seconds_left(self) -> float:
+        """What is left of `max_ranking_seconds` (the REPL's ranking functions run in the worker)."""
+        with self._lock:
+            return self.options.max_ranking_seconds - self.ranking_seconds
+
+    def spend_ranking(self, seconds: float) -> None:
+        with self._lock:
+            self.ranking_seconds += seconds
 
     def add_usage(
         self, input_tokens: int, output_tokens: int, cost_usd: float, cost_known: bool = True

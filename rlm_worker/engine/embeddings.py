@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,12 @@ MAX_TOKENS = 128
 SLOTS = 16
 #: Vectors kept in this process (a 384-float vector is 1.5 KB: 50,000 of them are ~75 MB).
 CACHE_ENTRIES = 50_000
-#: Texts sent to the server per request.
-BATCH = 64
+#: Texts sent to the server per request: one per slot, so a stop (the time limit, a cancel, the
+#: ranking budget) is seen within one round of the slots.
+BATCH = SLOTS
+#: Passages one `rank_by_meaning` call ranks at most (a call of 2,000 took 10 minutes on a busy
+#: 2-core worker; filter with `rank_passages` first).
+MAX_PASSAGES_PER_CALL = 5_000
 
 
 class EmbeddingsUnavailable(RuntimeError):
@@ -212,8 +217,9 @@ def clip(text: str) -> str:
     return " ".join(text.split())[: MAX_TOKENS * 4] or "."
 
 
-def embed(texts: list[str]) -> Any:
-    """Unit-length vectors (a numpy array, one row per text); cached in this process by text."""
+def embed(texts: list[str], should_stop: Callable[[], None] | None = None) -> Any:
+    """Unit-length vectors (a numpy array, one row per text); cached in this process by text.
+    `should_stop` is called before each batch of `BATCH` texts; it raises to stop."""
     import numpy as np
 
     if len(texts) > MAX_TEXTS:
@@ -223,6 +229,8 @@ def embed(texts: list[str]) -> Any:
     with _lock:
         missing = list(dict.fromkeys(k for k in keys if k not in _cache))
     for start in range(0, len(missing), BATCH):
+        if should_stop is not None:
+            should_stop()
         batch = missing[start : start + BATCH]
         vectors = engine.embed(batch)
         with _lock:
@@ -242,9 +250,11 @@ def embed(texts: list[str]) -> Any:
     return np.vstack(rows)
 
 
-def similarities(passages: list[str], query: str) -> list[float]:
+def similarities(
+    passages: list[str], query: str, should_stop: Callable[[], None] | None = None
+) -> list[float]:
     """The cosine of each passage with the query."""
-    vectors = embed([query, *passages])
+    vectors = embed([query, *passages], should_stop)
     return [float(x) for x in vectors[1:] @ vectors[0]]
 
 
@@ -252,18 +262,23 @@ class MeaningError(ValueError):
     """Arguments `rank_by_meaning` cannot rank."""
 
 
-def rank_by_meaning(passages: list[str], query: str, k: int = 10) -> list[tuple[int, float]]:
+def rank_by_meaning(
+    passages: list[str], query: str, k: int = 10, should_stop: Callable[[], None] | None = None
+) -> list[tuple[int, float]]:
     """The `k` passages nearest in meaning to `query`, best first, as (index, cosine) pairs.
 
     Unlike BM25 it needs no shared word: "Who died?" finds "... and was killed." Raises
-    EmbeddingsUnavailable when the model cannot run here.
+    EmbeddingsUnavailable when the model cannot run here. `should_stop` is called between batches.
     """
-    if len(passages) > MAX_TEXTS:
-        raise MeaningError(f"rank_by_meaning ranks at most {MAX_TEXTS:,} passages, not {len(passages):,}")
+    if len(passages) > MAX_PASSAGES_PER_CALL:
+        raise MeaningError(
+            f"rank_by_meaning ranks at most {MAX_PASSAGES_PER_CALL:,} passages a call, not {len(passages):,}: "
+            "narrow them first (rank_passages keeps the ones sharing words with the question)"
+        )
     if k < 1:
         raise MeaningError("k must be at least 1")
     if not passages or not query.strip():
         return []
-    scores = similarities(passages, query)
+    scores = similarities(passages, query, should_stop)
     order = sorted(range(len(passages)), key=lambda i: (-scores[i], i))[:k]
     return [(i, round(scores[i], 4)) for i in order]

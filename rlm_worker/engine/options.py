@@ -64,6 +64,12 @@ class ExecutionOptions(BaseModel):
         "of the tree together, and the rlm_query children of one batch; unset = as many as the workers take. "
         "The server caps it at MAX_CONCURRENT_SUBCALLS_CEILING.",
     )
+    max_ranking_seconds: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Worker time rank_passages and rank_by_meaning may take over the whole tree.",
+    )
     inherit_memory: bool = Field(False, description="Default for rlm_query(inherit_memory=...).")
     strategy: Literal["search", "find", "map_reduce"] | None = Field(
         None, description="Run this built-in root program instead of a root model (rlm_shared/strategies)."

@@ -7,6 +7,7 @@ children are new agents with their own REPL, run on threads of this process.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -144,36 +145,46 @@ class ReplCalls:
 
     def _rank_passages(self, args: dict[str, Any]) -> list[tuple[int, float]]:
         """BM25 ranking on the worker (the sandbox has no IR library); one `search` node in the trace."""
-        return self._ranking(args, "bm25", retrieval.rank_passages, (retrieval.RankingError,))
+        return self._ranking(args, "rank_passages", "bm25", retrieval.rank_passages, (retrieval.RankingError,))
 
     def _rank_by_meaning(self, args: dict[str, Any]) -> list[tuple[int, float]]:
         """Ranking by sentence embeddings (all-MiniLM-L6-v2 on llama.cpp); one `search` node too."""
         return self._ranking(
             args,
+            "rank_by_meaning",
             "all-MiniLM-L6-v2",
             embeddings.rank_by_meaning,
             (embeddings.MeaningError, embeddings.EmbeddingsUnavailable),
         )
 
     def _ranking(
-        self, args: dict[str, Any], model: str, rank: Any, errors: tuple[type[Exception], ...]
+        self, args: dict[str, Any], name: str, model: str, rank: Any, errors: tuple[type[Exception], ...]
     ) -> list[tuple[int, float]]:
+        """One ranking call, in the worker, under the execution's time limit and cancel (checked
+        between batches) and a budget of its own (`max_ranking_seconds`, the whole tree's)."""
         passages = _texts(args.get("passages"), "passages")
         query = _text(args.get("query"), "query")
         k = args.get("k", 10)
         if not isinstance(k, int) or isinstance(k, bool):
             raise CallRejected(f"k must be an int, not {type(k).__name__}")
-        self.agent.budget.check()
+        budget = self.agent.budget
+        budget.check()
+        stop = _RankingStop(budget, name)
+        stop()
         node = self.cursor.child(
             "search", self.agent.depth, model=model, prompt=f"{query}\n(k={k}, {len(passages)} passages)"
         )
         self.agent.sink.node_started(node)
         try:
-            ranked = rank(passages, query, k)
-        except errors as exc:
+            ranked = rank(passages, query, k, stop)
+        except (*errors, RankingBudgetSpent, GuardTripped) as exc:
             node.status, node.error, node.finished_at = "failed", str(exc), utcnow()
             self.agent.sink.node_finished(node)
+            if isinstance(exc, GuardTripped):
+                raise
             raise CallRejected(str(exc)) from None
+        finally:
+            budget.spend_ranking(stop.elapsed())
         node.response = ", ".join(f"#{i} ({score:.2f})" for i, score in ranked) or "(no passage matches)"
         node.status, node.finished_at = "succeeded", utcnow()
         self.agent.sink.node_finished(node)
@@ -283,6 +294,33 @@ class ReplCalls:
             self.agent.sink.node_started(node)
             self.agent.sink.node_finished(node)
         return [f"Error: {refusal}"] * len(prompt_list)
+
+
+class RankingBudgetSpent(Exception):
+    """The execution used its `max_ranking_seconds`."""
+
+
+class _RankingStop:
+    """`should_stop` of one ranking call: the time limit and cancel (Budget.check raises
+    GuardTripped), then what is left of the execution's ranking time."""
+
+    def __init__(self, budget: Budget, name: str) -> None:
+        self.budget = budget
+        self.name = name
+        self.started = time.monotonic()
+        self.left = budget.ranking_seconds_left()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def __call__(self) -> None:
+        self.budget.check()
+        if self.elapsed() >= self.left:
+            limit = self.budget.options.max_ranking_seconds
+            raise RankingBudgetSpent(
+                f"{self.name} stopped: the execution used its {limit:g} s of ranking time "
+                f"(max_ranking_seconds={limit:g}); rank fewer passages (rank_passages first narrows them)"
+            )
 
 
 def _text(value: Any, name: str) -> str:

@@ -4,7 +4,9 @@ Why a process of its own: whatever the code does (loop forever, allocate 10 GB, 
 interpreter) happens here, not in the worker. The worker starts it with an empty environment, in a
 private directory it deletes as soon as this process runs, with `-I -S`; it then caps itself with
 `setrlimit` (CPU seconds per cell and per execution, address space, file size, open files, no new
-processes, no core dumps) before it reads any code. It talks to the worker only through `protocol` frames on two private
+processes, no core dumps) and confines itself (`confine.py`: another uid when the worker is root,
+no_new_privs, a seccomp filter) before it reads any code; the worker usually starts it inside
+bubblewrap's namespaces (`isolation.py`). It talks to the worker only through `protocol` frames on two private
 pipe descriptors; fds 0-2 point at /dev/null so nothing can write into the protocol stream.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from rlm_worker.engine import repl_names
 from rlm_worker.engine.session_history import NOT_LOADED, THIS_RUNS_INPUT
-from rlm_worker.sandbox import policy, protocol
+from rlm_worker.sandbox import confine, policy, protocol
 from rlm_worker.sandbox.protocol import ChannelClosed, ChildChannel
 from rlm_worker.sandbox.stubs import (
     EXIT_CPU,
@@ -48,6 +50,7 @@ class Settings:
     max_frame_bytes = 64 * 1024 * 1024
     capped_by_execution = False  # this cell's CPU limit is what is left of the execution's
     execution_spent = False
+    language_layer = True  # False only for tests of the OS layers (process.SubprocessSandbox)
 
 
 def _set_limit(which: int, soft: int, hard: int | None = None) -> None:
@@ -170,7 +173,7 @@ def run_cell(source: str) -> dict[str, Any]:
     if not start_cpu_budget():
         limit = _execution_message()
         return _result(buffer, limit, limit)
-    code, error = policy.compile_cell(source)
+    code, error = policy.compile_cell(source) if Settings.language_layer else _compile_plain(source)
     if code is not None and RUNTIME.cpu_pending:
         code, limit = None, _cpu_message()
     if code is not None:
@@ -245,6 +248,14 @@ def _rebound_notice(names: list[str]) -> str:
         f"Note: {shown} {'is a name' if len(names) == 1 else 'are names'} the REPL owns; this cell "
         "rebound or deleted it, and it was put back as it was. Keep your own values under other names."
     )
+
+
+def _compile_plain(source: str) -> tuple[types.CodeType | None, str | None]:
+    """Tests of the OS layers only: the cell as plain Python, with the real builtins."""
+    try:
+        return compile(source, policy.CELL_FILENAME, "exec"), None
+    except Exception as exc:
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _result(
@@ -330,7 +341,12 @@ def init_namespace(message: dict[str, Any]) -> None:
     `context_<i>` is run i's input, the same object however many runs shared it, and the last one,
     `context_<n>`, is `context` (a run without a session has only `context_0`).
     """
-    namespace = policy.restricted_globals()
+    if Settings.language_layer:
+        namespace = policy.restricted_globals()
+    else:  # tests of the OS layers only: real builtins, so the cell can try anything
+        import builtins
+
+        namespace = {"__builtins__": builtins, "__name__": "__repl__", "print": policy.print_factory()._call_print}
     variables = message.get("variables") or {}
     constants = dict(message.get("constants") or {})
     session = constants.pop(repl_names.SESSION_CONSTANT, None) or {}
@@ -396,6 +412,13 @@ def _private_fds() -> tuple[int, int]:
     return read_fd, write_fd
 
 
+def _import_allowed_modules() -> None:
+    import importlib
+
+    for name in sorted(policy.ALLOWED_MODULES):
+        importlib.import_module(name)
+
+
 def main(config: dict[str, Any]) -> None:
     """Entry point (see `process.BOOTSTRAP`): `config` holds limits only, never secrets."""
     try:
@@ -406,9 +429,13 @@ def main(config: dict[str, Any]) -> None:
         Settings.memory_bytes = int(config.get("memory_bytes", Settings.memory_bytes))
         Settings.max_output_chars = int(config.get("max_output_chars", Settings.max_output_chars))
         Settings.max_frame_bytes = int(config.get("max_frame_bytes", Settings.max_frame_bytes))
+        Settings.language_layer = config.get("language_layer") is not False
         read_fd, write_fd = _private_fds()
         sys.setrecursionlimit(1000)
         apply_limits(config)
+        if config.get("drop_to") is not None and not config.get("jailed"):
+            _import_allowed_modules()  # no mount namespace: the new uid may not reach the stdlib
+        confine.confine(config)
         signal.signal(signal.SIGXCPU, on_cpu_limit)
         channel = ChildChannel(read_fd, write_fd, Settings.max_frame_bytes)
         RUNTIME.channel = channel

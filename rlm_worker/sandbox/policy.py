@@ -270,18 +270,60 @@ def guarded_import(
 
 # -- classes, judged by their MRO -------------------------------------------------------------
 
-_user_classes: weakref.WeakSet[type] = weakref.WeakSet()
+class _OwnedClasses:
+    """The classes the code made with a `class` statement, judged by identity alone.
+
+    A `WeakSet` (or any set or dict keyed by the class) asks the class's metaclass for `__hash__`
+    and `__eq__`, and the code writes metaclasses: one whose `__eq__` says yes and whose `__hash__`
+    copies `hash(json.JSONEncoder)` made the library's classes count as the code's own. Here the key
+    is `id(cls)` (an int, hashed by `int`), and a hit counts only if the weak reference still points
+    at that very object (`is`); the reference's callback forgets the id when the class dies, so a
+    later class reusing the address is not taken for it.
+    """
+
+    __slots__ = ("_refs",)
+
+    def __init__(self) -> None:
+        self._refs: dict[int, weakref.ref[type]] = {}
+
+    def add(self, cls: type) -> None:
+        key = id(cls)
+        refs = self._refs
+
+        def forget(ref: weakref.ref[type], key: int = key) -> None:
+            if refs.get(key) is ref:
+                del refs[key]
+
+        refs[key] = weakref.ref(cls, forget)
+
+    def owns(self, obj: Any) -> bool:
+        ref = self._refs.get(id(obj))
+        return ref is not None and ref() is obj
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+
+_user_classes = _OwnedClasses()
+
+
+def _is_any(obj: Any, candidates: Any) -> bool:
+    """`obj in candidates`, by identity: `in` would ask `obj`'s (code-written) `__eq__`."""
+    return any(obj is candidate for candidate in candidates)
+
 
 #: Containers the code may change, matched against the concrete classes of an object's type
 #: (its MRO), never with `issubclass`: `UserDict` and `UserList` are ABCs, and an ABC answers
 #: `issubclass` as the code tells it to (`UserDict.register(type)`, or a metaclass whose
 #: `__subclasscheck__` says yes), while a class's MRO is fixed when the class is made.
-_WRITABLE_BASES = frozenset(
-    {dict, list, set, bytearray, collections.deque, collections.UserDict, collections.UserList}
-)
+_WRITABLE_BASES = (dict, list, set, bytearray, collections.deque, collections.UserDict, collections.UserList)
 #: A type's MRO and namespace, read from the type slots (not looked up through its metaclass).
 _type_mro = type.__dict__["__mro__"].__get__
 _type_dict = type.__dict__["__dict__"].__get__
+
+
+def _based_on_writable(kind: type) -> bool:
+    return any(_is_any(klass, _WRITABLE_BASES) for klass in _type_mro(kind))
 
 
 def classes_of(obj: Any) -> tuple[type, ...]:
@@ -290,7 +332,7 @@ def classes_of(obj: Any) -> tuple[type, ...]:
 
 
 def _is_class(obj: Any) -> bool:
-    return type in classes_of(obj)
+    return _is_any(type, classes_of(obj))
 
 
 def user_class(name: str, bases: tuple[Any, ...], namespace: dict[str, Any], **kwargs: Any) -> type:
@@ -322,7 +364,7 @@ def guarded_getattr(obj: Any, name: Any, /) -> Any:
     elif name == "obj" and isinstance(obj, AttributeError):
         raise _deny(name)
     if name == "format" or name == "format_map":
-        if str in classes_of(obj):
+        if _is_any(str, classes_of(obj)):
             plain = str.__str__(obj)
             return functools.partial(safe_format if name == "format" else safe_format_map, plain)
         if _class_based_on(obj, str):
@@ -338,17 +380,17 @@ def guarded_getattr(obj: Any, name: Any, /) -> Any:
         return _filter_module(value, name)
     if isinstance(value, (types.FrameType, types.CodeType, types.TracebackType)):
         raise _deny(name)
-    if not _WRITABLE_BASES.isdisjoint(_type_mro(type(value))) and _library_container(obj, name, value):
+    if _based_on_writable(type(value)) and _library_container(obj, name, value):
         return _read_only(value)
     return value
 
 
 def _class_based_on(obj: Any, base: type) -> bool:
-    return _is_class(obj) and base in _type_mro(obj)
+    return _is_class(obj) and _is_any(base, _type_mro(obj))
 
 
 def _instance_or_class_based_on(obj: Any, base: type) -> bool:
-    return base in classes_of(obj) or _class_based_on(obj, base)
+    return _is_any(base, classes_of(obj)) or _class_based_on(obj, base)
 
 
 def _registers_into_library_abc(obj: Any) -> bool:
@@ -357,9 +399,9 @@ def _registers_into_library_abc(obj: Any) -> bool:
     `isinstance`/`issubclass` answer."""
     if not _is_class(obj):
         return False
-    if abc.ABCMeta in _type_mro(obj):
+    if _is_any(abc.ABCMeta, _type_mro(obj)):
         return True
-    return abc.ABCMeta in classes_of(obj) and obj not in _user_classes
+    return _is_any(abc.ABCMeta, classes_of(obj)) and not _user_classes.owns(obj)
 
 
 def _library_container(obj: Any, name: str, value: Any) -> bool:
@@ -368,17 +410,17 @@ def _library_container(obj: Any, name: str, value: Any) -> bool:
     if id(obj) in _view_ids:
         return True
     owners = _type_mro(obj) if _is_class(obj) else classes_of(obj)
-    return any(_type_dict(klass).get(name) is value and klass not in _user_classes for klass in owners)
+    return any(_type_dict(klass).get(name) is value and not _user_classes.owns(klass) for klass in owners)
 
 
 def _read_only(value: Any) -> Any:
     """A copy (or, for a dict, a read-only view) the code can read but not change."""
     bases = classes_of(value)
-    if dict in bases or collections.UserDict in bases:
+    if _is_any(dict, bases) or _is_any(collections.UserDict, bases):
         return types.MappingProxyType(value)
-    if set in bases:
+    if _is_any(set, bases):
         return frozenset(value)
-    if bytearray in bases:
+    if _is_any(bytearray, bases):
         return bytes(value)
     return tuple(value)
 
@@ -415,23 +457,24 @@ def guarded_getitem(obj: Any, key: Any, /) -> Any:
 
 # -- writes ----------------------------------------------------------------------------------------
 
-_extra_writable: set[type] = set()
+_extra_writable: list[type] = []  # compared by identity, like every class check here
 
 
 def allow_writes_to(kind: type) -> None:
     """Let the code write items/attributes of instances of `kind` (the REPL's `memory` object)."""
-    _extra_writable.add(kind)
+    if not _is_any(kind, _extra_writable):
+        _extra_writable.append(kind)
 
 
 def _writable(obj: Any) -> bool:
     """Containers, the `memory` stub, and what the code made itself (its classes, their instances,
     its functions). Every class, module and function of the library and of the REPL API is not."""
     kind = type(obj)
-    if kind in _extra_writable or _user_function(obj):
+    if _is_any(kind, _extra_writable) or _user_function(obj):
         return True
-    if _is_class(obj) and obj in _user_classes:
+    if _is_class(obj) and _user_classes.owns(obj):
         return True
-    return any(klass in _WRITABLE_BASES or klass in _user_classes for klass in _type_mro(kind))
+    return any(_is_any(klass, _WRITABLE_BASES) or _user_classes.owns(klass) for klass in _type_mro(kind))
 
 
 def guarded_write(obj: Any, /) -> Any:

@@ -29,6 +29,7 @@ from typing import Any
 from rlm_worker import metrics
 from rlm_worker.engine.ports import CallHandler, CallRejected, SandboxFactory
 from rlm_worker.engine.types import CellResult
+from rlm_worker.sandbox.isolation import CODE_ROOT, IsolationPlan, bwrap_argv, checked_plan
 from rlm_worker.sandbox.protocol import (
     DEFAULT_MAX_FRAME_BYTES,
     HEADER,
@@ -73,6 +74,9 @@ class SandboxConfig:
     startup_timeout_seconds: float = 30  # start-up, including sending a large context
     #: The worker's custom tools, as {name, signature} (engine/tools.py): a REPL stub for each.
     tools: tuple[tuple[str, str], ...] = ()
+    isolation: str = "auto"  # the OS layers (isolation.py): required, auto or off
+    sandbox_uid: int = 65534  # the uid and gid a REPL takes when the worker is root
+    sandbox_gid: int = 65534
 
 
 class SandboxError(RuntimeError):
@@ -156,12 +160,13 @@ class _Process:
     and no exit path, not even the worker being killed, can leave the directory behind.
     """
 
-    def __init__(self, config: SandboxConfig) -> None:
+    def __init__(self, config: SandboxConfig, language_layer: bool = True) -> None:
         self.config = config
         self.killed_for: str | None = None
-        directory = tempfile.mkdtemp(prefix="rlm-sandbox-")
+        plan = _plan(config)
+        self.jailed = plan.bwrap is not None
         child_config = {
-            "path": _code_roots(),
+            "path": [CODE_ROOT] if self.jailed else _code_roots(),
             "cell_cpu_seconds": config.cell_cpu_seconds,
             "execution_cpu_seconds": config.execution_cpu_seconds,
             "memory_bytes": config.memory_bytes,
@@ -169,9 +174,25 @@ class _Process:
             "max_file_bytes": config.max_file_bytes,
             "open_files": config.open_files,
             "max_frame_bytes": config.max_frame_bytes,
+            "drop_to": plan.drop_to,
+            "no_new_privs": plan.no_new_privs,
+            "seccomp_bpf": plan.seccomp_bpf.hex() if plan.seccomp_bpf else None,
+            "language_layer": language_layer,
+            "jailed": self.jailed,
         }
+        self._cpu_pid: int | None = None
+        info_read = info_write = None
+        if self.jailed:
+            assert plan.bwrap is not None
+            info_read, info_write = os.pipe()
+            prefix, python = bwrap_argv(plan.bwrap, config.python_executable, info_write)
+            directory = "/"  # bubblewrap gives the REPL an empty, private /tmp as its cwd
+        else:
+            prefix, python = [], config.python_executable
+            directory = tempfile.mkdtemp(prefix="rlm-sandbox-")
         command = [
-            config.python_executable,
+            *prefix,
+            python,
             "-I",
             "-S",
             "-B",
@@ -190,10 +211,19 @@ class _Process:
                 env={},
                 cwd=directory,
                 close_fds=True,
+                pass_fds=() if info_write is None else (info_write,),
                 start_new_session=True,
             )
+        except BaseException:
+            if info_read is not None:
+                os.close(info_read)
+            raise
         finally:  # Popen returns once the child has changed into the directory and exec'd
-            _remove_directory(directory)
+            if info_write is not None:
+                os.close(info_write)
+            if not self.jailed:
+                _remove_directory(directory)
+        self._info_fd = info_read
         live_processes.started()
         self._counted = True
         assert self.popen.stdin is not None and self.popen.stdout is not None
@@ -206,15 +236,52 @@ class _Process:
 
     @property
     def pid(self) -> int:
+        """The process the worker started (bubblewrap, when jailed): its group is the sandbox's."""
         return self.popen.pid
+
+    @property
+    def repl_pid(self) -> int:
+        """The interpreter running the cells."""
+        return self._cpu_pid or self.popen.pid
 
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def started(self) -> None:
+        """Once the REPL said `ready`: learn its pid from bubblewrap (`--info-fd`), whose own pid
+        is what `popen` holds, so the CPU watch reads the REPL's time, not bubblewrap's; and make
+        it the first process the kernel's OOM killer picks, before the worker."""
+        self._learn_repl_pid()
+        _first_for_oom_killer(self.repl_pid)
+
+    def _learn_repl_pid(self) -> None:
+        fd, self._info_fd = self._info_fd, None
+        if fd is None:
+            return
+        try:
+            data = b""
+            os.set_blocking(fd, False)
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                try:
+                    chunk = os.read(fd, 4096)
+                except BlockingIOError:
+                    time.sleep(0.005)
+                    continue
+                if not chunk:
+                    break
+                data += chunk
+            init = json.loads(data.decode("utf-8")).get("child-pid")
+            self._cpu_pid = _child_of(init) if isinstance(init, int) and init > 0 else None
+        except (OSError, ValueError):
+            log.warning("bubblewrap did not say the REPL's pid; its CPU time is watched by rlimit only")
+        finally:
+            os.close(fd)
+
     def cpu_seconds(self) -> float | None:
         """CPU time used so far (from /proc); None where /proc is not available."""
         try:
-            with open(f"/proc/{self.popen.pid}/stat", "rb") as handle:
+            with open(f"/proc/{self.repl_pid}/stat", "rb") as handle:
                 data = handle.read()
             fields = data[data.rindex(b")") + 2 :].split()
             return (int(fields[11]) + int(fields[12])) / self._clock_ticks
@@ -233,6 +300,8 @@ class _Process:
                 self.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not fail
                 log.error("sandbox process %s did not die after SIGKILL", self.popen.pid)
+            if self._cpu_pid is not None:
+                _wait_gone(self._cpu_pid)
         self._uncount()
 
     def _uncount(self) -> None:
@@ -242,20 +311,75 @@ class _Process:
             live_processes.ended()
 
     def exit_code(self, wait: float = 2.0) -> int | None:
+        """The REPL's exit code; negative for a signal (bubblewrap reports one as 128 + signal)."""
         try:
-            return self.popen.wait(timeout=wait)
+            code = self.popen.wait(timeout=wait)
         except subprocess.TimeoutExpired:
             self.kill()
-            return self.popen.returncode
+            code = self.popen.returncode
+        if self.jailed and code is not None and code > 128:
+            return 128 - code
+        return code
 
     def close(self) -> None:
         self.kill()
+        if self._info_fd is not None:
+            os.close(self._info_fd)
+            self._info_fd = None
         for stream in (self.popen.stdin, self.popen.stdout):
             try:
                 if stream is not None:
                     stream.close()
             except OSError:
                 pass
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _child_of(init: int) -> int | None:
+    """The REPL: the one process whose parent is bubblewrap's PID 1 `init` (almost always the next
+    pid; otherwise found by a walk of /proc)."""
+    if _parent_of(init + 1) == init:
+        return init + 1
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for name in names:
+        if name.isdigit() and _parent_of(int(name)) == init:
+            return int(name)
+    return None
+
+
+def _first_for_oom_killer(pid: int) -> None:
+    """oom_score_adj 1000: when memory runs out (a container's limit, the host), a REPL goes first.
+    Raising it needs no privilege; where /proc is missing nothing changes."""
+    try:
+        with open(f"/proc/{pid}/oom_score_adj", "w", encoding="ascii") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+
+
+def _wait_gone(pid: int, timeout: float = 2.0) -> None:
+    """Until the killed REPL is dead: bubblewrap is reaped first, the REPL in its namespace just after."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            return
+        if data[data.rindex(b")") + 2 : data.rindex(b")") + 3] in (b"Z", b"X"):
+            return
+        time.sleep(0.002)
 
 
 def _close_quietly(box: list[_Process | None]) -> None:
@@ -277,8 +401,14 @@ class SubprocessSandbox:
         variables: dict[str, Any] | None = None,
         constants: dict[str, Any] | None = None,
         config: SandboxConfig | None = None,
+        *,
+        _language_layer: bool = True,
     ) -> None:
         self.config = config or SandboxConfig()
+        # Tests only (tests/security/test_os_layers.py): False runs cells as plain Python, to show
+        # the OS layers hold by themselves. No setting, request field or factory passes it: the
+        # factory below calls this class with four arguments, and SandboxConfig has no such field.
+        self._language_layer = _language_layer is not False
         text = isinstance(context, str)
         init = {
             "op": "init",
@@ -320,17 +450,31 @@ class SubprocessSandbox:
 
     @property
     def pid(self) -> int | None:
-        """The current REPL process id (for tests and diagnostics)."""
+        """The current REPL process id (for tests and diagnostics): the interpreter's, also when
+        bubblewrap started it."""
+        process = self._box[0]
+        return process.repl_pid if process is not None else None
+
+    @property
+    def group_leader(self) -> int | None:
+        """The process group the worker kills (bubblewrap's, when jailed)."""
         process = self._box[0]
         return process.pid if process is not None else None
 
+    @property
+    def jailed(self) -> bool:
+        """Whether the current REPL process runs in bubblewrap's namespaces."""
+        process = self._box[0]
+        return process is not None and process.jailed
+
     def _start(self) -> _Process:
-        process = _Process(self.config)
+        process = _Process(self.config, self._language_layer)
         try:
             self._send_init(process.channel)
             ready = process.channel.receive(self.config.startup_timeout_seconds)
             if ready["op"] != "ready":
                 raise ProtocolError(f"expected ready, got {ready['op']}")
+            process.started()
         except (ChannelClosed, ChannelTimeout, ProtocolError) as exc:
             code = process.exit_code(wait=0.5) if not isinstance(exc, ChannelTimeout) else None
             process.close()
@@ -546,6 +690,13 @@ class SubprocessSandboxFactory:
 
     def __repr__(self) -> str:
         return f"SubprocessSandboxFactory({asdict(self.config)!r})"
+
+
+def _plan(config: SandboxConfig) -> IsolationPlan:
+    try:
+        return checked_plan(config.isolation, config.sandbox_uid, config.sandbox_gid)
+    except RuntimeError as exc:  # IsolationUnavailable: SANDBOX_ISOLATION=required on this host
+        raise SandboxError(str(exc)) from None
 
 
 def make_sandbox_factory(config: SandboxConfig | None = None) -> SandboxFactory:

@@ -60,7 +60,7 @@ def test_rank_by_meaning_refuses_what_it_cannot_rank():
     with pytest.raises(embeddings.MeaningError, match="k must be at least 1"):
         embeddings.rank_by_meaning(["a"], "a", 0)
     with pytest.raises(embeddings.MeaningError, match="at most"):
-        embeddings.rank_by_meaning(["a"] * (embeddings.MAX_TEXTS + 1), "a", 1)
+        embeddings.rank_by_meaning(["a"] * (embeddings.MAX_PASSAGES_PER_CALL + 1), "a", 1)
 
 
 def reference_embedding(text: str) -> np.ndarray:

@@ -362,7 +362,8 @@ def test_child_environment_and_arguments_hold_no_secrets(factory):
             environ = handle.read()
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             cmdline = handle.read()
-        assert environ == b""  # started with env={}
+        # Started with env={}; bubblewrap sets only PWD (its private /tmp).
+        assert environ == (b"PWD=/tmp\x00" if box.jailed else b"")
         assert SECRET.encode() not in cmdline and b"db-SECRET" not in cmdline
     finally:
         box.close()
@@ -373,12 +374,16 @@ def test_child_runs_in_a_private_directory_with_limits(factory):
     try:
         pid = box.pid
         cwd = os.readlink(f"/proc/{pid}/cwd")
-        # An empty private directory, deleted once the process started in it: nothing can be
-        # created there, and nothing is left behind however the process ends.
-        assert os.path.basename(cwd).startswith("rlm-sandbox-") and cwd.endswith(" (deleted)")
-        assert stat.S_IMODE(os.stat(f"/proc/{pid}/cwd").st_mode) == 0o700
         assert os.listdir(f"/proc/{pid}/cwd") == []
-        assert not os.path.exists(cwd.removesuffix(" (deleted)"))
+        if box.jailed:
+            # bubblewrap's empty /tmp, a tmpfs of the REPL's own mount namespace: not the host's.
+            assert cwd == "/tmp" and os.stat(f"/proc/{pid}/cwd").st_dev != os.stat("/tmp").st_dev
+        else:
+            # An empty private directory, deleted once the process started in it: nothing can be
+            # created there, and nothing is left behind however the process ends.
+            assert os.path.basename(cwd).startswith("rlm-sandbox-") and cwd.endswith(" (deleted)")
+            assert stat.S_IMODE(os.stat(f"/proc/{pid}/cwd").st_mode) == 0o700
+            assert not os.path.exists(cwd.removesuffix(" (deleted)"))
         with open(f"/proc/{pid}/limits") as handle:
             limits = {line[:26].strip(): line[26:].split() for line in handle.read().splitlines()[1:]}
         assert limits["Max core file size"][:2] == ["0", "0"]
@@ -388,6 +393,8 @@ def test_child_runs_in_a_private_directory_with_limits(factory):
         assert limits["Max cpu time"][0] in {"1", "2"}
         fds = os.listdir(f"/proc/{pid}/fd")
         assert len(fds) <= 5  # stdin/stdout/stderr on /dev/null and the two protocol pipes
-        assert os.getsid(pid) == pid  # a session of its own: killed as a group
+        # A session of its own, led by the process the worker started (bubblewrap when jailed):
+        # killed as a group.
+        assert os.getsid(pid) == os.getpgid(pid) == box.group_leader
     finally:
         box.close()

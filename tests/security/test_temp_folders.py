@@ -59,7 +59,7 @@ def _crash(box):
 
 
 def _stopped(box):
-    os.killpg(box.pid, signal.SIGKILL)  # what a cancellation or the time limit does to a busy cell
+    os.killpg(box.group_leader, signal.SIGKILL)  # what a cancellation or the time limit does to a busy cell
     return box.execute("print(1)", CountingHandler())
 
 

@@ -54,3 +54,9 @@ def is_reserved(name: str) -> bool:
 #: The sandbox constant that carries a session's earlier inputs and `history` into the REPL; it
 #: starts with "_", so it never becomes a REPL name itself.
 SESSION_CONSTANT = "_session"
+
+#: The input of this run in `EarlierRuns.order` (engine/session_history.py): the REPL's own `context`.
+THIS_RUNS_INPUT = -1
+#: An earlier input left out (`context_<i>` is None): the inputs together would not fit the
+#: REPL's start-up message (64 MiB; a character may take 4 bytes), so the newest are loaded first.
+NOT_LOADED = -2

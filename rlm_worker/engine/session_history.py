@@ -14,12 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_worker.engine import repl_names
+from rlm_worker.engine.repl_names import NOT_LOADED, THIS_RUNS_INPUT
 
-#: The input of this run in `EarlierRuns.order`: the REPL's own `context`.
-THIS_RUNS_INPUT = -1
-#: An earlier input left out (`context_<i>` is None): the inputs together would not fit the
-#: REPL's start-up message (64 MiB; a character may take 4 bytes), so the newest are loaded first.
-NOT_LOADED = -2
 #: Characters of earlier inputs (each distinct one counted once) loaded into one REPL at most.
 EARLIER_INPUTS_CHARS = 12_000_000
 

@@ -21,7 +21,7 @@ import types
 from typing import Any
 
 from rlm_worker.engine import repl_names
-from rlm_worker.engine.session_history import NOT_LOADED, THIS_RUNS_INPUT
+from rlm_worker.engine.repl_names import NOT_LOADED, THIS_RUNS_INPUT
 from rlm_worker.sandbox import confine, policy, protocol
 from rlm_worker.sandbox.protocol import ChannelClosed, ChildChannel
 from rlm_worker.sandbox.stubs import (

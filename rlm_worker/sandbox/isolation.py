@@ -137,12 +137,16 @@ def build_seccomp_filter() -> bytes:
 
 def code_mounts() -> list[tuple[str, str]]:
     """(host path, path in the sandbox) of the only project files the REPL imports: the package
-    marker of `rlm_worker`, the `sandbox` package and RestrictedPython."""
+    marker of `rlm_worker`, the `sandbox` package, the engine's list of the REPL's own names
+    (`engine/repl_names.py`, which must not import anything of ours) and RestrictedPython."""
     package = Path(__file__).resolve().parent
     mounts = [
         (str(package.parent / "__init__.py"), f"{CODE_ROOT}/rlm_worker/__init__.py"),
         (str(package), f"{CODE_ROOT}/rlm_worker/sandbox"),
     ]
+    engine = package.parent / "engine"
+    for name in ("__init__.py", "repl_names.py"):
+        mounts.append((str(engine / name), f"{CODE_ROOT}/rlm_worker/engine/{name}"))
     spec = find_spec("RestrictedPython")
     if spec is not None and spec.origin:
         mounts.append((str(Path(spec.origin).resolve().parent), f"{CODE_ROOT}/RestrictedPython"))

@@ -117,6 +117,7 @@ def test_no_file_of_the_project_or_the_worker_can_be_read(raw):
         code += _attempt(name, f"open({path!r}, 'rb').read(64)")
     code += _attempt("root", "sorted(os.listdir('/'))")
     code += _attempt("code", "sorted(os.listdir('/rlm/rlm_worker'))")
+    code += _attempt("engine_code", "sorted(os.listdir('/rlm/rlm_worker/engine'))")
     code += _attempt("write_code", "open('/rlm/rlm_worker/sandbox/policy.py', 'a')")
     code += _attempt("write_usr", "open('/usr/x', 'w')")
     code += _attempt("environ", "sorted(os.environ)")
@@ -129,7 +130,8 @@ def test_no_file_of_the_project_or_the_worker_can_be_read(raw):
     assert set(root) <= {"bin", "dev", "lib", "lib32", "lib64", "libx32", "sbin", "usr", "tmp", "rlm", "root",
                          "work", "opt", "home", "srv"}, root
     assert "etc" not in root and "proc" not in root
-    assert out["code"] == "ok: ['__init__.py', 'sandbox']"  # the REPL's own code, nothing else of the project
+    assert out["code"] == "ok: ['__init__.py', 'engine', 'sandbox']"  # the REPL's own code, nothing else
+    assert out["engine_code"] == "ok: ['__init__.py', 'repl_names.py']"  # of the engine, only its names
     assert out["write_code"].startswith(("OSError", "PermissionError")), out["write_code"]
     assert out["write_usr"].startswith(("OSError", "PermissionError")), out["write_usr"]
     assert out["write_shm"].startswith("PermissionError"), out["write_shm"]

@@ -21,6 +21,7 @@ from rlm_api.auth import current_owner
 from rlm_api.database import db
 from rlm_api.launch import dispatch_mode
 from rlm_api.passages import PROBE_CHARS
+from rlm_shared.live_totals import totals_for
 from rlm_shared.models import EXECUTION_STATUSES, Execution, Session
 from rlm_shared.strategies import DEFAULT_STRATEGY, STRATEGIES, split_helpers
 
@@ -103,6 +104,8 @@ def _execution_parts(execution: Execution) -> dict[str, object]:
     session = db.session.get(Session, execution.session_id) if execution.session_id else None
     return {
         "execution": execution,
+        # The figures in the header: from the trace while it runs, as the API and SSE show them.
+        "totals": totals_for(db.session, execution.id, execution.status, execution),
         "session": session,
         "tree": tree,
         "waterfall": build_waterfall(tree, execution.started_at, execution.finished_at),

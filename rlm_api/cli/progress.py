@@ -54,8 +54,8 @@ class Snapshot:
         return (
             f"[rlm] {self.status} · iteration {self.iteration} · "
             f"sub-calls {self.subcalls_done}/{self.subcalls_total}{cancelled} · "
-            f"{plural(self.llm_calls, 'model call')} · "
-            f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out · ${self.cost_usd:.4f}"
+            f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out · ${self.cost_usd:.4f} · "
+            f"{plural(self.llm_calls, 'model call')}"
         )
 
 

@@ -219,8 +219,8 @@ def run(
     if plan.notice:
         click.echo(plan.notice, err=True)
     console = Console(stderr=True)
-    if not console.is_terminal:
-        console.print(f"[rlm] execution {execution_id}", markup=False, highlight=False)
+    # On stderr, terminal or not, so stdout stays the answer and `rlm trace ID` can follow the run.
+    console.print(f"[rlm] execution {execution_id}", markup=False, highlight=False, soft_wrap=True)
     if plan.progress_line():
         console.print(plan.progress_line(), markup=False, highlight=False, soft_wrap=True)
     display = ProgressDisplay(app, execution_id, console).start()
@@ -261,4 +261,5 @@ def print_outcome(record: dict[str, Any], as_json: bool) -> int:
     if record["answer_found"] is False:
         click.echo(NOT_FOUND_SENTENCE.format(id=record["id"]), err=True)
         return EXIT_NOT_FOUND
+    click.echo(f"rlm: execution {record['id']} succeeded (`rlm trace {record['id']}` shows its tree)", err=True)
     return 0

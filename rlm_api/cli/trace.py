@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -145,7 +146,7 @@ def trace(execution_id: str) -> None:
     Reads DATABASE_URL if set, else the SQLite file `rlm run` writes. Each line shows the node's
     kind, model, status, tokens in/out, cost, duration and the start of its code (a strategy's
     own program), of the passage a sub-call read, or of its reply; lines end in "…" where the
-    terminal is too narrow. Written to a file or a pipe, lines are never cut. The answer and any
+    terminal is too narrow. Written to a file or a pipe, lines are never cut (unless COLUMNS is set). The answer and any
     error are printed whole.
 
     \b
@@ -171,6 +172,6 @@ def trace(execution_id: str) -> None:
         docs = documents(context.kind, context.content) if context is not None else []
         tree = execution_tree(execution, list(nodes), docs)
     console = Console()
-    if not console.is_terminal:  # a file or a pipe: whole lines, not the 80 columns rich assumes
-        console = Console(width=UNCUT_WIDTH)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=UNCUT_WIDTH)  # a file or a pipe: whole lines, not rich's 80 columns
     console.print(tree)

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import threading
+from typing import Any
 
 import click
 
 #: How long executions get to stop after Ctrl-C or SIGTERM before the server ends anyway.
 STOP_WAIT_SECONDS = 3.0
 STOPPED_REASON = "the server was stopped (Ctrl-C or SIGTERM) while it ran"
+
+
+#: An ANSI style sequence (werkzeug colours each request line by its status).
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def request_log_handler() -> Any:
+    """werkzeug's request handler; its request lines in colour on a terminal only, so a log file
+    (`rlm serve > serve.log 2>&1`) holds plain text."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class RequestLogHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            if not sys.stderr.isatty():
+                message = ANSI_STYLE.sub("", message)
+                args = tuple(ANSI_STYLE.sub("", a) if isinstance(a, str) else a for a in args)
+            super().log(type, message, *args)
+
+    return RequestLogHandler
 
 
 @click.command("serve")
@@ -39,7 +61,7 @@ def serve(host: str, port: int) -> None:
     url = embedded_database_url()
     app = open_app(url)
     try:
-        server = make_server(host, port, app, threaded=True)
+        server = make_server(host, port, app, threaded=True, request_handler=request_log_handler())
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stopped = threading.Event()

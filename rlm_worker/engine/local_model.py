@@ -56,6 +56,35 @@ def is_local(model: str | None) -> bool:
     return bool(model) and model.startswith(PREFIX)
 
 
+class UnknownLocalModel(ValueError):
+    """A `local/<name>` this installation does not serve."""
+
+
+class TooSmallForRoot(ValueError):
+    """The bundled local model asked to be a root: it cannot write the REPL's code."""
+
+
+def check_local(model: str, as_root: bool = False) -> None:
+    """Refuse a `local/...` name nothing here serves, and the bundled 135M model as a root.
+
+    Without LOCAL_MODEL_PATH the one local model is `local/smollm2`; with it the operator's GGUF
+    file is served under any `local/<name>` they choose (and may be a root: it is theirs)."""
+    if not is_local(model) or os.environ.get("LOCAL_MODEL_PATH"):
+        return
+    if model != DEFAULT_LOCAL_MODEL:
+        raise UnknownLocalModel(
+            f"unknown local model {model!r}: the local model here is {DEFAULT_LOCAL_MODEL} "
+            "(set LOCAL_MODEL_PATH to serve another GGUF file)"
+        )
+    if as_root:
+        raise TooSmallForRoot(
+            f"{model} (SmolLM2, 135M parameters) cannot be a root model: it cannot write the REPL "
+            f"code a root writes. Use it as the sub-model with a built-in strategy, e.g. "
+            f"--sub-model {model} --strategy find (or search, map_reduce), or give a root model "
+            "from a provider with --model"
+        )
+
+
 @dataclass(frozen=True)
 class LocalModelSettings:
     """How the server is started. `context_tokens` is per slot: a chunk prompt of a built-in

@@ -244,3 +244,27 @@ def test_the_sandbox_cap_holds_in_a_real_run_and_the_trace_says_so(cli_env, scri
     for status, stdout in children:
         assert status == "succeeded"
         assert "no sandbox slot free (1 sandboxes alive, MAX_SANDBOXES_PER_EXECUTION=1)" in stdout
+
+
+def test_models_the_user_types_are_checked_as_a_laptop_user_would_expect(cli_env, scripted, tmp_path):
+    """The bundled 135M model is refused as a root; an unknown local name is refused; a bad
+    --sub-model is named (not the default root's missing key); the advice is what to set here."""
+    note = tmp_path / "note.txt"
+    note.write_text("a short note")
+    no_key = {k: v for k, v in cli_env.items() if k not in ("LLM_API_BASE", "OPENAI_API_KEY", "LOCAL_MODEL_PATH")}
+    no_key["DEFAULT_MODEL"] = "openai/gpt-4o-mini"
+
+    def last_line(args: str, env: dict[str, str]) -> str:
+        done = run_shell(f"rlm run {note} -q 'What?' {args}", env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        return done.stderr.strip().splitlines()[-1]
+
+    root = last_line("--model local/smollm2", cli_env)
+    assert "--model: local/smollm2" in root and "cannot be a root model" in root and "--strategy" in root
+    unknown = last_line("--sub-model local/nosuch", cli_env)
+    assert "--sub-model: unknown local model 'local/nosuch'" in unknown
+    named = last_line("--sub-model nosuch/thing", no_key)
+    assert "--sub-model: the model 'nosuch/thing' is not allowed" in named, named
+    assert "gpt-4o-mini" not in named.split("allows")[0]
+    assert "ask the operator" not in named and "MODEL_ALLOWLIST='nosuch/thing," in named
+    assert scripted.stats()["total_calls"] == 0

@@ -50,8 +50,11 @@ def check_plan_models(settings: Any, plan: RunPlan, model: str | None, sub_model
         raise click.UsageError(f"{option}: {exc.message}" if option else exc.message) from None
 
 
-def session_named(name: str, context_id: str) -> Any:
-    """The newest session called `name`, now over this input; a new one if there is none."""
+def session_named(name: str, context_id: str, replace_context: bool = False) -> Any:
+    """The newest session called `name`; a new one over this input if there is none.
+
+    A session already over another input keeps it: replacing what a session (perhaps made through
+    the API) reads is refused unless `replace_context` (`--replace-context`) says so."""
     import sqlalchemy as sa
 
     from rlm_api.database import db
@@ -63,13 +66,30 @@ def session_named(name: str, context_id: str) -> Any:
     if session is None:
         session = Session(name=name, context_id=context_id, memory={}, variables={})
         db.session.add(session)
-    else:
+    elif session.context_id != context_id:
+        if session.context_id is not None and not replace_context:
+            db.session.rollback()
+            raise click.UsageError(
+                f"session {name!r} already reads another input{_size_of(session.context_id)}; "
+                "run again with --replace-context to make it read this one (its memory and "
+                "variables are kept), or choose another --session name"
+            )
         session.context_id = context_id
     db.session.flush()
     return session
 
 
-def create_execution(context: Any, question: str, plan: RunPlan, session_name: str | None) -> str:
+def _size_of(context_id: str | None) -> str:
+    from rlm_api.database import db
+    from rlm_shared.models import Context
+
+    context = db.session.get(Context, context_id) if context_id else None
+    return f" ({context.size_chars:,} characters)" if context is not None else ""
+
+
+def create_execution(
+    context: Any, question: str, plan: RunPlan, session_name: str | None, replace_context: bool = False
+) -> str:
     """Store the input (a text, or a list of documents) and a queued execution (inside an app
     context); return its id."""
     from flask import current_app
@@ -92,7 +112,7 @@ def create_execution(context: Any, question: str, plan: RunPlan, session_name: s
             f"invalid options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"
         ) from None
     context_id = store_context(context).id
-    session = session_named(session_name, context_id) if session_name else None
+    session = session_named(session_name, context_id, replace_context) if session_name else None
     execution = Execution(
         session_id=session.id if session else None,
         context_id=context_id,
@@ -141,7 +161,16 @@ def mark_ended(execution_id: str, status: str, error: str) -> None:
     type=click.File("r", encoding="utf-8"),
     help="Run the Python in this file as the root program instead of a root model.",
 )
-@click.option("--session", "session_name", help="Create or reuse a session by name: memory persists.")
+@click.option(
+    "--session",
+    "session_name",
+    help="Create or reuse a session by name: memory persists. A session over another input is refused.",
+)
+@click.option(
+    "--replace-context",
+    is_flag=True,
+    help="With --session: let an existing session read this input instead of the one it had.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the execution record instead of the answer.")
 def run(
     source: str,
@@ -151,6 +180,7 @@ def run(
     strategy: str | None,
     root_code_file: Any,
     session_name: str | None,
+    replace_context: bool,
     as_json: bool,
 ) -> None:
     """Answer QUESTION about INPUT on this machine: a file, a folder, a zip or tar archive, or `-`
@@ -213,7 +243,7 @@ def run(
         check_plan_models(app.config["RLM_SETTINGS"], plan, model, sub_model)
         if converted.skipped:
             plan.options["skipped"] = converted.skipped_dicts
-        execution_id = create_execution(converted.context, question, plan, session_name)
+        execution_id = create_execution(converted.context, question, plan, session_name, replace_context)
 
     if local_model.is_local(plan.sub_model) or local_model.is_local(plan.root_model):
         local_model.warm_up()  # the model loads while the sandbox starts

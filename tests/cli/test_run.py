@@ -268,3 +268,29 @@ def test_models_the_user_types_are_checked_as_a_laptop_user_would_expect(cli_env
     assert "gpt-4o-mini" not in named.split("allows")[0]
     assert "ask the operator" not in named and "MODEL_ALLOWLIST='nosuch/thing," in named
     assert scripted.stats()["total_calls"] == 0
+
+
+def test_a_session_over_another_input_is_not_silently_replaced(cli_env, scripted, tmp_path):
+    """`--session NAME` on a session that reads another input is refused (#32: 69 characters
+    silently became 33,300); `--replace-context` replaces it on purpose, memory kept."""
+    scripted.responder = program_responder("FINAL(str(len(context)))")
+    short = tmp_path / "short.txt"
+    short.write_text("A short note about the voyage.")
+    first = run_shell(f"rlm run {short} -q 'How long?' --session voyage", cli_env)
+    assert first.returncode == 0 and first.stdout.strip() == "30", first.stderr
+
+    refused = run_shell("rlm run samples/northern_tern_log.txt -q 'How long?' --session voyage", cli_env)
+    assert refused.returncode == 2, refused.stderr
+    message = refused.stderr.strip().splitlines()[-1]
+    assert "session 'voyage' already reads another input (30 characters)" in message
+    assert "--replace-context" in message
+
+    again = run_shell(f"rlm run {short} -q 'How long?' --session voyage", cli_env)
+    assert again.returncode == 0 and again.stdout.strip() == "30"  # the same input: reused
+    replaced = run_shell(
+        "rlm run samples/northern_tern_log.txt -q 'How long?' --session voyage --replace-context", cli_env
+    )
+    assert replaced.returncode == 0 and int(replaced.stdout) > 30_000, replaced.stderr
+    with sqlite3.connect(embedded_db(cli_env)) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions WHERE name = 'voyage'").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM executions").fetchone() == (3,)

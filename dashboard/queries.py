@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from rlm_api.auth import owned
 from rlm_api.database import db
 from rlm_api.passages import HEAD_CHARS, TAIL_CHARS, Place, documents, locate
+from rlm_shared.live_totals import answered_model_call, cancelled_sub_call
 from rlm_shared.models import Context, Execution, MemorySnapshot, Session, TraceNode
 from rlm_shared.strategies import helpers_source
 
@@ -239,6 +240,10 @@ class Totals:
     cost_usd: float
     llm_calls: int
     sub_calls: int
+    #: Sub-calls stopped before the model answered them: not model calls, counted apart.
+    cancelled_calls: int = 0
+    #: Succeeded, but the input did not answer the question (final answer NONE).
+    no_answer: int = 0
 
 
 def totals() -> Totals:
@@ -254,22 +259,58 @@ def totals() -> Totals:
         Execution,
     )
     row = db.session.execute(row).one()
-    return Totals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), int(row[5]))
+    calls = db.session.execute(
+        owned(
+            sa.select(
+                sa.func.count().filter(answered_model_call()),
+                sa.func.count().filter(cancelled_sub_call()),
+            ).join(Execution, Execution.id == TraceNode.execution_id),
+            Execution,
+        )
+    ).one()
+    no_answer = db.session.scalar(
+        owned(
+            sa.select(sa.func.count(Execution.id)).where(
+                Execution.status == "succeeded", Execution.answer_found.is_(False)
+            ),
+            Execution,
+        )
+    )
+    # Model calls as the by-model table counts them (from the traces): the two always agree.
+    return Totals(
+        executions=int(row[0]),
+        input_tokens=int(row[1]),
+        output_tokens=int(row[2]),
+        cost_usd=float(row[3]),
+        llm_calls=int(calls[0]),
+        sub_calls=int(row[5]),
+        cancelled_calls=int(calls[1]),
+        no_answer=int(no_answer or 0),
+    )
+
+
+#: The status chart's bar for runs that succeeded without finding an answer.
+NO_ANSWER = "no answer found"
 
 
 def executions_by_status() -> dict[str, int]:
-    stmt = owned(
-        sa.select(Execution.status, sa.func.count(Execution.id)).group_by(Execution.status), Execution
+    """Executions per status; a run that found no answer is `NO_ANSWER`, not `succeeded`."""
+    status = sa.case(
+        (sa.and_(Execution.status == "succeeded", Execution.answer_found.is_(False)), NO_ANSWER),
+        else_=Execution.status,
     )
-    return {status: int(count) for status, count in db.session.execute(stmt)}
+    stmt = owned(sa.select(status, sa.func.count(Execution.id)).group_by(status), Execution)
+    return {name: int(count) for name, count in db.session.execute(stmt)}
 
 
 def usage_by_model() -> list[sa.Row]:
-    """Model calls, tokens and cost per model over every trace (root and sub-call models alike)."""
+    """Model calls, tokens and cost per model over every trace (root and sub-call models alike);
+    sub-calls cancelled before the model answered are counted apart (`cancelled`), not as calls."""
     stmt = (
         sa.select(
             TraceNode.model,
-            sa.func.count(TraceNode.id).label("calls"),
+            sa.func.count(TraceNode.id).filter(answered_model_call()).label("calls"),
+            sa.func.count(TraceNode.id).filter(cancelled_sub_call()).label("cancelled"),
             sa.func.sum(TraceNode.input_tokens + TraceNode.output_tokens).label("tokens"),
             sa.func.sum(TraceNode.cost_usd).label("cost"),
         )

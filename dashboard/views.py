@@ -219,14 +219,15 @@ def stats():
     by_status = queries.executions_by_status()
     by_model = queries.usage_by_model()
     by_day = queries.usage_by_day()
-    status_items = [(s, float(by_status.get(s, 0))) for s in EXECUTION_STATUSES]
+    shown = [*EXECUTION_STATUSES[:3], queries.NO_ANSWER, *EXECUTION_STATUSES[3:]]
+    status_items = [(s, float(by_status.get(s, 0))) for s in shown]
     return render_template(
         "stats.html",
         totals=queries.totals(),
         by_model=by_model,
         by_day=by_day,
         status_chart=charts.bar_chart(
-            "Executions by status", status_items, lambda v: count(v), css=lambda label: f"st-{label}"
+            "Executions by status", status_items, lambda v: count(v), css=lambda label: f"st-{label.replace(' ', '-')}"
         ),
         model_cost_chart=charts.unless_all_zero(
             charts.bar_chart("Cost by model", [(r.model, float(r.cost or 0)) for r in by_model], money),

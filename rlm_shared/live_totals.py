@@ -50,14 +50,25 @@ class RunTotals:
         return asdict(self)
 
 
-def _aggregates() -> list[Any]:
+def answered_model_call() -> Any:
+    """A trace node that is one model call the model answered (the stats page counts these too)."""
     n = TraceNode
     answered_turn = sa.and_(n.kind == "iteration", n.response.is_not(None))
     returned_call = sa.and_(n.kind == "llm_call", n.status.in_(("succeeded", "failed")))
+    return sa.or_(answered_turn, returned_call)
+
+
+def cancelled_sub_call() -> Any:
+    """A sub-call stopped before the model answered it (a cancel, a time limit): no model call."""
+    return sa.and_(TraceNode.kind == "llm_call", TraceNode.status == "cancelled")
+
+
+def _aggregates() -> list[Any]:
+    n = TraceNode
     is_sub = n.kind.in_(SUB_CALL_KINDS)
     is_model = n.kind.in_(MODEL_CALL_KINDS)
     return [
-        sa.func.count().filter(sa.or_(answered_turn, returned_call)),
+        sa.func.count().filter(answered_model_call()),
         sa.func.count().filter(is_sub),
         sa.func.coalesce(sa.func.sum(n.input_tokens).filter(is_model), 0),
         sa.func.coalesce(sa.func.sum(n.output_tokens).filter(is_model), 0),

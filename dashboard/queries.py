@@ -97,6 +97,7 @@ _TREE_COLUMNS = (
     TraceNode.input_tokens,
     TraceNode.output_tokens,
     TraceNode.cost_usd,
+    TraceNode.queued_at,
     TraceNode.started_at,
     TraceNode.finished_at,
     sa.func.substr(TraceNode.error, 1, 300).label("error"),

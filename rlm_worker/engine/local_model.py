@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlm_worker.engine import model_file
+from rlm_worker.engine import call_clock, model_file
 from rlm_worker.engine.ports import ModelClient
 from rlm_worker.engine.process_local import ProcessLocal
 from rlm_worker.engine.types import ModelReply
@@ -292,4 +292,5 @@ class LocalModelQueue:
         if not is_local(model):
             return await inner.acomplete(model, messages)
         async with _gates.get().for_running_loop():
+            call_clock.started()  # the slot is this call's: it runs from now (the wait was queued)
             return await inner.acomplete(model, messages)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from rlm_worker.engine import call_clock
+from rlm_worker.engine import call_clock, local_model
 from rlm_worker.engine.ports import AsyncModelClient, ModelClient, ModelError, TraceSink, supports_async
 from rlm_worker.engine.process_local import ProcessLocal
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, ModelReply, TraceNode, utcnow
@@ -51,10 +51,12 @@ def _new_node(call: LLMCall) -> TraceNode:
     )
 
 
-def _queued_node(call: LLMCall) -> TraceNode:
-    """A call sent and waiting for a slot: `queued` since now, not started."""
+def _sent_node(call: LLMCall) -> TraceNode:
+    """A call just sent. A local model's call waits for one of its few slots: `queued` since now,
+    not started (its node says when it ran once it returns); any other starts at once: `running`."""
     node = _new_node(call)
-    node.status, node.queued_at, node.started_at = "queued", utcnow(), None
+    if local_model.is_local(call.model):
+        node.status, node.queued_at, node.started_at = "queued", utcnow(), None
     return node
 
 
@@ -164,14 +166,15 @@ def execute_llm_calls_until_stopped(
 ) -> list[LLMCallOutcome]:
     """Like `execute_llm_calls`, for a caller that waits on its own calls (embedded mode).
 
-    The batch's nodes are written `queued` when it is sent (its size is known at once), each
+    The batch's nodes are written when it is sent (its size is known at once; `queued` for a local
+    model's calls, which wait for a slot, else `running`), each
     again the moment its call returns (progress and `rlm trace` move during a long batch), and
     when `stop_reason()` names a reason the calls not yet answered are cancelled: waiting ones
     leave the queue, running ones have their request closed, and their nodes say `cancelled`.
     """
     if not calls:
         return []
-    sent = [_queued_node(call) for call in calls]
+    sent = [_sent_node(call) for call in calls]
     sink.nodes_recorded(sent)
     answered: queue.SimpleQueue[int] = queue.SimpleQueue()
     futures = [_start_one(call, client) for call in calls]

@@ -18,9 +18,13 @@ from typing import Any
 LETTA, RLM, TOKEN, MODEL = (os.environ[k] for k in ("LETTA_URL", "RLM_URL", "RLM_TOKEN", "MODEL_URL"))
 
 
-def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 120) -> Any:
+def call(
+    method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, timeout: float = 120
+) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read().decode()
@@ -45,7 +49,9 @@ def register_mcp_server() -> None:
     }
     call("PUT", f"{LETTA}/v1/tools/mcp/servers", config)
     tools = call("GET", f"{LETTA}/v1/tools/mcp/servers/rlm-engine/tools")
-    step(f"MCP server registered over Streamable HTTP; its tools: {', '.join(sorted(t['name'] for t in tools))}")
+    step(
+        f"MCP server registered over Streamable HTTP; its tools: {', '.join(sorted(t['name'] for t in tools))}"
+    )
 
 
 def main() -> None:
@@ -82,7 +88,9 @@ def main() -> None:
     said = [m for m in sent["messages"] if m.get("message_type") == "assistant_message"]
     tool_returns = [m for m in sent["messages"] if m.get("message_type") == "tool_return_message"]
     if not said or "Table Bay" not in str(said[-1].get("content")):
-        sys.exit(f"FAILED: the agent did not pass the answer on: {json.dumps(sent['messages'], indent=1)[:3000]}")
+        sys.exit(
+            f"FAILED: the agent did not pass the answer on: {json.dumps(sent['messages'], indent=1)[:3000]}"
+        )
     step(f"tool returned ({len(tool_returns)} return message(s)); the agent said: {said[-1]['content']}")
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -90,7 +98,11 @@ def main() -> None:
     if len(executions) != 1:
         sys.exit(f"FAILED: expected one execution recorded for agent {agent['id']}, found {len(executions)}")
     record = executions[0]
-    if record["status"] != "succeeded" or record["agent_id"] != agent["id"] or "Table Bay" not in record["final_answer"]:
+    if (
+        record["status"] != "succeeded"
+        or record["agent_id"] != agent["id"]
+        or "Table Bay" not in record["final_answer"]
+    ):
         sys.exit(f"FAILED: unexpected execution record: {json.dumps(record, indent=1)}")
     step(
         f"execution {record['id']}: {record['status']}, agent_id {record['agent_id']}, answer "

@@ -52,7 +52,9 @@ def reply(request: dict[str, Any]) -> dict[str, Any]:
             return {"role": "assistant", "content": None, "tool_calls": [call]}
         found = re.search(r'\\?"answer\\?":\s*\\?"([^"\\]+)', str(answered[-1].get("content", "")))
         answer = found.group(1) if found else "no answer came back"
-        call = _tool_call("send_message", {"message": f"RLM Engine says: {answer}", "request_heartbeat": False})
+        call = _tool_call(
+            "send_message", {"message": f"RLM Engine says: {answer}", "request_heartbeat": False}
+        )
         return {"role": "assistant", "content": None, "tool_calls": [call]}
     system = next((str(m.get("content", "")) for m in messages if m.get("role") == "system"), "")
     if "Recursive Language Model" in system:
@@ -82,8 +84,17 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/").endswith("/embeddings"):
             inputs = body.get("input", [])
             inputs = inputs if isinstance(inputs, list) else [inputs]
-            data = [{"object": "embedding", "index": i, "embedding": [0.01] * 1536} for i in range(len(inputs))]
-            self._send({"object": "list", "data": data, "model": body.get("model"), "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+            data = [
+                {"object": "embedding", "index": i, "embedding": [0.01] * 1536} for i in range(len(inputs))
+            ]
+            self._send(
+                {
+                    "object": "list",
+                    "data": data,
+                    "model": body.get("model"),
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1},
+                }
+            )
             return
         message = reply(body)
         prompt = sum(len(str(m.get("content", ""))) for m in body.get("messages", [])) // 4 + 1

@@ -280,6 +280,10 @@ class LocalModelQueue:
     def __init__(self, inner: ModelClient) -> None:
         self.inner = inner
 
+    def waits_for_slot(self, model: str) -> bool:
+        """Whether a call to `model` may wait here for a slot (its trace node starts `queued`)."""
+        return is_local(model)
+
     def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         if not is_local(model) or not callable(getattr(self.inner, "acomplete", None)):
             return self.inner.complete(model, messages)

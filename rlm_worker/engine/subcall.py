@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
-from rlm_worker.engine import call_clock, local_model
+from rlm_worker.engine import call_clock
 from rlm_worker.engine.ports import AsyncModelClient, ModelClient, ModelError, TraceSink, supports_async
 from rlm_worker.engine.process_local import ProcessLocal
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, ModelReply, TraceNode, utcnow
@@ -51,11 +51,13 @@ def _new_node(call: LLMCall) -> TraceNode:
     )
 
 
-def _sent_node(call: LLMCall) -> TraceNode:
-    """A call just sent. A local model's call waits for one of its few slots: `queued` since now,
-    not started (its node says when it ran once it returns); any other starts at once: `running`."""
+def _sent_node(call: LLMCall, client: ModelClient) -> TraceNode:
+    """A call just sent. One the client makes wait for a slot (`waits_for_slot`: a local model's
+    few) is `queued` since now, not started (its node says when it ran once it returns); any other
+    starts at once: `running`."""
     node = _new_node(call)
-    if local_model.is_local(call.model):
+    waits = getattr(client, "waits_for_slot", None)
+    if waits is not None and waits(call.model):
         node.status, node.queued_at, node.started_at = "queued", utcnow(), None
     return node
 
@@ -174,7 +176,7 @@ def execute_llm_calls_until_stopped(
     """
     if not calls:
         return []
-    sent = [_sent_node(call) for call in calls]
+    sent = [_sent_node(call, client) for call in calls]
     sink.nodes_recorded(sent)
     answered: queue.SimpleQueue[int] = queue.SimpleQueue()
     futures = [_start_one(call, client) for call in calls]

@@ -6,6 +6,7 @@ query reads only short previews; full texts are read one node at a time when a n
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from rlm_api.auth import owned
 from rlm_api.database import db
 from rlm_api.passages import HEAD_CHARS, TAIL_CHARS, Place, documents, locate
-from rlm_shared.live_totals import answered_model_call, cancelled_sub_call
+from rlm_shared.live_totals import answered_model_call, cancelled_sub_call, stored_totals, trace_totals_many
 from rlm_shared.models import Context, Execution, MemorySnapshot, Session, TraceNode
 from rlm_shared.strategies import helpers_source
 
@@ -178,15 +179,63 @@ def executions_page(
         filters.append(Execution.agent_id == agent_id)
     total = db.session.scalar(owned(sa.select(sa.func.count(Execution.id)).where(*filters), Execution)) or 0
     stmt = (
-        sa.select(Execution, Session.name.label("session_name"))
+        sa.select(
+            Execution,
+            Session.name.label("session_name"),
+            Context.kind.label("input_kind"),
+            Context.size_chars.label("input_size"),
+            sa.func.substr(Context.content, 1, INPUT_HEAD_CHARS).label("input_head"),
+        )
         .join(Session, Session.id == Execution.session_id, isouter=True)
+        .join(Context, Context.id == Execution.context_id, isouter=True)
         .where(*filters)
         .order_by(Execution.created_at.desc(), Execution.id)
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     )
-    items = [(row.Execution, row.session_name) for row in db.session.execute(owned(stmt, Execution))]
+    rows = list(db.session.execute(owned(stmt, Execution)))
+    # Live figures for the rows still running, from their traces (as the execution page shows them).
+    live = trace_totals_many(db.session, [r.Execution.id for r in rows if not r.Execution.is_finished])
+    items = [
+        (
+            row.Execution,
+            row.session_name,
+            input_label(row.input_kind, row.input_size, row.input_head),
+            live.get(row.Execution.id) or stored_totals(row.Execution),
+        )
+        for row in rows
+    ]
     return Page(items=items, page=page, per_page=PAGE_SIZE, total=total)
+
+
+#: How much of an input the executions list reads to name it.
+INPUT_HEAD_CHARS = 300
+_FIRST_NAME = re.compile(r'"name":\s*"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class InputLabel:
+    """What the executions list shows of an input: a file name or its first words, and its size."""
+
+    text: str
+    size: int | None
+    documents: int | None = None
+
+
+def input_label(kind: str | None, size: int | None, head: str | None) -> InputLabel | None:
+    """The first document's name for a list of documents (a folder, an upload), else the text's
+    first characters, so the same question on two inputs can be told apart."""
+    if head is None:
+        return None
+    if kind != "str":
+        names = _FIRST_NAME.findall(head)
+        if names:
+            return InputLabel(text=names[0], size=size)
+    words = " ".join(head.split())
+    return InputLabel(text=words[:INPUT_WORDS] + ("…" if len(words) > INPUT_WORDS else ""), size=size)
+
+
+INPUT_WORDS = 40
 
 
 def session_names() -> list[tuple[str, str]]:

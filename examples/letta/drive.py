@@ -60,7 +60,7 @@ def main() -> None:
     step(f"tool ask_about_text added to Letta as {tool['id']}")
     agent = call(
         "POST",
-        f"{LETTA}/v1/agents",
+        f"{LETTA}/v1/agents/",  # the trailing slash: without it a 307 (urllib does not follow it for a POST)
         {
             "name": f"rlm-example-{int(time.time())}",
             "llm_config": {

@@ -20,7 +20,7 @@ if [ ! -x "$LETTA_VENV/bin/letta" ]; then
   echo "[letta example] making $LETTA_VENV (letta[server,sqlite]==0.11.7; ~1.5 min, 0.9 GB)"
   "$PYTHON" -m venv "$LETTA_VENV"
   "$LETTA_VENV/bin/pip" install -q --upgrade pip  # the pip venv ships (23.x) cannot resolve letta's extras
-  "$LETTA_VENV/bin/pip" install -q 'letta[server,sqlite]==0.11.7'
+  "$LETTA_VENV/bin/pip" install -q 'letta[server,sqlite]==0.11.7' -c "$HERE/constraints.txt"
 fi
 
 free_port() { "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -34,9 +34,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_http() {  # url, what, seconds
+wait_http() {  # url, what, seconds: until it answers, or its process (the last started) died
   for _ in $(seq 1 "$3"); do
     if curl -s -o /dev/null "$1"; then return 0; fi
+    kill -0 "${PIDS[-1]}" 2>/dev/null || break
     sleep 1
   done
   echo "[letta example] FAILED: $2 did not answer at $1; its log:" >&2

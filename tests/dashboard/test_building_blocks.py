@@ -230,5 +230,16 @@ def test_the_waterfall_html_draws_waits_apart_and_a_cancel_neutral(app, client):
     body = client.get(f"/executions/{built.execution_id}").get_data(as_text=True)
     assert 'class="cancelled-note"' in body and "Cancelled: cancelled by the user" in body
     assert 'class="guard"' not in body and 'class="error-box"' not in body
-    assert 'class="wf-wait cancelled"' in body and "running at once (waiting in the queue not counted)" in body
+    assert (
+        'class="wf-wait cancelled"' in body and "running at once (waiting in the queue not counted)" in body
+    )
     assert "sub-calls were in flight" not in body
+
+
+def test_counted_nouns_agree_with_their_count():
+    from rlm_shared.wording import plural
+
+    assert plural(1, "iteration") == "1 iteration" and plural(2, "iteration") == "2 iterations"
+    assert plural(0, "sub-call") == "0 sub-calls" and plural(1_556, "model call") == "1,556 model calls"
+    rows = [_row("0", "root"), _row("0.0", "code", "0"), _row("0.0.0", "llm_call", "0.0", start=0, end=1)]
+    assert build_waterfall(build_tree(rows), at(0), at(1)).peak_parallel == 1

@@ -115,11 +115,13 @@ def tree_rows(execution_id: str) -> list[sa.Row]:
 
 def tree_version(execution: Execution) -> str:
     """Changes whenever anything the live page shows changes; equal versions mean 'nothing new'."""
-    count, finished, last_start = db.session.execute(
+    count, finished, last_start, tokens = db.session.execute(
         sa.select(
             sa.func.count(TraceNode.id),
             sa.func.count(TraceNode.finished_at),
             sa.func.max(TraceNode.started_at),
+            # A reply's tokens land on a node that is still running: the header's live totals move.
+            sa.func.coalesce(sa.func.sum(TraceNode.input_tokens + TraceNode.output_tokens), 0),
         ).where(TraceNode.execution_id == execution.id)
     ).one()
     snapshots = db.session.scalar(
@@ -128,7 +130,7 @@ def tree_version(execution: Execution) -> str:
     stamp = last_start.timestamp() if last_start else 0
     return (
         f"{execution.status}-{count}-{finished}-{snapshots}-{execution.iterations}-"
-        f"{execution.total_input_tokens + execution.total_output_tokens}-{stamp:.6f}"
+        f"{execution.total_input_tokens + execution.total_output_tokens}-{tokens}-{stamp:.6f}"
     )
 
 

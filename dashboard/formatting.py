@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rlm_shared.wording import plural
+
 
 def duration(seconds: float | None) -> str:
     if seconds is None:
@@ -42,4 +44,11 @@ def chars(value: int | None) -> str:
     return f"{value} characters"
 
 
-FILTERS = {"duration": duration, "money": money, "count": count, "when": when, "chars": chars}
+FILTERS = {
+    "duration": duration,
+    "money": money,
+    "count": count,
+    "when": when,
+    "chars": chars,
+    "plural": plural,
+}

@@ -6,6 +6,7 @@ query reads only short previews; full texts are read one node at a time when a n
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from rlm_api.auth import owned
 from rlm_api.database import db
 from rlm_api.passages import HEAD_CHARS, TAIL_CHARS, Place, documents, locate
+from rlm_shared.live_totals import answered_model_call, cancelled_sub_call, stored_totals, trace_totals_many
 from rlm_shared.models import MODEL_CALL_KINDS, Context, Execution, MemorySnapshot, Session, TraceNode
 from rlm_shared.strategies import helpers_source
 
@@ -94,6 +96,7 @@ _TREE_COLUMNS = (
     TraceNode.input_tokens,
     TraceNode.output_tokens,
     TraceNode.cost_usd,
+    TraceNode.queued_at,
     TraceNode.started_at,
     TraceNode.finished_at,
     sa.func.substr(TraceNode.error, 1, 300).label("error"),
@@ -110,11 +113,13 @@ def tree_rows(execution_id: str) -> list[sa.Row]:
 
 def tree_version(execution: Execution) -> str:
     """Changes whenever anything the live page shows changes; equal versions mean 'nothing new'."""
-    count, finished, last_start = db.session.execute(
+    count, finished, last_start, tokens = db.session.execute(
         sa.select(
             sa.func.count(TraceNode.id),
             sa.func.count(TraceNode.finished_at),
             sa.func.max(TraceNode.started_at),
+            # A reply's tokens land on a node that is still running: the header's live totals move.
+            sa.func.coalesce(sa.func.sum(TraceNode.input_tokens + TraceNode.output_tokens), 0),
         ).where(TraceNode.execution_id == execution.id)
     ).one()
     snapshots = db.session.scalar(
@@ -123,7 +128,7 @@ def tree_version(execution: Execution) -> str:
     stamp = last_start.timestamp() if last_start else 0
     return (
         f"{execution.status}-{count}-{finished}-{snapshots}-{execution.iterations}-"
-        f"{execution.total_input_tokens + execution.total_output_tokens}-{stamp:.6f}"
+        f"{execution.total_input_tokens + execution.total_output_tokens}-{tokens}-{stamp:.6f}"
     )
 
 
@@ -174,15 +179,63 @@ def executions_page(
         filters.append(Execution.agent_id == agent_id)
     total = db.session.scalar(owned(sa.select(sa.func.count(Execution.id)).where(*filters), Execution)) or 0
     stmt = (
-        sa.select(Execution, Session.name.label("session_name"))
+        sa.select(
+            Execution,
+            Session.name.label("session_name"),
+            Context.kind.label("input_kind"),
+            Context.size_chars.label("input_size"),
+            sa.func.substr(Context.content, 1, INPUT_HEAD_CHARS).label("input_head"),
+        )
         .join(Session, Session.id == Execution.session_id, isouter=True)
+        .join(Context, Context.id == Execution.context_id, isouter=True)
         .where(*filters)
         .order_by(Execution.created_at.desc(), Execution.id)
         .limit(PAGE_SIZE)
         .offset((page - 1) * PAGE_SIZE)
     )
-    items = [(row.Execution, row.session_name) for row in db.session.execute(owned(stmt, Execution))]
+    rows = list(db.session.execute(owned(stmt, Execution)))
+    # Live figures for the rows still running, from their traces (as the execution page shows them).
+    live = trace_totals_many(db.session, [r.Execution.id for r in rows if not r.Execution.is_finished])
+    items = [
+        (
+            row.Execution,
+            row.session_name,
+            input_label(row.input_kind, row.input_size, row.input_head),
+            live.get(row.Execution.id) or stored_totals(row.Execution),
+        )
+        for row in rows
+    ]
     return Page(items=items, page=page, per_page=PAGE_SIZE, total=total)
+
+
+#: How much of an input the executions list reads to name it.
+INPUT_HEAD_CHARS = 300
+_FIRST_NAME = re.compile(r'"name":\s*"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass(frozen=True)
+class InputLabel:
+    """What the executions list shows of an input: a file name or its first words, and its size."""
+
+    text: str
+    size: int | None
+    documents: int | None = None
+
+
+def input_label(kind: str | None, size: int | None, head: str | None) -> InputLabel | None:
+    """The first document's name for a list of documents (a folder, an upload), else the text's
+    first characters, so the same question on two inputs can be told apart."""
+    if head is None:
+        return None
+    if kind != "str":
+        names = _FIRST_NAME.findall(head)
+        if names:
+            return InputLabel(text=names[0], size=size)
+    words = " ".join(head.split())
+    return InputLabel(text=words[:INPUT_WORDS] + ("…" if len(words) > INPUT_WORDS else ""), size=size)
+
+
+INPUT_WORDS = 40
 
 
 def session_names() -> list[tuple[str, str]]:
@@ -237,6 +290,10 @@ class Totals:
     cost_usd: float
     llm_calls: int
     sub_calls: int
+    #: Sub-calls stopped before the model answered them: not model calls, counted apart.
+    cancelled_calls: int = 0
+    #: Succeeded, but the input did not answer the question (final answer NONE).
+    no_answer: int = 0
 
 
 def totals() -> Totals:
@@ -252,22 +309,58 @@ def totals() -> Totals:
         Execution,
     )
     row = db.session.execute(row).one()
-    return Totals(int(row[0]), int(row[1]), int(row[2]), float(row[3]), int(row[4]), int(row[5]))
+    calls = db.session.execute(
+        owned(
+            sa.select(
+                sa.func.count().filter(answered_model_call()),
+                sa.func.count().filter(cancelled_sub_call()),
+            ).join(Execution, Execution.id == TraceNode.execution_id),
+            Execution,
+        )
+    ).one()
+    no_answer = db.session.scalar(
+        owned(
+            sa.select(sa.func.count(Execution.id)).where(
+                Execution.status == "succeeded", Execution.answer_found.is_(False)
+            ),
+            Execution,
+        )
+    )
+    # Model calls as the by-model table counts them (from the traces): the two always agree.
+    return Totals(
+        executions=int(row[0]),
+        input_tokens=int(row[1]),
+        output_tokens=int(row[2]),
+        cost_usd=float(row[3]),
+        llm_calls=int(calls[0]),
+        sub_calls=int(row[5]),
+        cancelled_calls=int(calls[1]),
+        no_answer=int(no_answer or 0),
+    )
+
+
+#: The status chart's bar for runs that succeeded without finding an answer.
+NO_ANSWER = "no answer found"
 
 
 def executions_by_status() -> dict[str, int]:
-    stmt = owned(
-        sa.select(Execution.status, sa.func.count(Execution.id)).group_by(Execution.status), Execution
+    """Executions per status; a run that found no answer is `NO_ANSWER`, not `succeeded`."""
+    status = sa.case(
+        (sa.and_(Execution.status == "succeeded", Execution.answer_found.is_(False)), NO_ANSWER),
+        else_=Execution.status,
     )
-    return {status: int(count) for status, count in db.session.execute(stmt)}
+    stmt = owned(sa.select(status, sa.func.count(Execution.id)).group_by(status), Execution)
+    return {name: int(count) for name, count in db.session.execute(stmt)}
 
 
 def usage_by_model() -> list[sa.Row]:
-    """Model calls, tokens and cost per model over every trace (root and sub-call models alike)."""
+    """Model calls, tokens and cost per model over every trace (root and sub-call models alike);
+    sub-calls cancelled before the model answered are counted apart (`cancelled`), not as calls."""
     stmt = (
         sa.select(
             TraceNode.model,
-            sa.func.count(TraceNode.id).label("calls"),
+            sa.func.count(TraceNode.id).filter(answered_model_call()).label("calls"),
+            sa.func.count(TraceNode.id).filter(cancelled_sub_call()).label("cancelled"),
             sa.func.sum(TraceNode.input_tokens + TraceNode.output_tokens).label("tokens"),
             sa.func.sum(TraceNode.cost_usd).label("cost"),
         )

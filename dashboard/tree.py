@@ -46,6 +46,8 @@ class NodeView:
     started_at: datetime | None
     finished_at: datetime | None
     children: list[NodeView] = field(default_factory=list)
+    #: A sub-call sent to wait for a slot: when it was sent (`started_at`: when it ran, if it did).
+    queued_at: datetime | None = None
     total_tokens: int = 0
     total_cost: float = 0.0
     failed_below: int = 0
@@ -74,7 +76,7 @@ class NodeView:
 
     @property
     def failed(self) -> bool:
-        return bool(self.error) or self.status in ("failed", "timed_out", "cancelled")
+        return self.status in ("failed", "timed_out") or (bool(self.error) and self.status != "cancelled")
 
 
 @dataclass
@@ -108,6 +110,7 @@ def build_tree(rows: list[Any], place: PlaceFinder | None = None) -> Tree:
             output_tokens=row.output_tokens,
             cost_usd=row.cost_usd,
             started_at=row.started_at,
+            queued_at=getattr(row, "queued_at", None),
             finished_at=row.finished_at,
         )
         if getattr(row, "prompt_length", None) is not None:
@@ -165,10 +168,17 @@ def _first_line(text: str | None) -> str:
 
 @dataclass
 class WaterfallRow:
+    """One bar: the wait for a slot (`wait_*`, drawn hatched) then the run (`left`, `width`).
+    `state` says how it is drawn: queued, running, done, failed or cancelled."""
+
     node: NodeView
     left: float
     width: float
     offset_seconds: float
+    state: str
+    wait_left: float | None = None
+    wait_width: float | None = None
+    wait_seconds: float | None = None
 
 
 @dataclass
@@ -180,29 +190,52 @@ class Waterfall:
     ticks: list[tuple[float, float]]
 
 
+def _state(n: NodeView) -> str:
+    if n.status == "cancelled":
+        return "cancelled"
+    if n.finished_at is None:
+        return "running" if n.started_at is not None else "queued"
+    return "failed" if n.failed else "done"
+
+
 def build_waterfall(tree: Tree, start: datetime | None, end: datetime | None) -> Waterfall:
-    """Bars placed by start and finish relative to the execution's start (percent of its span)."""
-    timed = [n for n in tree.nodes if n.kind in WATERFALL_KINDS and n.started_at is not None]
+    """Bars placed relative to the execution's start (percent of its span): the time a sub-call
+    waited for a slot apart from the time it ran; only running time counts as in flight."""
+    timed = [n for n in tree.nodes if n.kind in WATERFALL_KINDS and (n.queued_at or n.started_at)]
     if not timed:
         return Waterfall(rows=[], span_seconds=0.0, hidden=0, peak_parallel=0, ticks=[])
-    origin = start or min(n.started_at for n in timed)  # type: ignore[type-var]
-    moments = [n.finished_at or n.started_at for n in timed]
+    begins = {n.id: n.queued_at or n.started_at for n in timed}
+    origin = start or min(begins.values(), key=_ts)
+    moments = [n.finished_at or n.started_at or begins[n.id] for n in timed]
     finish = max([*moments, end] if end else moments, key=_ts)
-    span = max((finish - origin).total_seconds(), 0.001)
-    timed.sort(key=lambda n: (n.started_at, n.path))
+    span = max((finish - origin).total_seconds(), 0.001)  # type: ignore[operator]
+
+    def pct(moment: datetime) -> float:
+        return min(100.0, max(0.0, (moment - origin).total_seconds() / span * 100))
+
+    timed.sort(key=lambda n: (_ts(begins[n.id]), n.path))
     rows = []
     for n in timed[:WATERFALL_MAX_ROWS]:
-        offset = max(0.0, (n.started_at - origin).total_seconds())  # type: ignore[operator]
-        stop = (n.finished_at - origin).total_seconds() if n.finished_at else span
-        left = min(100.0, offset / span * 100)
-        width = max(0.4, min(100.0 - left, (max(stop, offset) - offset) / span * 100))
-        rows.append(WaterfallRow(node=n, left=round(left, 3), width=round(width, 3), offset_seconds=offset))
+        begin = begins[n.id]
+        row = WaterfallRow(
+            node=n, left=0.0, width=0.0, offset_seconds=max(0.0, (begin - origin).total_seconds()), state=_state(n)
+        )
+        if n.queued_at is not None:  # the wait: from sent to started (or to its end, never run)
+            until = n.started_at or n.finished_at
+            row.wait_left = round(pct(n.queued_at), 3)
+            row.wait_width = round(max(0.4, (pct(until) if until else 100.0) - row.wait_left), 3)
+            row.wait_seconds = (until - n.queued_at).total_seconds() if until else None
+        if n.started_at is not None:
+            row.left = round(pct(n.started_at), 3)
+            stop = pct(n.finished_at) if n.finished_at else 100.0
+            row.width = round(max(0.4, min(100.0 - row.left, stop - row.left)), 3)
+        rows.append(row)
     ticks = [(round(i * 25.0, 1), span * i / 4) for i in range(5)]
     return Waterfall(
         rows=rows,
         span_seconds=span,
         hidden=max(0, len(timed) - WATERFALL_MAX_ROWS),
-        peak_parallel=_peak_parallel([n for n in timed if n.kind == "llm_call"]),
+        peak_parallel=_peak_parallel([n for n in timed if n.kind == "llm_call"], finish),
         ticks=ticks,
     )
 
@@ -211,12 +244,13 @@ def _ts(value: datetime | None) -> float:
     return value.timestamp() if value else float("-inf")
 
 
-def _peak_parallel(nodes: list[NodeView]) -> int:
-    """Most sub-calls in flight at one instant (a sweep over start and finish events)."""
+def _peak_parallel(nodes: list[NodeView], until: datetime) -> int:
+    """Most sub-calls running at one instant (a sweep over start and finish events); a call
+    that only waited for a slot never ran, and its wait is not counted."""
     events = []
     for n in nodes:
-        if n.started_at and n.finished_at:
-            events += [(n.started_at.timestamp(), 1), (n.finished_at.timestamp(), -1)]
+        if n.started_at:
+            events += [(n.started_at.timestamp(), 1), ((n.finished_at or until).timestamp(), -1)]
     events.sort(key=lambda e: (e[0], e[1]))
     peak = current = 0
     for _, step in events:

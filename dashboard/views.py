@@ -21,6 +21,7 @@ from rlm_api.auth import current_owner
 from rlm_api.database import db
 from rlm_api.launch import dispatch_mode
 from rlm_api.passages import PROBE_CHARS
+from rlm_shared.live_totals import totals_for
 from rlm_shared.models import EXECUTION_STATUSES, Execution, Session
 from rlm_shared.strategies import DEFAULT_STRATEGY, STRATEGIES, split_helpers
 
@@ -103,6 +104,8 @@ def _execution_parts(execution: Execution) -> dict[str, object]:
     session = db.session.get(Session, execution.session_id) if execution.session_id else None
     return {
         "execution": execution,
+        # The figures in the header: from the trace while it runs, as the API and SSE show them.
+        "totals": totals_for(db.session, execution.id, execution.status, execution),
         "session": session,
         "tree": tree,
         "waterfall": build_waterfall(tree, execution.started_at, execution.finished_at),
@@ -216,14 +219,15 @@ def stats():
     by_status = queries.executions_by_status()
     by_model = queries.usage_by_model()
     by_day = queries.usage_by_day()
-    status_items = [(s, float(by_status.get(s, 0))) for s in EXECUTION_STATUSES]
+    shown = [*EXECUTION_STATUSES[:3], queries.NO_ANSWER, *EXECUTION_STATUSES[3:]]
+    status_items = [(s, float(by_status.get(s, 0))) for s in shown]
     return render_template(
         "stats.html",
         totals=queries.totals(),
         by_model=by_model,
         by_day=by_day,
         status_chart=charts.bar_chart(
-            "Executions by status", status_items, lambda v: count(v), css=lambda label: f"st-{label}"
+            "Executions by status", status_items, lambda v: count(v), css=lambda label: f"st-{label.replace(' ', '-')}"
         ),
         model_cost_chart=charts.unless_all_zero(
             charts.bar_chart("Cost by model", [(r.model, float(r.cost or 0)) for r in by_model], money),

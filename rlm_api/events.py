@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from rlm_api.database import db
 from rlm_api.serializers import NODE_SUMMARY_FIELDS, execution_dict, node_summary_dict
+from rlm_shared.live_totals import totals_for
 from rlm_shared.models import FINISHED_STATUSES, Execution, TraceNode
 
 STATUS_FIELDS = (
@@ -77,13 +78,15 @@ def execution_updates(
                 .where(TraceNode.execution_id == execution_id)
                 .order_by(TraceNode.path)
             ).all()
+            status = _status_dict(status_row)
+            # While it runs the totals come from the trace just read (one source with /trace).
+            status.update(totals_for(conn, execution_id, status["status"], status).record_fields())
         for node in nodes:
             fingerprint = _node_fingerprint(node)
             if seen.get(node.id) != fingerprint:
                 seen[node.id] = fingerprint
                 last_sent = time.monotonic()
                 yield "node", node_summary_dict(node)
-        status = _status_dict(status_row)
         if status != last_status:
             last_status = status
             last_sent = time.monotonic()

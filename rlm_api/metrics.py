@@ -66,4 +66,4 @@ def scrape() -> Response:
             )
     if state["registry"] is None:
         state["registry"] = metrics.exposition_registry(*state["collectors"])
-    return Response(generate_latest(state["registry"]), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(state["registry"]), content_type=CONTENT_TYPE_LATEST)  # as is: one charset

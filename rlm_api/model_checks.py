@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from flask import has_app_context
+
+from rlm_api.launch import dispatch_mode
+from rlm_worker.engine.local_model import TooSmallForRoot, UnknownLocalModel, check_local
 from rlm_worker.engine.model_policy import ModelNotAllowed, ProviderNotConfigured
 from rlm_worker.engine.provider_keys import MissingApiKey, UnknownModel, check_credentials
 
@@ -31,16 +35,24 @@ class ModelRefused(Exception):
 def check_models(settings: Any, **models: str | None) -> None:
     """Raise ModelRefused for the first named model that is not allowed or has no key.
 
-    Pass the models the execution will call, by field name (`model=..., sub_model=...`); None
-    (no model is called, e.g. a built-in strategy plays the root) is skipped.
+    Pass the models the execution will call, by field name (`model=..., sub_model=...`), the one
+    the user chose first (its refusal is the one they see); None (no model is called, e.g. a
+    built-in strategy plays the root) is skipped. `model` is the root: the bundled 135M local
+    model is refused there, as is a `local/` name nothing here serves anywhere.
     """
     policy = settings.model_policy()
+    local_user = has_app_context() and dispatch_mode() == "embedded"
     for field, model in models.items():
         if model is None:
             continue
         try:
-            policy.check(model)
+            check_local(model, as_root=field == "model")
+            policy.check(model, local_user)
             check_credentials(model, settings.llm_api_base)
+        except UnknownLocalModel as exc:
+            raise ModelRefused(field, model, "unknown_model", str(exc)) from None
+        except TooSmallForRoot as exc:
+            raise ModelRefused(field, model, "model_too_small", str(exc)) from None
         except ProviderNotConfigured as exc:
             raise ModelRefused(field, model, "missing_api_key", str(exc)) from None
         except ModelNotAllowed as exc:

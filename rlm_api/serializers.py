@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rlm_api.database import db
+from rlm_shared.live_totals import RunTotals, totals_for
 from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker.engine.variables import strict_json_variables
 
@@ -13,7 +15,10 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def execution_dict(e: Execution) -> dict[str, Any]:
+def execution_dict(e: Execution, totals: RunTotals | None = None) -> dict[str, Any]:
+    """The record; its totals from the trace while it runs (`rlm_shared.live_totals`), so they
+    agree with `/trace` at every moment. `totals`: already read (a list page reads them in one query)."""
+    totals = totals or totals_for(db.session, e.id, e.status, e)
     return {
         "id": e.id,
         "status": e.status,
@@ -31,11 +36,7 @@ def execution_dict(e: Execution) -> dict[str, Any]:
         "offline": e.offline,
         "agent_id": e.agent_id,
         "iterations": e.iterations,
-        "total_input_tokens": e.total_input_tokens,
-        "total_output_tokens": e.total_output_tokens,
-        "total_cost_usd": e.total_cost_usd,
-        "llm_calls": e.llm_calls,
-        "sub_calls": e.sub_calls,
+        **totals.record_fields(),
         "created_at": _iso(e.created_at),
         "started_at": _iso(e.started_at),
         "finished_at": _iso(e.finished_at),

@@ -62,7 +62,7 @@ IGNORED = frozenset(
 #: from the context itself).
 DEFAULT_QUESTION = "Do what the context asks, and give the answer."
 #: Trace nodes that are one model call each: a root turn (`iteration`) or a sub-call (as /api/stats).
-MODEL_CALL_KINDS = ("iteration", "llm_call")
+MODEL_CALL_KINDS = ("iteration", "llm_call", "compaction")
 
 
 @dataclass
@@ -250,12 +250,13 @@ class RLM:
         else:
             question, given = root_prompt or DEFAULT_QUESTION, prompt
         started = time.perf_counter()
+        model, sub_model = self._models_here()
         execution = self.client.run(
             question,
             given,
             session_id=self._session(),
-            model=self.model,
-            sub_model=self.sub_model,
+            model=model,
+            sub_model=sub_model,
             strategy=self.strategy,
             options=self.options or None,
         )
@@ -263,6 +264,29 @@ class RLM:
         if execution.status != "succeeded":
             raise ExecutionFailed(result)
         return result
+
+    def _models_here(self) -> tuple[str | None, str | None]:
+        """The models to ask for. Embedded, with no key (and no LLM_API_BASE) for the chosen
+        models but the local model installed, the offline plan runs, as `rlm run` with no model
+        does (docs/integrations/python.md); a warning says so and `result.offline` is True. A
+        server decides for itself (its keys are not this process's)."""
+        chosen = [m for m in (self.model, self.sub_model) if m]
+        if self.base_url or not chosen:
+            return self.model, self.sub_model
+        from rlm_shared.strategies.offline import provider_configured
+        from rlm_worker.engine import local_model
+
+        api_base = os.environ.get("LLM_API_BASE")
+        unreachable = [m for m in chosen if not provider_configured(m, api_base)]
+        if not unreachable or not local_model.available():
+            return self.model, self.sub_model
+        warnings.warn(
+            f"no API key for {', '.join(unreachable)} (set its provider's key, or LLM_API_BASE): "
+            f"running the offline plan instead (the bundled {local_model.DEFAULT_LOCAL_MODEL} "
+            "reads the chunks; result.offline is True)",
+            stacklevel=3,
+        )
+        return None, None
 
     def _session(self) -> str | None:
         """`persistent`: one session for every call of this object, its context each call's own."""

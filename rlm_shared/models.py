@@ -149,6 +149,8 @@ class TraceNode(Base):
     cost_usd: Mapped[float] = mapped_column(sa.Float, nullable=False, default=0.0)
     status: Mapped[str] = mapped_column(sa.String(16), nullable=False, default="running")
     error: Mapped[str | None] = mapped_column(sa.Text)
+    #: When a sub-call was sent to wait for a slot (status `queued`); `started_at` is when it ran.
+    queued_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     started_at: Mapped[datetime | None] = mapped_column(TZDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(TZDateTime)
 

@@ -133,7 +133,7 @@ class NodeSpans:
             span = self._tracer.start_span(
                 f"rlm.{node.kind}",
                 context=trace.set_span_in_context(trace.NonRecordingSpan(parent)),
-                start_time=_nanoseconds(node.started_at),
+                start_time=_nanoseconds(node.started_at or node.queued_at or node.finished_at),
                 attributes=_attributes(node),
             )
         finally:

@@ -41,6 +41,11 @@ class MeteredModelClient:
         metrics.model_replied(model, reply.input_tokens, reply.output_tokens, reply.cost_usd)
         return reply
 
+    def waits_for_slot(self, model: str) -> bool:
+        """As the wrapped client says (a local model's queue): the trace tells waiting from running."""
+        waits = getattr(self.inner, "waits_for_slot", None)
+        return bool(waits is not None and waits(model))
+
     async def acomplete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         """Only called when `inner` can be awaited (see `supports_async`)."""
         try:

@@ -22,6 +22,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from rlm_shared.config import get_settings
 from rlm_shared.contexts import load_context
 from rlm_shared.database import database
+from rlm_shared.live_totals import trace_totals
 from rlm_shared.models import FINISHED_STATUSES, Context, Execution, Session, TraceNode
 from rlm_shared.strategies import root_program
 from rlm_shared.trace_sink import SqlTraceSink
@@ -386,11 +387,9 @@ def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> s
     execution.guard_hit = result.guard_hit
     execution.forced_final = result.forced_final
     execution.iterations = result.iterations
-    execution.total_input_tokens = result.input_tokens
-    execution.total_output_tokens = result.output_tokens
-    execution.total_cost_usd = result.cost_usd
-    execution.llm_calls = result.llm_calls
-    execution.sub_calls = result.sub_calls
+    # The totals everyone saw while it ran (its trace), stored: the record equals its trace.
+    for name, value in trace_totals(database.session, execution_id).record_fields().items():
+        setattr(execution, name, value)
     execution.finished_at = (execution.finished_at if cancelled else None) or utcnow()
     execution.lease_expires_at = None
     if cancelled and execution.error:

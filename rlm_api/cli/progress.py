@@ -1,9 +1,9 @@
 """Live progress of one execution on stderr: iteration, sub-calls done/total, tokens, cost.
 
-A side thread reads the execution row and its trace nodes every `interval` seconds (the same
-rows the dashboard shows). Embedded mode writes a batch's nodes when the batch is sent and each
-node again when its call returns, so the total is the batch's size from the start and tokens and
-cost grow call by call (summed over the model-call nodes until the row has the final totals). On a
+A side thread reads the execution's figures every `interval` seconds from the one source the API,
+SSE and dashboard read (`rlm_shared.live_totals`: the trace while it runs). Embedded mode writes a
+batch's nodes when the batch is sent and each node again when its call returns, so the total is
+the batch's size from the start and tokens and cost grow call by call. On a
 terminal it draws a rich progress bar; elsewhere (a pipe, a log file, a test) it prints one plain
 line each time something changed, so captured output stays readable.
 """
@@ -26,7 +26,9 @@ from rich.progress import (
 )
 
 from rlm_api.database import db
-from rlm_shared.models import MODEL_CALL_KINDS, Execution, TraceNode
+from rlm_shared.live_totals import stored_totals, trace_totals
+from rlm_shared.models import FINISHED_STATUSES, Execution
+from rlm_shared.wording import plural
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Snapshot:
     cost_usd: float
     #: Sub-calls stopped before they returned (a cancel, a timeout): not counted as done.
     subcalls_cancelled: int = 0
+    llm_calls: int = 0
 
     @property
     def iteration(self) -> int:
@@ -51,43 +54,28 @@ class Snapshot:
         return (
             f"[rlm] {self.status} · iteration {self.iteration} · "
             f"sub-calls {self.subcalls_done}/{self.subcalls_total}{cancelled} · "
-            f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out · ${self.cost_usd:.4f}"
+            f"tokens {self.input_tokens:,} in / {self.output_tokens:,} out · ${self.cost_usd:.4f} · "
+            f"{plural(self.llm_calls, 'model call')}"
         )
 
 
 def read_snapshot(execution_id: str) -> Snapshot:
-    """Call inside an app context."""
-    finished = TraceNode.status.notin_(("running", "cancelled"))
+    """Call inside an app context. The figures are `rlm_shared.live_totals`' (the API's, the
+    dashboard's): the trace's while the run goes on, the stored record's once it finished."""
     with db.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(
-                Execution.status,
-                Execution.iterations,
-                Execution.total_input_tokens,
-                Execution.total_output_tokens,
-                Execution.total_cost_usd,
-            ).where(Execution.id == execution_id)
-        ).one()
-        calls = conn.execute(
-            sa.select(
-                sa.func.count().filter(TraceNode.kind == "llm_call"),
-                sa.func.count().filter(TraceNode.kind == "llm_call", finished),
-                sa.func.count().filter(TraceNode.kind == "llm_call", TraceNode.status == "cancelled"),
-                sa.func.coalesce(sa.func.sum(TraceNode.input_tokens), 0),
-                sa.func.coalesce(sa.func.sum(TraceNode.output_tokens), 0),
-                sa.func.coalesce(sa.func.sum(TraceNode.cost_usd), 0.0),
-            ).where(TraceNode.execution_id == execution_id, TraceNode.kind.in_(MODEL_CALL_KINDS))
-        ).one()
-    total, done, cancelled, input_tokens, output_tokens, cost = calls
+        row = conn.execute(sa.select(Execution).where(Execution.id == execution_id)).one()
+        trace = trace_totals(conn, execution_id)
+    shown = trace if row.status not in FINISHED_STATUSES else stored_totals(row._mapping)
     return Snapshot(
         status=row.status,
         iterations=row.iterations,
-        subcalls_done=done,
-        subcalls_total=total,
-        input_tokens=max(row.total_input_tokens, int(input_tokens)),
-        output_tokens=max(row.total_output_tokens, int(output_tokens)),
-        cost_usd=max(row.total_cost_usd, float(cost)),
-        subcalls_cancelled=cancelled,
+        subcalls_done=trace.sub_calls_done,
+        subcalls_total=trace.sub_calls,
+        input_tokens=shown.total_input_tokens,
+        output_tokens=shown.total_output_tokens,
+        cost_usd=shown.total_cost_usd,
+        subcalls_cancelled=trace.sub_calls_cancelled,
+        llm_calls=shown.llm_calls,
     )
 
 

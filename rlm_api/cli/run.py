@@ -40,16 +40,21 @@ def check_plan_models(settings: Any, plan: RunPlan, model: str | None, sub_model
     from rlm_api.model_checks import ModelRefused, check_models
 
     root = None if plan.root_label and not model else plan.root_model  # no root model is called
+    # The model the user typed is checked first, so its refusal names it (not a default's).
+    chosen_first = {"sub_model": plan.sub_model, "model": root} if sub_model and not model else {}
     try:
-        check_models(settings, model=root, sub_model=plan.sub_model)
+        check_models(settings, **(chosen_first or {"model": root, "sub_model": plan.sub_model}))
     except ModelRefused as exc:
         chosen = {"model": "--model" if model else None, "sub_model": "--sub-model" if sub_model else None}
         option = chosen.get(exc.field)
         raise click.UsageError(f"{option}: {exc.message}" if option else exc.message) from None
 
 
-def session_named(name: str, context_id: str) -> Any:
-    """The newest session called `name`, now over this input; a new one if there is none."""
+def session_named(name: str, context_id: str, replace_context: bool = False) -> Any:
+    """The newest session called `name`; a new one over this input if there is none.
+
+    A session already over another input keeps it: replacing what a session (perhaps made through
+    the API) reads is refused unless `replace_context` (`--replace-context`) says so."""
     import sqlalchemy as sa
 
     from rlm_api.database import db
@@ -61,13 +66,30 @@ def session_named(name: str, context_id: str) -> Any:
     if session is None:
         session = Session(name=name, context_id=context_id, memory={}, variables={})
         db.session.add(session)
-    else:
+    elif session.context_id != context_id:
+        if session.context_id is not None and not replace_context:
+            db.session.rollback()
+            raise click.UsageError(
+                f"session {name!r} already reads another input{_size_of(session.context_id)}; "
+                "run again with --replace-context to make it read this one (its memory and "
+                "variables are kept), or choose another --session name"
+            )
         session.context_id = context_id
     db.session.flush()
     return session
 
 
-def create_execution(context: Any, question: str, plan: RunPlan, session_name: str | None) -> str:
+def _size_of(context_id: str | None) -> str:
+    from rlm_api.database import db
+    from rlm_shared.models import Context
+
+    context = db.session.get(Context, context_id) if context_id else None
+    return f" ({context.size_chars:,} characters)" if context is not None else ""
+
+
+def create_execution(
+    context: Any, question: str, plan: RunPlan, session_name: str | None, replace_context: bool = False
+) -> str:
     """Store the input (a text, or a list of documents) and a queued execution (inside an app
     context); return its id."""
     from flask import current_app
@@ -90,7 +112,7 @@ def create_execution(context: Any, question: str, plan: RunPlan, session_name: s
             f"invalid options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}"
         ) from None
     context_id = store_context(context).id
-    session = session_named(session_name, context_id) if session_name else None
+    session = session_named(session_name, context_id, replace_context) if session_name else None
     execution = Execution(
         session_id=session.id if session else None,
         context_id=context_id,
@@ -144,7 +166,16 @@ def mark_ended(execution_id: str, status: str, error: str) -> None:
     type=click.IntRange(min=1),
     help="How many of this run's sub-calls are in flight at once (default: no limit of its own).",
 )
-@click.option("--session", "session_name", help="Create or reuse a session by name: memory persists.")
+@click.option(
+    "--session",
+    "session_name",
+    help="Create or reuse a session by name: memory persists. A session over another input is refused.",
+)
+@click.option(
+    "--replace-context",
+    is_flag=True,
+    help="With --session: let an existing session read this input instead of the one it had.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the execution record instead of the answer.")
 def run(
     source: str,
@@ -155,6 +186,7 @@ def run(
     root_code_file: Any,
     max_concurrent_subcalls: int | None,
     session_name: str | None,
+    replace_context: bool,
     as_json: bool,
 ) -> None:
     """Answer QUESTION about INPUT on this machine: a file, a folder, a zip or tar archive, or `-`
@@ -223,7 +255,7 @@ def run(
             if refusal:
                 raise click.UsageError(f"--max-concurrent-subcalls: {refusal}")
             plan.options["max_concurrent_subcalls"] = max_concurrent_subcalls
-        execution_id = create_execution(converted.context, question, plan, session_name)
+        execution_id = create_execution(converted.context, question, plan, session_name, replace_context)
 
     if local_model.is_local(plan.sub_model) or local_model.is_local(plan.root_model):
         local_model.warm_up()  # the model loads while the sandbox starts
@@ -231,8 +263,8 @@ def run(
     if plan.notice:
         click.echo(plan.notice, err=True)
     console = Console(stderr=True)
-    if not console.is_terminal:
-        console.print(f"[rlm] execution {execution_id}", markup=False, highlight=False)
+    # On stderr, terminal or not, so stdout stays the answer and `rlm trace ID` can follow the run.
+    console.print(f"[rlm] execution {execution_id}", markup=False, highlight=False, soft_wrap=True)
     if plan.progress_line():
         console.print(plan.progress_line(), markup=False, highlight=False, soft_wrap=True)
     display = ProgressDisplay(app, execution_id, console).start()
@@ -273,4 +305,5 @@ def print_outcome(record: dict[str, Any], as_json: bool) -> int:
     if record["answer_found"] is False:
         click.echo(NOT_FOUND_SENTENCE.format(id=record["id"]), err=True)
         return EXIT_NOT_FOUND
+    click.echo(f"rlm: execution {record['id']} succeeded (`rlm trace {record['id']}` shows its tree)", err=True)
     return 0

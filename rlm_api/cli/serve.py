@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import threading
+from typing import Any
 
 import click
 
@@ -21,6 +24,25 @@ def _load_tools() -> list[str]:
         return tool_box().names()
     except ToolRegistrationError as exc:
         raise click.ClickException(f"custom tools: {exc}") from None
+
+
+#: An ANSI style sequence (werkzeug colours each request line by its status).
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def request_log_handler() -> Any:
+    """werkzeug's request handler; its request lines in colour on a terminal only, so a log file
+    (`rlm serve > serve.log 2>&1`) holds plain text."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class RequestLogHandler(WSGIRequestHandler):
+        def log(self, type: str, message: str, *args: Any) -> None:
+            if not sys.stderr.isatty():
+                message = ANSI_STYLE.sub("", message)
+                args = tuple(ANSI_STYLE.sub("", a) if isinstance(a, str) else a for a in args)
+            super().log(type, message, *args)
+
+    return RequestLogHandler
 
 
 @click.command("serve")
@@ -52,7 +74,7 @@ def serve(host: str, port: int) -> None:
     url = embedded_database_url()
     app = open_app(url)
     try:
-        server = make_server(host, port, app, threaded=True)
+        server = make_server(host, port, app, threaded=True, request_handler=request_log_handler())
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     stopped = threading.Event()

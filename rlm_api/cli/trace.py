@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
 
-STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "yellow", "cancelled": "yellow"}
+#: The width of `rlm trace` into a file or a pipe: wide enough that no line is cut.
+UNCUT_WIDTH = 100_000
+STATUS_STYLE = {"succeeded": "green", "failed": "red", "timed_out": "yellow", "cancelled": "dim"}
 
 
 def find_execution(id_or_prefix: str) -> Any:
@@ -100,18 +103,25 @@ def call_passages(nodes: list[Any], docs: list[tuple[str | None, str]]) -> dict[
 
 
 def execution_tree(execution: Any, nodes: list[Any], docs: list[tuple[str | None, str]] | None = None) -> Any:
+    """Call inside an app context (the totals are read as the API reads them)."""
     from rich.console import Group
     from rich.markup import escape
     from rich.tree import Tree
+
+    from rlm_api.database import db
+    from rlm_shared.live_totals import totals_for
+    from rlm_shared.wording import plural
+
+    totals = totals_for(db.session, execution.id, execution.status, execution)
 
     style = STATUS_STYLE.get(execution.status, "cyan")
     tree = Tree(
         Group(
             one_line(
                 f"[bold]execution {execution.id}[/bold]  [{style}]{execution.status}[/{style}]  "
-                f"{execution.iterations} iterations  {execution.llm_calls} model calls  "
-                f"{execution.total_input_tokens:,}/{execution.total_output_tokens:,} tok  "
-                f"${execution.total_cost_usd:.4f}"
+                f"{plural(execution.iterations, 'iteration')}  {plural(totals.llm_calls, 'model call')}  "
+                f"{totals.total_input_tokens:,}/{totals.total_output_tokens:,} tok  "
+                f"${totals.total_cost_usd:.4f}"
             ),
             one_line(f"[dim]{escape(execution.user_query)}[/dim]"),
         )
@@ -136,7 +146,8 @@ def trace(execution_id: str) -> None:
     Reads DATABASE_URL if set, else the SQLite file `rlm run` writes. Each line shows the node's
     kind, model, status, tokens in/out, cost, duration and the start of its code (a strategy's
     own program), of the passage a sub-call read, or of its reply; lines end in "…" where the
-    terminal is too narrow. The answer and any error are printed whole.
+    terminal is too narrow. Written to a file or a pipe, lines are never cut (unless COLUMNS is set). The answer and any
+    error are printed whole.
 
     \b
     Examples:
@@ -159,4 +170,8 @@ def trace(execution_id: str) -> None:
         ).all()
         context = db.session.get(Context, execution.context_id)
         docs = documents(context.kind, context.content) if context is not None else []
-        Console().print(execution_tree(execution, list(nodes), docs))
+        tree = execution_tree(execution, list(nodes), docs)
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=UNCUT_WIDTH)  # a file or a pipe: whole lines, not rich's 80 columns
+    console.print(tree)

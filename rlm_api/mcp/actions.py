@@ -23,6 +23,7 @@ from rlm_api.mcp.files import FileRefused, resolve_under_root
 from rlm_api.routes.executions import get_owned_execution, submit_execution
 from rlm_api.schemas import ID_PATTERN, ExecuteRequest
 from rlm_api.serializers import execution_links
+from rlm_shared.live_totals import totals_for
 from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker.documents import InputError, InputLimits, read_path
 
@@ -93,11 +94,7 @@ def execution_view(execution_id: str, with_trace: bool = True) -> dict[str, Any]
         error=execution.error,
         guard_hit=execution.guard_hit,
         iterations=execution.iterations,
-        llm_calls=execution.llm_calls,
-        sub_calls=execution.sub_calls,
-        total_input_tokens=execution.total_input_tokens,
-        total_output_tokens=execution.total_output_tokens,
-        total_cost_usd=execution.total_cost_usd,
+        **totals_for(db.session, execution.id, execution.status, execution).record_fields(),
         duration_seconds=execution.duration_seconds,
         links=execution_links(execution.id),
     )

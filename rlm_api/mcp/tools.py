@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from importlib import metadata
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -95,7 +96,12 @@ def _in_app(app: Flask, caller: Caller, fn: Callable[[Caller], T]) -> T:
 
 def build_server(app: Flask, local_agent_id: str | None = None) -> MCPServer:
     """The server with its tools, bound to `app` (its database, settings and dispatch)."""
-    server: MCPServer = MCPServer(name="rlm-engine", instructions=INSTRUCTIONS, log_level="WARNING")
+    server: MCPServer = MCPServer(
+        name="rlm-engine",
+        version=metadata.version("rlm-engine"),  # the client sees it as serverInfo.version
+        instructions=INSTRUCTIONS,
+        log_level="WARNING",
+    )
     poll = float(app.config.get("MCP_PROGRESS_POLL_SECONDS", 0.5))
 
     async def run(ctx: Context, fn: Callable[[Caller], T]) -> T:

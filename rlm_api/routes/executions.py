@@ -24,6 +24,7 @@ from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
 from rlm_shared.contexts import store_context
+from rlm_shared.live_totals import trace_totals_many
 from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker import metrics
 from rlm_worker.engine.options import ExecutionOptions
@@ -202,7 +203,8 @@ def list_executions():
     if query.agent_id:
         stmt = stmt.where(Execution.agent_id == query.agent_id)
     rows, next_cursor = page(stmt, Execution, query.limit, query.cursor)
-    return {"items": [execution_dict(e) for e in rows], "next_cursor": next_cursor}
+    live = trace_totals_many(db.session, [e.id for e in rows if not e.is_finished])
+    return {"items": [execution_dict(e, live.get(e.id)) for e in rows], "next_cursor": next_cursor}
 
 
 @bp.get("/executions/<execution_id>")

@@ -133,24 +133,57 @@ def paragraph_passages(text, size):
     return passages
 
 
-def document_chunks(value, size, by_paragraph=False):
+def document_chunks(value, size, by_paragraph=False, with_pages=False):
     """(chunks, names): every document cut into chunks of about `size` characters (or into
-    `paragraph_passages`), and the name of the document each comes from (None when unnamed)."""
+    `paragraph_passages`), and the name of the document each comes from (None when unnamed).
+    `with_pages`: (chunks, names, pages), each chunk's page (slide, sheet) where it starts."""
     chunks = []
     names = []
+    pages = []
     for name, text in documents(value):
+        cursor = 0
         for piece in paragraph_passages(text, size) if by_paragraph else split_chunks(text, size):
+            at = text.find(piece, cursor)
+            cursor = at if at >= 0 else cursor
             chunks.append(piece)
             names.append(name)
-    return chunks, names
+            pages.append(page_at(text, cursor))
+    return (chunks, names, pages) if with_pages else (chunks, names)
+
+
+#: A converted document's page, slide or sheet marker, on a line of its own: `[page 3]`.
+PAGE_MARK = re.compile(r"^\[(page|slide|sheet) ([^\]\n]+)\]$", re.M)
+
+
+def page_at(text, position):
+    """The page (slide, sheet) in effect at `position` of a converted document, or None."""
+    last = None
+    for mark in PAGE_MARK.finditer(text, 0, position + 1):
+        last = mark
+    return last.group(1) + " " + last.group(2) if last else None
+
+
+def page_of(answer, chunk, start_page):
+    """The page of the passage `answer` quotes from `chunk` (whose start is on `start_page`): the
+    last marker before the quote inside the chunk, else the chunk's own page, wherever the
+    marker falls relative to the quoted sentence."""
+    words = answer.strip()[:60]
+    at = chunk.find(words) if words else -1
+    inside = page_at(chunk, at) if at >= 0 else None
+    return inside or start_page
 
 
 def with_sources(found, several):
-    """Answers from (answer, document name) pairs; each names its document when the context holds
-    several, so a reader can check it."""
-    if not several:
-        return [answer for answer, _ in found]
-    return [answer + " [source: " + name + "]" if name else answer for answer, name in found]
+    """Answers from (answer, document name[, page]) tuples; each names its document when the
+    context holds several, and its page (slide, sheet) when the document has page markers, so a
+    reader can check it."""
+    out = []
+    for item in found:
+        answer, name = item[0], item[1]
+        page = item[2] if len(item) > 2 else None
+        where = [part for part in (name if several else None, page) if part]
+        out.append(answer + " [source: " + ", ".join(where) + "]" if where else answer)
+    return out
 
 
 def check_replies(replies):

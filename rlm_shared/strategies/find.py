@@ -22,17 +22,17 @@ def on_topic(passage):
     return sum(1 for term in terms if mentions(passage, [term])) * 2 >= len(terms)
 
 
-chunks, names = document_chunks(context, DEFAULT_CHUNK_SIZE, by_paragraph=True)
+chunks, names, pages = document_chunks(context, DEFAULT_CHUNK_SIZE, by_paragraph=True, with_pages=True)
 several = len(set(names)) > 1
 print(
     f"find: no root model; asking all {len(chunks)} passages (paragraphs, at most about {DEFAULT_CHUNK_SIZE} characters)"
 )
 replies = check_replies(llm_query_batched([FIND_PROMPT.format(question=QUESTION, text=c) for c in chunks]))
 found = []
-for chunk, name, reply in zip(chunks, names, replies, strict=True):
+for chunk, name, page, reply in zip(chunks, names, pages, replies, strict=True):
     checked = supported(reply, chunk, QUESTION)
     if checked and on_topic(chunk):
-        found.append((checked, name))
+        found.append((checked, name, page_of(checked, chunk, page)))
 found = unique(with_sources(found, several))
 unbacked = sum(1 for r in replies if not is_none(r)) - len(found)
 print(

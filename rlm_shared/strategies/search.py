@@ -36,7 +36,7 @@ MEANING_WEIGHT = 0.3
 WIDEN_READS = 2
 WIDEN_COVERAGE = 0.25
 
-chunks, names = document_chunks(context, 500, by_paragraph=True)
+chunks, names, pages = document_chunks(context, 500, by_paragraph=True, with_pages=True)
 several = len(set(names)) > 1
 title = " ".join(text[:300] + " " + (name or "") for name, text in documents(context))
 units = answer_units(chunks)
@@ -154,7 +154,15 @@ final = sorted(
     key=lambda p: (-p[0], order.get(units[p[1]][0], len(order)), p[1]),
 )
 top = final[0][0]
-kept = [(unit_answer(units[i]), names[units[i][0]]) for s, i in final if s >= top - 0.02][:3]
+kept = [
+    (
+        unit_answer(units[i]),
+        names[units[i][0]],
+        page_of(unit_answer(units[i]), chunks[units[i][0]], pages[units[i][0]]),
+    )
+    for s, i in final
+    if s >= top - 0.02
+][:3]
 found = unique(with_sources(kept, several))
 print(f"search: {len(found)} answers from the best-scored sentences ({top:.0%})")
 FINAL("\n".join(found))

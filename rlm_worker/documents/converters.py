@@ -102,8 +102,13 @@ def html_text(data: bytes) -> str:
     soup = BeautifulSoup(data, "html.parser")  # detects the encoding from the meta tag or the bytes
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
+    # The <title> is inline text to markdownify: it ran into whatever came next (the navigation).
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    if soup.title:
+        soup.title.decompose()
     markdown = MarkdownConverter(heading_style="ATX").convert_soup(soup)
-    return "\n".join(line.rstrip() for line in markdown.splitlines()).strip()
+    body = "\n".join(line.rstrip() for line in markdown.splitlines()).strip()
+    return f"{title}\n\n{body}".strip() if title else body
 
 
 def plain_text(data: bytes) -> str:

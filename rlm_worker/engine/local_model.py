@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlm_worker.engine import model_file
+from rlm_worker.engine import call_clock, model_file
 from rlm_worker.engine.ports import ModelClient
 from rlm_worker.engine.process_local import ProcessLocal
 from rlm_worker.engine.types import ModelReply
@@ -54,6 +54,35 @@ class LocalModelUnavailable(RuntimeError):
 
 def is_local(model: str | None) -> bool:
     return bool(model) and model.startswith(PREFIX)
+
+
+class UnknownLocalModel(ValueError):
+    """A `local/<name>` this installation does not serve."""
+
+
+class TooSmallForRoot(ValueError):
+    """The bundled local model asked to be a root: it cannot write the REPL's code."""
+
+
+def check_local(model: str, as_root: bool = False) -> None:
+    """Refuse a `local/...` name nothing here serves, and the bundled 135M model as a root.
+
+    Without LOCAL_MODEL_PATH the one local model is `local/smollm2`; with it the operator's GGUF
+    file is served under any `local/<name>` they choose (and may be a root: it is theirs)."""
+    if not is_local(model) or os.environ.get("LOCAL_MODEL_PATH"):
+        return
+    if model != DEFAULT_LOCAL_MODEL:
+        raise UnknownLocalModel(
+            f"unknown local model {model!r}: the local model here is {DEFAULT_LOCAL_MODEL} "
+            "(set LOCAL_MODEL_PATH to serve another GGUF file)"
+        )
+    if as_root:
+        raise TooSmallForRoot(
+            f"{model} (SmolLM2, 135M parameters) cannot be a root model: it cannot write the REPL "
+            f"code a root writes. Use it as the sub-model with a built-in strategy, e.g. "
+            f"--sub-model {model} --strategy find (or search, map_reduce), or give a root model "
+            "from a provider with --model"
+        )
 
 
 @dataclass(frozen=True)
@@ -251,6 +280,10 @@ class LocalModelQueue:
     def __init__(self, inner: ModelClient) -> None:
         self.inner = inner
 
+    def waits_for_slot(self, model: str) -> bool:
+        """Whether a call to `model` may wait here for a slot (its trace node starts `queued`)."""
+        return is_local(model)
+
     def complete(self, model: str, messages: list[dict[str, str]]) -> ModelReply:
         if not is_local(model) or not callable(getattr(self.inner, "acomplete", None)):
             return self.inner.complete(model, messages)
@@ -263,4 +296,5 @@ class LocalModelQueue:
         if not is_local(model):
             return await inner.acomplete(model, messages)
         async with _gates.get().for_running_loop():
+            call_clock.started()  # the slot is this call's: it runs from now (the wait was queued)
             return await inner.acomplete(model, messages)

@@ -614,17 +614,8 @@ class Agent:
     def _progress(self, iterations: int) -> None:
         if self.depth:
             return
-        b = self.budget
-        self.sink.execution_progress(
-            self.run_state.execution_id,
-            {
-                "iterations": iterations,
-                "total_input_tokens": b.input_tokens,
-                "total_output_tokens": b.output_tokens,
-                "total_cost_usd": b.cost_usd,
-                "llm_calls": b.model_calls,
-            },
-        )
+        # Only the count of iterations: calls, tokens and cost are read from the trace as it grows.
+        self.sink.execution_progress(self.run_state.execution_id, {"iterations": iterations})
 
     def child(self, node: TraceNode, query: str, context: Any, model: str, memory: MemoryBlocks) -> Agent:
         """A recursive child agent one level deeper, sharing this execution's budget and ports."""

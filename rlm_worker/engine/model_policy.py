@@ -66,11 +66,11 @@ class ModelPolicy:
     def allows(self, model: str) -> bool:
         return any(fnmatchcase(model, pattern) for pattern in self.patterns)
 
-    def check(self, model: str) -> str:
+    def check(self, model: str, local_user: bool = False) -> str:
         """`model` if allowed, else ModelNotAllowed naming it and the setting (or the missing key)."""
         if not self.allows(model):
             refused = ProviderNotConfigured if self.missing_key(model) else ModelNotAllowed
-            raise refused(self.refusal(model))
+            raise refused(self.refusal(model, local_user))
         return model
 
     def missing_key(self, model: str) -> str | None:
@@ -79,13 +79,21 @@ class ModelPolicy:
             return None
         return next((var for pattern, var in KEYED_PROVIDERS.items() if fnmatchcase(model, pattern)), None)
 
-    def refusal(self, model: str) -> str:
-        """Why `model` is refused: not on the list, or (default list) its provider has no key."""
+    def refusal(self, model: str, local_user: bool = False) -> str:
+        """Why `model` is refused: not on the list, or (default list) its provider has no key.
+        `local_user`: the person reading runs this process (embedded mode: `rlm run`, `rlm serve`),
+        so the message says what to set rather than whom to ask."""
         variable = self.missing_key(model)
         if variable:
             return missing_key_message(model, variable)
         shown = ", ".join(self.patterns)
         where = f"{SETTING}={shown}" if self.explicit else f"{SETTING} (unset; the default allows {shown})"
+        if local_user:
+            wanted = ",".join(_unique([model, *self.patterns]))
+            return (
+                f"the model {model!r} is not allowed by {where}; to use it here, set "
+                f"{SETTING}='{wanted}' (and its provider's API key) and run again"
+            )
         return f"the model {model!r} is not allowed by {where}; ask the operator to add it to {SETTING}"
 
 

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from rlm_worker.engine import embeddings, retrieval
 from rlm_worker.engine.budget import Budget, GuardTripped
+from rlm_worker.engine.local_model import UnknownLocalModel, check_local
 from rlm_worker.engine.memory import MemoryBlocks, MemoryError_
 from rlm_worker.engine.ports import CallRejected, TraceSink
 from rlm_worker.engine.subcall import refused_llm_calls
@@ -123,6 +124,10 @@ class ReplCalls:
     def _refusal(self, model: str) -> str | None:
         """Why `model` may not be used (MODEL_ALLOWLIST), or None."""
         policy = self.agent.run_state.engine.model_policy
+        try:
+            check_local(model)  # a `local/` name nothing here serves: never a silent stand-in
+        except UnknownLocalModel as exc:
+            return str(exc)
         return None if policy.allows(model) else policy.refusal(model)
 
     def _calls(self, prompt_list: list[str], model: str) -> list[LLMCall]:

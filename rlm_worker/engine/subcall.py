@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
+from rlm_worker.engine import call_clock
 from rlm_worker.engine.ports import AsyncModelClient, ModelClient, ModelError, TraceSink, supports_async
 from rlm_worker.engine.process_local import ProcessLocal
 from rlm_worker.engine.types import LLMCall, LLMCallOutcome, ModelReply, TraceNode, utcnow
@@ -48,6 +49,17 @@ def _new_node(call: LLMCall) -> TraceNode:
         model=call.model,
         prompt=call.prompt,
     )
+
+
+def _sent_node(call: LLMCall, client: ModelClient) -> TraceNode:
+    """A call just sent. One the client makes wait for a slot (`waits_for_slot`: a local model's
+    few) is `queued` since now, not started (its node says when it ran once it returns); any other
+    starts at once: `running`."""
+    node = _new_node(call)
+    waits = getattr(client, "waits_for_slot", None)
+    if waits is not None and waits(call.model):
+        node.status, node.queued_at, node.started_at = "queued", utcnow(), None
+    return node
 
 
 def _messages(call: LLMCall) -> list[dict[str, str]]:
@@ -100,6 +112,7 @@ def _run_one(call: LLMCall, client: ModelClient) -> tuple[LLMCallOutcome, TraceN
 
 async def _await_one(call: LLMCall, client: AsyncModelClient) -> tuple[LLMCallOutcome, TraceNode]:
     node = _new_node(call)
+    call_clock.timing(node)  # a queue inside the client (a local model's slots) moves the start
     try:
         reply = await client.acomplete(call.model, _messages(call))
     except Exception as exc:
@@ -155,14 +168,15 @@ def execute_llm_calls_until_stopped(
 ) -> list[LLMCallOutcome]:
     """Like `execute_llm_calls`, for a caller that waits on its own calls (embedded mode).
 
-    The batch's nodes are written `running` when it is sent (its size is known at once), each
+    The batch's nodes are written when it is sent (its size is known at once; `queued` for a local
+    model's calls, which wait for a slot, else `running`), each
     again the moment its call returns (progress and `rlm trace` move during a long batch), and
     when `stop_reason()` names a reason the calls not yet answered are cancelled: waiting ones
     leave the queue, running ones have their request closed, and their nodes say `cancelled`.
     """
     if not calls:
         return []
-    sent = [_new_node(call) for call in calls]
+    sent = [_sent_node(call, client) for call in calls]
     sink.nodes_recorded(sent)
     answered: queue.SimpleQueue[int] = queue.SimpleQueue()
     futures = [_start_one(call, client) for call in calls]
@@ -181,6 +195,7 @@ def execute_llm_calls_until_stopped(
         if futures[index].cancelled():
             continue
         outcome, node = futures[index].result()
+        node.queued_at = sent[index].queued_at
         sink.node_finished(node)
         outcomes[index] = outcome
         if on_answered is not None:
@@ -195,6 +210,7 @@ def execute_llm_calls_until_stopped(
                 outcomes[index], node = _cancelled(call, sent[index], reason)
             else:  # it answered just now: keep the answer it paid for
                 outcomes[index], node = future.result()
+                node.queued_at = sent[index].queued_at
             ended.append(node)
         sink.nodes_recorded(ended)
     return [outcomes[index] for index in range(len(calls))]

@@ -61,7 +61,10 @@ class TraceNode:
     cost_usd: float = 0.0
     status: str = "running"
     error: str | None = None
-    started_at: datetime = field(default_factory=utcnow)
+    #: A sub-call sent to wait for a slot: when it was sent. `started_at` is then when it ran
+    #: (None while it waits, and for ever if it was cancelled waiting).
+    queued_at: datetime | None = None
+    started_at: datetime | None = field(default_factory=utcnow)
     finished_at: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:

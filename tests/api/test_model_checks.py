@@ -64,3 +64,16 @@ def test_an_allowed_provider_without_its_key_is_reported_too(api_db_url, broker,
     response = post(app.test_client(), sub_model="deepinfra/x")
     assert response.status_code == 422
     assert response.get_json()["error"]["message"] == "no API key for deepinfra/x: set DEEPINFRA_API_KEY"
+
+
+def test_the_bundled_local_model_is_no_root_and_unknown_local_names_are_refused(client, broker, monkeypatch):
+    monkeypatch.delenv("LOCAL_MODEL_PATH", raising=False)
+    root = post(client, model="local/smollm2")
+    assert root.status_code == 422
+    assert root.get_json()["error"]["code"] == "model_too_small"
+    assert "--strategy" in root.get_json()["error"]["message"]
+    unknown = post(client, sub_model="local/nosuch")
+    assert unknown.status_code == 422 and unknown.get_json()["error"]["code"] == "unknown_model"
+    assert "'local/nosuch'" in unknown.get_json()["error"]["message"]
+    assert post(client, sub_model="local/smollm2").status_code == 202
+    assert queued_messages(broker) == 1

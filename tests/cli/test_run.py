@@ -244,3 +244,53 @@ def test_the_sandbox_cap_holds_in_a_real_run_and_the_trace_says_so(cli_env, scri
     for status, stdout in children:
         assert status == "succeeded"
         assert "no sandbox slot free (1 sandboxes alive, MAX_SANDBOXES_PER_EXECUTION=1)" in stdout
+
+
+def test_models_the_user_types_are_checked_as_a_laptop_user_would_expect(cli_env, scripted, tmp_path):
+    """The bundled 135M model is refused as a root; an unknown local name is refused; a bad
+    --sub-model is named (not the default root's missing key); the advice is what to set here."""
+    note = tmp_path / "note.txt"
+    note.write_text("a short note")
+    no_key = {k: v for k, v in cli_env.items() if k not in ("LLM_API_BASE", "OPENAI_API_KEY", "LOCAL_MODEL_PATH")}
+    no_key["DEFAULT_MODEL"] = "openai/gpt-4o-mini"
+
+    def last_line(args: str, env: dict[str, str]) -> str:
+        done = run_shell(f"rlm run {note} -q 'What?' {args}", env)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        return done.stderr.strip().splitlines()[-1]
+
+    root = last_line("--model local/smollm2", cli_env)
+    assert "--model: local/smollm2" in root and "cannot be a root model" in root and "--strategy" in root
+    unknown = last_line("--sub-model local/nosuch", cli_env)
+    assert "--sub-model: unknown local model 'local/nosuch'" in unknown
+    named = last_line("--sub-model nosuch/thing", no_key)
+    assert "--sub-model: the model 'nosuch/thing' is not allowed" in named, named
+    assert "gpt-4o-mini" not in named.split("allows")[0]
+    assert "ask the operator" not in named and "MODEL_ALLOWLIST='nosuch/thing," in named
+    assert scripted.stats()["total_calls"] == 0
+
+
+def test_a_session_over_another_input_is_not_silently_replaced(cli_env, scripted, tmp_path):
+    """`--session NAME` on a session that reads another input is refused (#32: 69 characters
+    silently became 33,300); `--replace-context` replaces it on purpose, memory kept."""
+    scripted.responder = program_responder("FINAL(str(len(context)))")
+    short = tmp_path / "short.txt"
+    short.write_text("A short note about the voyage.")
+    first = run_shell(f"rlm run {short} -q 'How long?' --session voyage", cli_env)
+    assert first.returncode == 0 and first.stdout.strip() == "30", first.stderr
+
+    refused = run_shell("rlm run samples/northern_tern_log.txt -q 'How long?' --session voyage", cli_env)
+    assert refused.returncode == 2, refused.stderr
+    message = refused.stderr.strip().splitlines()[-1]
+    assert "session 'voyage' already reads another input (30 characters)" in message
+    assert "--replace-context" in message
+
+    again = run_shell(f"rlm run {short} -q 'How long?' --session voyage", cli_env)
+    assert again.returncode == 0 and again.stdout.strip() == "30"  # the same input: reused
+    replaced = run_shell(
+        "rlm run samples/northern_tern_log.txt -q 'How long?' --session voyage --replace-context", cli_env
+    )
+    assert replaced.returncode == 0 and int(replaced.stdout) > 30_000, replaced.stderr
+    with sqlite3.connect(embedded_db(cli_env)) as conn:
+        assert conn.execute("SELECT count(*) FROM sessions WHERE name = 'voyage'").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM executions").fetchone() == (3,)

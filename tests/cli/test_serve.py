@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
 import urllib.request
 
 import pytest
@@ -94,3 +95,19 @@ def test_serve_runs_the_readme_api_walkthrough(served, cli_env, scripted):
     )
     assert health.returncode == 0
     json.loads(health.stdout)  # the API answers its health check in JSON
+
+
+def test_a_redirected_log_has_no_terminal_colours(served, tmp_path):
+    """werkzeug colours a 404's request line; `rlm serve > serve.log` must hold plain text."""
+    for path in ("/no/such/page", "/executions"):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{served}{path}", timeout=10).close()
+        except urllib.error.HTTPError:
+            pass
+
+    def logged() -> str:
+        text = (tmp_path / "serve.log").read_text(errors="replace")
+        return text if "GET /no/such/page" in text and "GET /executions" in text else ""
+
+    text = wait_for(logged, 30, what="the request lines in serve.log")
+    assert "\x1b[" not in text, repr(text[-500:])

@@ -151,3 +151,49 @@ def test_max_concurrent_subcalls_as_the_reference_names_it(api_url, scripted):
     rlm.close()
     with pytest.raises(TypeError, match="its operator registers them with RLM_TOOLS"):
         RLM(custom_tools={"f": print}, base_url=api_url)
+
+
+OFFLINE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, warnings
+    from rlm_client import RLM
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rlm = RLM(backend="openai", backend_kwargs={"model_name": "gpt-4o-mini"}, max_iterations=20)
+        result = rlm.completion(open(sys.argv[1]).read(), root_prompt=sys.argv[2])
+    print(json.dumps({"offline": result.offline, "status": result.status, "root": result.root_model,
+                      "warnings": [str(w.message) for w in caught]}))
+    """
+)
+
+
+def test_the_documented_reference_call_with_no_key_runs_the_offline_plan(tmp_path):
+    """docs/integrations/python.md: embedded, with no key, the offline plan runs (not a 422)."""
+    source = tmp_path / "note.txt"
+    source.write_text("The ship came to anchor in Table Bay on 9 May 1887.\n", encoding="utf-8")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "data"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    for name in (
+        "DATABASE_URL",
+        "DISPATCH",
+        "CELERY_BROKER_URL",
+        "RLM_API_URL",
+        "RLM_API_TOKEN",
+        "OPENAI_API_KEY",
+        "LLM_API_BASE",
+        "LLM_API_KEY",
+        "DEFAULT_MODEL",
+        "SUB_MODEL",
+        "MODEL_ALLOWLIST",
+    ):
+        env.pop(name, None)
+    out = subprocess.run(
+        [sys.executable, "-c", OFFLINE_SCRIPT, str(source), "Where did the ship come to anchor?"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["offline"] is True and result["status"] == "succeeded", result
+    assert any("no API key for openai/gpt-4o-mini" in w and "offline plan" in w for w in result["warnings"])

@@ -232,3 +232,35 @@ def test_every_page_fits_a_phone_and_a_desktop(app, page_server, browser):
     expect(page.locator("table.list")).to_contain_text("local/smollm2")
     assert page.request.get(f"{page_server}/favicon.ico").status == 200
     page.close()
+
+
+def test_the_executions_list_names_each_input_and_shows_it_scrolls_on_a_phone(app, page_server, browser):
+    """#32: the same question on two inputs could not be told apart; at 360 px the table was cut at
+    the right edge with no sign that it scrolls."""
+    from tests.dashboard.builders import make_execution
+
+    question = "Which ports did the ship call at?"
+    make_execution(app, user_query=question, context="Log of the Northern Tern, 1887. Anchored in Table Bay.")
+    make_execution(
+        app, user_query=question, context=[{"name": "voyage-1888.pdf", "format": "pdf", "text": "x"}]
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    for width in (DESKTOP, PHONE):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(f"{page_server}/executions")
+        inputs = page.locator("table.list td.input").all_text_contents()
+        assert any("Log of the Northern Tern" in text for text in inputs), inputs
+        assert any("voyage-1888.pdf" in text and '"name"' not in text for text in inputs), inputs
+        assert all("characters" in text for text in inputs), inputs  # and its size
+        hint = page.locator(".scroll-hint").first
+        box = page.locator(".scroll-shadow").first
+        overflows = box.evaluate("el => el.scrollWidth > el.clientWidth")
+        page.screenshot(path=str(ARTIFACTS / f"dashboard_executions_input_{width}.png"), full_page=False)
+        if width == PHONE:
+            assert overflows and hint.is_visible()  # the table is wider than the phone, and says so
+            assert "sideways" in hint.inner_text()
+            shadow = box.evaluate("el => getComputedStyle(el).backgroundImage")
+            assert "radial-gradient" in shadow  # the edge shadow that shows more columns
+        else:
+            assert not hint.is_visible()
+        page.close()

@@ -47,11 +47,13 @@ def _row(
     end=1,
     status="succeeded",
     prompt=None,
+    queued=None,
 ):
     return SimpleNamespace(
+        queued_at=at(queued) if queued is not None else None,
         id=path, parent_id=parent, path=path, kind=kind, model=model, status=status, depth=depth,
         preview="```repl\nprint(1)", error=None, input_tokens=tokens, output_tokens=0, cost_usd=cost,
-        started_at=at(start), finished_at=at(end) if end is not None else None,
+        started_at=at(start) if start is not None else None, finished_at=at(end) if end is not None else None,
         prompt_head=prompt[:1500] if prompt else None, prompt_tail=prompt[-200:] if prompt else None,
         prompt_length=len(prompt) if prompt else None,
     )  # fmt: skip
@@ -185,3 +187,59 @@ def test_charts_scale_to_the_largest_value():
 def test_highlighting_escapes_the_source():
     out = highlight_python('print("<script>alert(1)</script>")')
     assert isinstance(out, Markup) and "<script>" not in out and "&lt;script&gt;" in out
+
+
+def test_the_timeline_tells_waiting_running_finished_and_cancelled_apart():
+    """#32: calls that only waited in the queue were drawn as full red bars and counted as in flight."""
+    rows = [
+        _row("0", "root"),
+        _row("0.0", "code", "0", start=0, end=None, status="running"),
+        # sent at 0; one ran 0-4, one waited until 4 and ran 4-6, one is still waiting,
+        # one waited and was cancelled at 8 without ever running, one is running now.
+        _row("0.0.0", "llm_call", "0.0", queued=0, start=0, end=4),
+        _row("0.0.1", "llm_call", "0.0", queued=0, start=4, end=6),
+        _row("0.0.2", "llm_call", "0.0", queued=0, start=None, end=None, status="queued"),
+        _row("0.0.3", "llm_call", "0.0", queued=0, start=None, end=8, status="cancelled"),
+        _row("0.0.4", "llm_call", "0.0", queued=0, start=6, end=None, status="running"),
+    ]
+    waterfall = build_waterfall(build_tree(rows), at(0), None)
+    bars = {r.node.path: r for r in waterfall.rows}
+    assert {p: bars[p].state for p in bars if p.startswith("0.0.")} == {
+        "0.0.0": "done", "0.0.1": "done", "0.0.2": "queued", "0.0.3": "cancelled", "0.0.4": "running",
+    }  # fmt: skip
+    assert waterfall.peak_parallel == 1  # never two running at once: the waits are not in flight
+    assert bars["0.0.1"].wait_left == 0.0 and bars["0.0.1"].wait_width == 50.0 and bars["0.0.1"].left == 50.0
+    assert bars["0.0.3"].wait_width == 100.0 and bars["0.0.3"].width == 0.0  # waited, never ran
+    assert not bars["0.0.3"].node.failed  # a cancel is not a failure
+
+
+def test_the_waterfall_html_draws_waits_apart_and_a_cancel_neutral(app, client):
+    from rlm_api.database import db
+    from rlm_shared.models import TraceNode
+    from tests.dashboard.builders import make_execution
+
+    built = make_execution(app, status="cancelled", guard_hit="cancelled", error="cancelled by the user")
+    with app.app_context():
+        db.session.add(
+            TraceNode(
+                id="q" * 32, execution_id=built.execution_id, kind="llm_call", path="0009", model="m",
+                status="cancelled", queued_at=at(1), started_at=None, finished_at=at(3),
+            )
+        )  # fmt: skip
+        db.session.commit()
+    body = client.get(f"/executions/{built.execution_id}").get_data(as_text=True)
+    assert 'class="cancelled-note"' in body and "Cancelled: cancelled by the user" in body
+    assert 'class="guard"' not in body and 'class="error-box"' not in body
+    assert (
+        'class="wf-wait cancelled"' in body and "running at once (waiting in the queue not counted)" in body
+    )
+    assert "sub-calls were in flight" not in body
+
+
+def test_counted_nouns_agree_with_their_count():
+    from rlm_shared.wording import plural
+
+    assert plural(1, "iteration") == "1 iteration" and plural(2, "iteration") == "2 iterations"
+    assert plural(0, "sub-call") == "0 sub-calls" and plural(1_556, "model call") == "1,556 model calls"
+    rows = [_row("0", "root"), _row("0.0", "code", "0"), _row("0.0.0", "llm_call", "0.0", start=0, end=1)]
+    assert build_waterfall(build_tree(rows), at(0), at(1)).peak_parallel == 1

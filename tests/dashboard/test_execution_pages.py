@@ -108,7 +108,7 @@ def test_execution_page_shows_header_tree_timeline_costs_and_memory(app, client)
     assert f'<details id="d-{built.nodes["it1"].id}" open>' in body
     assert f'<details id="d-{built.nodes["code"].id}">' in body
     # timeline: the two sub-calls overlap
-    assert "Up to <strong>2</strong> sub-calls were in flight at once" in body
+    assert "Up to <strong>2 sub-calls</strong> were running at once" in body
     assert body.count('class="wf-bar') == 5
     # cost by model and by depth
     costs = body[body.index('id="execution-costs"') :]

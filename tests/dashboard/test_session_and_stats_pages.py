@@ -206,3 +206,43 @@ def test_stats_totals_and_charts(app, client):
     assert "<title>succeeded: 1</title>" in body and "<title>failed: 1</title>" in body
     assert "<title>openai/gpt-4o-mini: $0.002000</title>" in body
     assert "<title>03-01: $0.0123</title>" in body and "<title>03-02: $0.5000</title>" in body
+
+
+def test_stats_count_model_calls_as_the_by_model_table_and_no_answer_apart(app, client):
+    """#32: "Model calls 253" beside a by-model "Calls 1,556" (cancelled calls counted there), and
+    runs that found no answer counted as succeeded."""
+    import re
+
+    from rlm_api.database import db
+    from rlm_shared.models import TraceNode
+
+    make_execution(app, created_at=T0)
+    built = make_execution(app, created_at=T0, final_answer="NONE", answer_found=False)
+    with app.app_context():  # one more sub-call, cancelled before the model answered
+        db.session.add(
+            TraceNode(
+                id="c" * 32,
+                execution_id=built.execution_id,
+                kind="llm_call",
+                path="0009",
+                model="openai/gpt-4o-mini",
+                status="cancelled",
+                input_tokens=0,
+                output_tokens=0,
+            )
+        )
+        db.session.commit()
+    body = html(client.get("/stats"))
+
+    def card(label: str) -> int:
+        return int(re.search(rf"{re.escape(label)}</dt><dd>([\d,]+)<", body).group(1).replace(",", ""))
+
+    rows = re.findall(
+        r"<tr><td><code>([^<]+)</code></td><td class=\"num\">([\d,]+)</td><td class=\"num\">([\d,]+)</td>",
+        body,
+    )
+    assert sum(int(calls) for _, calls, _ in rows) == card("Model calls") == 8
+    assert card("Cancelled before an answer") == 1
+    assert dict((m, int(c)) for m, _, c in rows)["openai/gpt-4o-mini"] == 1
+    assert card("Runs with no answer found") == 1
+    assert "<title>succeeded: 1</title>" in body and "<title>no answer found: 1</title>" in body

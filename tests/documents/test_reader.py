@@ -205,3 +205,18 @@ def test_a_special_file_in_a_folder_is_skipped_and_odd_names_are_kept_printable(
     assert converted.skipped_dicts == [{"name": "pipe", "reason": "not a regular file"}]
     assert [d["name"] for d in converted.context] == ["a.txt", "caf\ufffd.txt"]
     json.dumps(converted.context).encode("utf-8")  # storable as it is
+
+
+def test_the_html_title_is_its_own_line_apart_from_the_navigation():
+    """#32: "BSD License[Home](/) | …" — the title ran into the navigation that follows it."""
+    from rlm_worker.documents.converters import html_text
+
+    page = (
+        b"<html><head><title>BSD License</title></head><body><nav><a href='/'>Home</a> | "
+        b"<a href='/about'>About</a></nav><h1>The BSD License</h1><p>Redistribution is permitted.</p>"
+        b"</body></html>"
+    )
+    lines = html_text(page).splitlines()
+    assert lines[0] == "BSD License"
+    assert lines[1] == "" and lines[2].startswith("[Home](/)")
+    assert "# The BSD License" in lines and "Redistribution is permitted." in lines

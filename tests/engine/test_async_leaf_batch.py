@@ -178,3 +178,47 @@ def test_a_forked_child_runs_its_batches_on_a_loop_of_its_own(scripted):
         if child.is_alive():
             child.kill()
     assert child.exitcode == 0
+
+
+def test_a_call_waiting_for_a_slot_is_queued_then_runs_from_when_it_got_one(scripted):
+    """The trace tells a local model's slot wait (`queued_at` → `started_at`) from its run."""
+    import asyncio
+    import time as clock
+
+    from rlm_worker.engine import call_clock
+    from rlm_worker.engine.subcall import execute_llm_calls_until_stopped
+
+    class OneSlot:
+        """A client with one slot, as the local model's queue: the second call waits 0.3 s."""
+
+        def __init__(self, inner):
+            self.inner, self.gate = inner, None
+
+        def waits_for_slot(self, model):
+            return True
+
+        def complete(self, model, messages):
+            return self.inner.complete(model, messages)
+
+        async def acomplete(self, model, messages):
+            self.gate = self.gate or asyncio.Semaphore(1)
+            async with self.gate:
+                call_clock.started()
+                await asyncio.sleep(0.3)
+                return await self.inner.acomplete(model, messages)
+
+    sink = InMemoryTraceSink()
+    written = []
+    original = sink.nodes_recorded
+    sink.nodes_recorded = lambda nodes: (
+        written.extend((n.status, n.started_at) for n in nodes),
+        original(nodes),
+    )
+    started = clock.monotonic()
+    execute_llm_calls_until_stopped(calls(["a", "b"]), OneSlot(client_for(scripted)), sink, lambda: None)
+    assert clock.monotonic() - started >= 0.6
+    assert written[:2] == [("queued", None), ("queued", None)]  # sent, not yet running
+    nodes = sorted((n for n in sink.nodes.values() if n.kind == "llm_call"), key=lambda n: n.started_at)
+    assert all(n.status == "succeeded" and n.queued_at is not None for n in nodes)
+    waited = (nodes[1].started_at - nodes[1].queued_at).total_seconds()
+    assert waited >= 0.25 and (nodes[0].started_at - nodes[0].queued_at).total_seconds() < 0.2

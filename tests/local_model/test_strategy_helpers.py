@@ -281,3 +281,28 @@ def test_a_sentence_earns_one_stand_in_weighed_by_its_similarity():
         c.stand_in_credit((0, None, "Hove to in the gale."), {"storm": [("gale", 0.5)]}, {"storm": 4.0})
         == 2.0
     )
+
+
+def test_a_pdf_answer_cites_the_page_its_quote_comes_from_wherever_the_marker_falls():
+    """#32: a page was cited only when the `[page N]` marker fell inside the quoted sentence."""
+    pdf = (
+        "[page 1]\nThe survey began in March. The crew was small.\n\n"
+        "[page 2]\nThe weather held for a week. Then the storm came.\n\n"
+        "The ship came to anchor in Table Bay on 9 May.\n\n"
+        "[page 3]\nThey left in June."
+    )
+    chunks, names, pages = c.document_chunks(pdf, 500, by_paragraph=True, with_pages=True)
+    quote = "The ship came to anchor in Table Bay on 9 May."
+    (index,) = [i for i, chunk in enumerate(chunks) if quote in chunk]
+    assert c.page_of(quote, chunks[index], pages[index]) == "page 2"  # no marker in the quote
+    # A passage holding two pages: the page of the marker before the quote, not the passage's first.
+    merged = "[page 2]\nThe weather held.\n[page 3]\nThey left in June."
+    assert c.page_of("They left in June.", merged, "page 2") == "page 3"
+    assert c.with_sources([(quote, None, "page 2")], several=False) == [quote + " [source: page 2]"]
+    assert c.with_sources([(quote, "log.pdf", "page 2")], several=True) == [
+        quote + " [source: log.pdf, page 2]"
+    ]
+    assert c.with_sources([("x", None, None)], several=False) == ["x"]  # no pages: nothing to cite
+    # Each strategy still compiles under RestrictedPython with the new helpers.
+    for name in STRATEGIES:
+        assert compile_restricted_exec(get_strategy(name)).errors == ()

@@ -79,3 +79,14 @@ def calls_over_stdio(
     params: StdioServerParameters, calls: list[tuple[str, dict[str, Any]]]
 ) -> tuple[list[str], list[ToolCall]]:
     return anyio.run(_over_stdio, params, calls)
+
+
+async def _server_info(params: StdioServerParameters) -> Any:
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write) as session:
+            return (await session.initialize()).server_info
+
+
+def server_info_over_stdio(params: StdioServerParameters) -> Any:
+    """What the server says of itself in its answer to `initialize` (name, version)."""
+    return anyio.run(_server_info, params)

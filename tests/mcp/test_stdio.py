@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from mcp import StdioServerParameters
 
 from tests.cli.scripts import program_responder
-from tests.mcp.client import calls_over_stdio
+from tests.mcp.client import calls_over_stdio, server_info_over_stdio
 from tests.mcp.test_http import THREE_STEPS, TOOLS
 
 
@@ -50,3 +52,9 @@ def test_files_are_refused_without_a_root_and_models_off_the_list(cli_env, scrip
     assert files.is_error and "MCP_FILES_ROOT" in files.text
     assert model.is_error and "openai/gpt-4o" in model.text and "MODEL_ALLOWLIST" in model.text
     assert missing.is_error and "not found" in missing.text
+
+
+def test_the_server_names_its_version_on_initialize(cli_env):
+    info = server_info_over_stdio(params(cli_env))
+    assert info.name == "rlm-engine"
+    assert info.version == metadata.version("rlm-engine") != ""

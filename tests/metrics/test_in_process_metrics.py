@@ -4,6 +4,7 @@ multiprocess directory; the route's settings; the queue depths read from a broke
 from __future__ import annotations
 
 import os
+from email.message import EmailMessage
 
 import pytest
 import redis
@@ -41,8 +42,20 @@ def embedded_model(scripted, monkeypatch):
 def scrape(client, **headers) -> dict:
     response = client.get("/metrics", headers=headers)
     assert response.status_code == 200, response.data[:300]
-    assert response.content_type.startswith("text/plain")
+    assert_one_media_type(response.headers["Content-Type"])
     return parse(response.get_data(as_text=True))
+
+
+def assert_one_media_type(header: str) -> None:
+    """Prometheus 3 refuses a Content-Type that does not parse as one media type: each parameter
+    once (`text/plain; version=1.0.0; charset=utf-8; charset=utf-8` does not)."""
+    message = EmailMessage()
+    message["Content-Type"] = header
+    assert message.get_content_type() == "text/plain", header
+    # The parser keeps the last of a repeated parameter: count the names as written.
+    names = [part.split("=", 1)[0].strip().lower() for part in header.split(";")[1:]]
+    assert len(names) == len(set(names)) and "charset" in names, header
+    assert message.get_param("version"), header
 
 
 def test_an_embedded_execution_is_counted_in_process(db_url, scripted, embedded_model):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_worker.engine import repl_names
-from rlm_worker.engine.repl_names import NOT_LOADED
+from rlm_worker.engine.repl_names import NOT_LOADED, THIS_RUNS_INPUT  # noqa: F401 - re-exported
 
 #: Characters of earlier inputs (each distinct one counted once) loaded into one REPL at most.
 EARLIER_INPUTS_CHARS = 12_000_000

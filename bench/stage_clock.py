@@ -57,11 +57,10 @@ def _wrap(owner: Any, name: str, stage: str) -> None:
 
 
 def install_api() -> None:
-    import flask
-
+    from rlm_api.routes import inputs
     from rlm_shared import contexts
 
-    _wrap(flask.Request, "get_json", "request receipt")
+    _wrap(inputs, "request_data", "request receipt")
     _wrap(contexts, "dedupe_key", "hashing")
     _wrap(contexts, "store_context", "storing")
     from rlm_api.routes import executions, sessions

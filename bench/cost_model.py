@@ -42,7 +42,11 @@ class Fit:
         total = float(((y - y.mean()) ** 2).sum())
         r2 = 1 - float(((y - predicted) ** 2).sum()) / total if total else 1.0
         positive = (x > 0) & (y > 0)
-        loglog = float(np.polyfit(np.log(x[positive]), np.log(y[positive]), 1)[0]) if positive.sum() >= 2 else math.nan
+        loglog = (
+            float(np.polyfit(np.log(x[positive]), np.log(y[positive]), 1)[0])
+            if positive.sum() >= 2
+            else math.nan
+        )
         return cls(float(intercept), float(slope), r2, loglog)
 
     def at(self, x: float) -> float:
@@ -83,7 +87,10 @@ def table(points: dict[tuple[int, int], dict[str, Any]]) -> str:
 
 
 def fits(points: dict[tuple[int, int], dict[str, Any]]) -> tuple[str, dict[str, dict[int, Fit]]]:
-    rows = ["| metric | against | held fixed | fit (intercept + slope × x) | R² | log-log slope |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| metric | against | held fixed | fit (intercept + slope × x) | R² | log-log slope |",
+        "|---|---|---|---|---|---|",
+    ]
     found: dict[str, dict[int, Fit]] = {}
     for by, unit, scale in (("chars", "M characters", 1e6), ("calls", "sub-calls", 1.0)):
         for fixed, rs in series(points, by).items():
@@ -98,7 +105,13 @@ def fits(points: dict[tuple[int, int], dict[str, Any]]) -> tuple[str, dict[str, 
     return "\n".join(rows), found
 
 
-def fleet(points: dict[tuple[int, int], dict[str, Any]], rate_per_minute: float, chars: int, calls: int) -> str:
+def fleet(
+    points: dict[tuple[int, int], dict[str, Any]],
+    rate_per_minute: float,
+    chars: int,
+    calls: int,
+    cores_per_host: int = 2,
+) -> str:
     """What `rate_per_minute` executions of `chars` × `calls` need, from the nearest measured point."""
     nearest = min(points, key=lambda p: abs(math.log(p[0] / chars)) + abs(math.log(p[1] / calls)))
     r = points[nearest]
@@ -118,7 +131,8 @@ def fleet(points: dict[tuple[int, int], dict[str, Any]], rate_per_minute: float,
             f"(scaled from the measured {nearest[0] / 1e6:g} M × {nearest[1]:,}: {cpu:.2f} s of engine CPU, "
             f"{duration:.1f} s end to end):",
             "",
-            f"- engine cores (API, root, llm workers, Redis, Postgres) at 70 % busy: **{cores:.1f}**",
+            f"- engine cores (API, root, llm workers, Redis, Postgres) at 70 % busy: **{cores:.1f}**, "
+            f"i.e. **{math.ceil(cores / cores_per_host)} hosts of {cores_per_host} cores**",
             f"- sub-calls in flight at {r['latency'] * 1000:.0f} ms a call: {in_flight:.0f}, i.e. "
             f"{math.ceil(in_flight / 32)} llm worker processes at 32 threads",
             f"- executions running at once: {per_second * duration:.1f} root threads "
@@ -135,7 +149,9 @@ def plot(points: dict[tuple[int, int], dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
-    for row, (by, unit, scale) in enumerate((("chars", "input (M characters)", 1e6), ("calls", "sub-calls", 1.0))):
+    for row, (by, unit, scale) in enumerate(
+        (("chars", "input (M characters)", 1e6), ("calls", "sub-calls", 1.0))
+    ):
         for col, (name, metric) in enumerate(METRICS.items()):
             ax = axes[row][col]
             for fixed, rs in series(points, by).items():
@@ -163,10 +179,17 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=60, help="executions a minute, for the fleet sizing")
     parser.add_argument("--chars", type=int, default=10_000_000)
     parser.add_argument("--calls", type=int, default=256)
+    parser.add_argument("--cores-per-host", type=int, default=2)
     args = parser.parse_args()
     points = load(args.results)
     fit_table, _ = fits(points)
-    print(table(points) + "\n\n" + fit_table + "\n\n" + fleet(points, args.rate, args.chars, args.calls))
+    print(
+        table(points)
+        + "\n\n"
+        + fit_table
+        + "\n\n"
+        + fleet(points, args.rate, args.chars, args.calls, args.cores_per_host)
+    )
     if args.plot is not None:
         plot(points, args.plot)
 

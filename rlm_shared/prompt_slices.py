@@ -21,8 +21,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-#: Prompts shorter than this travel whole: a reference saves less than it costs.
-MIN_SLICE_CHARS = 1024
+#: Prompts shorter than this travel whole: a reference (~60 bytes and the text around the slice)
+#: saves little below it.
+MIN_SLICE_CHARS = 256
 PROBE_CHARS = 64
 MAX_MISSES = 16
 #: The key of a call's reference in its message (the call's `prompt` is then None).

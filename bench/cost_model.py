@@ -1,6 +1,6 @@
 """Cost as the work grows: fits `bench.data_path`'s points and sizes a fleet from the fits.
 
-`python -m bench.cost_model bench-results/data_path.jsonl [--plot docs/data_path_cost.png]
+`python -m bench.cost_model bench/results/data_path.jsonl [--plot docs/data_path_cost.png]
 [--rate 60 --chars 10000000 --calls 256]` prints a Markdown table of end-to-end time, engine CPU
 and the largest process's memory growth against input size (at a fixed sub-call count) and
 against sub-call count (at a fixed size), each with a linear fit (intercept + slope, R²) and the

@@ -18,7 +18,7 @@ reports:
 
 Run: `python -m bench.data_path` (the full grid: 1 M, 10 M, 50 M × 256, 1,024, 4,096) or
 `--chars 1000000 --calls 256` for one point; `--smoke` is the tiny point the test suite runs.
-Results are written as JSON lines (`--out`, default bench-results/data_path.jsonl) for
+Results are written as JSON lines (`--out`, default bench/results/data_path.jsonl) for
 `bench.cost_model`, which fits and plots them. Needs root and iproute2 (network namespaces).
 """
 
@@ -263,7 +263,7 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--llm-hosts", type=int, default=4)
     parser.add_argument("--smoke", action="store_true", help="one tiny point (100 k × 64, 2 llm hosts)")
-    parser.add_argument("--out", type=Path, default=Path("bench-results/data_path.jsonl"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/data_path.jsonl"))
     args = parser.parse_args()
     if args.smoke:
         args.chars, args.calls, args.llm_hosts = [100_000], [64], 2

@@ -65,7 +65,7 @@ def test_a_fan_out_with_a_recursive_child_survives_an_llm_host_dying(cluster):
 
     def victim_busy() -> bool:
         calls = cluster.http("GET", "/bench/calls").json()
-        return calls["in_flight_by_client"].get(victim.address, 0) > 0 and calls["total_calls"] < FAN_OUT // 2
+        return calls["in_flight_by_client"].get(victim.address, 0) > 0 and calls["total_calls"] < FAN_OUT - 32
 
     cluster.inside.wait_for(lambda: victim_busy(), 120, interval=0.05, what=f"{victim.name} to hold calls")
     held = cluster.http("GET", "/bench/calls").json()["in_flight_by_client"][victim.address]

@@ -28,6 +28,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 import threading
 import time
@@ -212,6 +213,7 @@ class DataPathBench:
 
     def stop(self) -> None:
         self.cluster.stop()
+        shutil.rmtree(self.clock, ignore_errors=True)
 
 
 def _epoch(iso: str) -> float:

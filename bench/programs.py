@@ -88,7 +88,32 @@ answer["content"] = json.dumps({{"count": sum(1 for a in answers if a.strip() ==
 answer["ready"] = True
 ```"""
 
-PROGRAMS = {"fanout": FANOUT, "chain": CHAIN, "sequential": SEQUENTIAL, "small_batch": SMALL_BATCH}
+#: The fan-out, then one recursive child (its own REPL, its own sub-calls) on the first chunk: the
+#: multi-host test's and benchmark's program. The child's query selects `small_batch` for it.
+FANOUT_AND_CHILD = (
+    """```repl
+"""
+    + _CLOCK
+    + """
+size = -(-len(context) // {n})
+chunks = [context[i:i + size] for i in range(0, len(context), size)]
+answers = llm_query_batched(["How many chunks is this? Reply with a number.\\n\\n" + c for c in chunks])
+"""
+    + _SECONDS
+    + """
+child = rlm_query("Run the child program. bench-program:small_batch:4", context=chunks[0])
+answer["content"] = json.dumps({{"count": sum(1 for a in answers if a.strip() == "1"), "calls": len(answers), "seconds": seconds, "child": child}})
+answer["ready"] = True
+```"""
+)
+
+PROGRAMS = {
+    "fanout": FANOUT,
+    "fanout_and_child": FANOUT_AND_CHILD,
+    "chain": CHAIN,
+    "sequential": SEQUENTIAL,
+    "small_batch": SMALL_BATCH,
+}
 
 #: What a root turn gets after the program (should not happen): end the run at once.
 GIVE_UP = '```repl\nanswer["content"] = "no program"\nanswer["ready"] = True\n```'

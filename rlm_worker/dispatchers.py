@@ -17,6 +17,7 @@ from kombu.exceptions import OperationalError as BrokerUnreachable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from rlm_shared.prompt_slices import SliceFinder
 from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE
 from rlm_shared.tracing import under_node
 from rlm_worker import metrics
@@ -79,6 +80,11 @@ class CeleryDispatcher:
         self.resumed = resumed
         self._answered: list[AsyncResult] = []  # results read but not yet deleted from the backend
         self._answered_lock = threading.Lock()
+        self._slices: SliceFinder | None = None
+
+    def ship_slices_of(self, context_id: str, context: str) -> None:
+        """Send prompts that quote this stored context as references to it (prompt_slices.py)."""
+        self._slices = SliceFinder(context_id, context)
 
     def run_llm_calls(self, calls: list[LLMCall], timeout: float | None = None) -> list[LLMCallOutcome]:
         if not calls:
@@ -146,10 +152,12 @@ class CeleryDispatcher:
     def _send(self, index: int, batch: list[LLMCall], again: bool = False) -> _Sent:
         # argsrepr: what Flower and the logs show of the task. Celery would build it from the
         # prompts (user data, and ~0.2 ms of CPU a message); the execution and call ids say enough.
+        slices = self._slices
+        calls = [c.to_dict() if slices is None else slices.wire(c.to_dict()) for c in batch]
         with under_node(batch[0].execution_id, batch[0].parent_id):  # the message's trace parent
             result = self.celery.send_task(
                 LLM_CALLS_TASK,
-                args=([c.to_dict() for c in batch],),
+                args=(calls,),
                 queue=LLM_QUEUE,
                 argsrepr=f"execution {batch[0].execution_id}: {len(batch)} call(s) from {batch[0].node_id}",
                 kwargsrepr="{}",

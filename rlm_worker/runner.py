@@ -328,9 +328,10 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
         should_stop = status_probe(execution_id, heartbeat)
         sink = DurableTraceSink(SqlTraceSink(database.engine))
         sandboxes = StoppableSandboxes(sandbox_factory())
+        dispatcher = make_dispatcher(should_stop, attempt > 1)
         engine = Engine(
             model_client(),
-            make_dispatcher(should_stop, attempt > 1),
+            dispatcher,
             sink,
             sandboxes,
             model_policy=settings.model_policy(),
@@ -346,6 +347,7 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
         try:
             request = in_transaction(lambda: _load_request(execution_id))
             strategy = request.options.strategy
+            _ship_slices(dispatcher, execution_id, request.context)
             # The engine stops itself between steps; this also stops a cell that is busy computing.
             deadline = time.monotonic() + request.options.timeout_seconds + STOP_GRACE_SECONDS
             with StopWatch(status_probe(execution_id, heartbeat), deadline, sandboxes.stop_all):
@@ -364,6 +366,17 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
         if result.guard_hit:
             metrics.guard_tripped(result.guard_hit)
     return status
+
+
+def _ship_slices(dispatcher: Dispatcher, execution_id: str, context: Any) -> None:
+    """Let a dispatcher that can send prompts quoting the stored context as references do so."""
+    ship = getattr(dispatcher, "ship_slices_of", None)
+    if ship is None or not isinstance(context, str):
+        return
+    context_id = database.session.scalar(sa.select(Execution.context_id).where(Execution.id == execution_id))
+    database.session.rollback()
+    if context_id is not None:
+        ship(context_id, context)
 
 
 def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> str | None:

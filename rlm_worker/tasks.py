@@ -21,8 +21,10 @@ from celery import Task, current_app, shared_task
 from celery.signals import worker_process_init, worker_ready
 
 from rlm_shared.config import get_settings
+from rlm_shared.contexts import load_context
 from rlm_shared.database import database
 from rlm_shared.models import FINISHED_STATUSES, Execution, TraceNode
+from rlm_shared.prompt_slices import ContextTexts
 from rlm_shared.queues import LLM_CALLS_TASK, LLM_QUEUE, ROOT_QUEUE, RUN_EXECUTION_TASK
 from rlm_shared.trace_sink import SqlTraceSink, trace_engine
 from rlm_worker.celery_app import worker_celery
@@ -63,9 +65,13 @@ def run_execution(execution_id: str) -> str | None:
     return status
 
 
+#: Prompts that came as references to a stored context are rebuilt from it (read once per worker).
+_context_texts = ContextTexts(load_context)
+
+
 @shared_task(name=LLM_CALLS_TASK, acks_late=True, bind=True)
 def llm_calls(self: Task, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    batch = [LLMCall.from_dict(c) for c in calls]
+    batch = [LLMCall.from_dict(_context_texts.resolve(c)) for c in calls]
     if not batch:
         return []
     stopped, answered = _what_is_known(batch, self.request)

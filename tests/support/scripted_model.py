@@ -143,8 +143,14 @@ class ScriptedModelServer(ThreadingHTTPServer):
     # such limit, so it would have been charged to the engine).
     request_queue_size = 1024
 
-    def __init__(self, responder: Responder = default_responder, latency: float = 0.0, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+    def __init__(
+        self,
+        responder: Responder = default_responder,
+        latency: float = 0.0,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        super().__init__((host, port), _Handler)
         self.responder = responder
         self.latency = latency
         self._lock = threading.Lock()
@@ -157,7 +163,7 @@ class ScriptedModelServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+        return f"http://{self.server_address[0]}:{self.server_address[1]}/v1"
 
     def enter(self) -> None:
         with self._lock:

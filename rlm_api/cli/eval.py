@@ -148,6 +148,7 @@ def eval_command(**options: Any) -> None:
     spec, base = build_spec(options)
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
+    from rlm_api.cli.shutdown import exit_now
     from rlm_api.evals import runner
     from rlm_api.evals.tasks import TaskError
     from rlm_api.model_checks import ModelRefused
@@ -164,27 +165,30 @@ def eval_command(**options: Any) -> None:
         except (TaskError, ModelRefused) as exc:
             raise click.UsageError(getattr(exc, "message", None) or str(exc)) from None
         run_id = run.id
-        models = {
-            i for i in (run.spec.get("configs") or []) for i in (i.get("sub_model"), i.get("model")) if i
-        }
+        models = runner.models_called(run_id)
         total = len(runner.store.run_items(run_id))
-    if local_model.available() and (not models or any(local_model.is_local(m) for m in models)):
-        local_model.warm_up()
+    if any(local_model.is_local(m) for m in models):
+        local_model.warm_up()  # the model loads while the first sandbox starts
     click.echo(f"[rlm] eval {run_id}: {total} executions", err=True)
-    runner.run_here(
-        app,
-        run_id,
-        options["parallel"],
-        on_done=lambda done, total: click.echo(f"[rlm] eval {run_id}: {done}/{total} done", err=True),
-    )
+    try:
+        runner.run_here(
+            app,
+            run_id,
+            options["parallel"],
+            on_done=lambda done, total: click.echo(f"[rlm] eval {run_id}: {done}/{total} done", err=True),
+        )
+    except KeyboardInterrupt:
+        from rlm_api.embedded import stop_all
+
+        stop_all("rlm eval interrupted from the terminal (Ctrl-C)", wait=2.0)
+        click.echo(f"rlm: eval {run_id} interrupted; its unfinished executions are cancelled", err=True)
+        exit_now(130)
     with app.app_context():
         run = runner.store.db.session.get(runner.EvalRun, run_id)
         report = run.report
     out = write_report(report, Path(options["out_dir"] or f"rlm-eval-{run_id[:8]}"))
     click.echo(json.dumps(report, indent=2) if options["as_json"] else (out / "report.md").read_text())
     click.echo(f"[rlm] report in {out}/ (report.md, report.json, plot.svg, plot.png)", err=True)
-    from rlm_api.cli.shutdown import exit_now
-
     exit_now(0)  # as `rlm run`: the local model server's threads would hold the interpreter's exit
 
 

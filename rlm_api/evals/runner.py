@@ -40,6 +40,21 @@ def launch(run: EvalRun) -> None:
             launch_execution(item.execution_id)
 
 
+def models_called(run_id: str) -> set[str]:
+    """The root and sub-models the run's executions name (app context)."""
+    import sqlalchemy as sa
+
+    from rlm_shared.models import EvalItem, Execution
+
+    rows = store.db.session.execute(
+        sa.select(Execution.root_model, Execution.sub_model)
+        .join(EvalItem, EvalItem.execution_id == Execution.id)
+        .where(EvalItem.eval_run_id == run_id)
+        .distinct()
+    )
+    return {model for row in rows for model in row}
+
+
 def run_here(
     app: Flask, run_id: str, parallel: int = 1, on_done: Callable[[int, int], None] | None = None
 ) -> None:
@@ -52,7 +67,11 @@ def run_here(
 
     def one(execution_id: str) -> None:
         nonlocal done
-        run_embedded(app, execution_id)
+        try:
+            run_embedded(app, execution_id)
+        except Exception as exc:  # the runner records engine failures; this is anything before
+            with app.app_context():
+                store.mark_failed(execution_id, f"internal error: {type(exc).__name__}: {exc}")
         done += 1
         if on_done:
             on_done(done, len(ids))

@@ -55,6 +55,17 @@ def create_run(name: str, spec: dict[str, Any], submissions: list[Submission], o
     return run
 
 
+def mark_failed(execution_id: str, error: str) -> None:
+    """Record an execution failed outside the engine (it never started), unless it ended."""
+    db.session.rollback()
+    db.session.execute(
+        sa.update(Execution)
+        .where(Execution.id == execution_id, Execution.status.in_(("queued", "running")))
+        .values(status="failed", error=error, finished_at=utcnow())
+    )
+    db.session.commit()
+
+
 def run_items(run_id: str) -> list[EvalItem]:
     return list(
         db.session.scalars(sa.select(EvalItem).where(EvalItem.eval_run_id == run_id).order_by(EvalItem.seq))

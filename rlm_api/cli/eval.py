@@ -186,19 +186,21 @@ def eval_command(**options: Any) -> None:
     with app.app_context():
         run = runner.store.db.session.get(runner.EvalRun, run_id)
         report = run.report
-    out = write_report(report, Path(options["out_dir"] or f"rlm-eval-{run_id[:8]}"))
+    # Links in the Markdown open the traces in `rlm serve` (the same database).
+    base_url = f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
+    out = write_report(report, Path(options["out_dir"] or f"rlm-eval-{run_id[:8]}"), base_url)
     click.echo(json.dumps(report, indent=2) if options["as_json"] else (out / "report.md").read_text())
     click.echo(f"[rlm] report in {out}/ (report.md, report.json, plot.svg, plot.png)", err=True)
     exit_now(0)  # as `rlm run`: the local model server's threads would hold the interpreter's exit
 
 
-def write_report(report: dict[str, Any], out: Path) -> Path:
+def write_report(report: dict[str, Any], out: Path, base_url: str = "") -> Path:
     from rlm_api.evals import plot
     from rlm_api.evals.report import markdown
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    (out / "report.md").write_text(markdown(report, base_url), encoding="utf-8")
     (out / "plot.svg").write_bytes(plot.render(report, "svg"))
     (out / "plot.png").write_bytes(plot.render(report, "png"))
     return out

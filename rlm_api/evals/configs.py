@@ -32,7 +32,7 @@ SUITES: dict[str, dict[str, Any]] = {
     "small": {
         "tasks": ["needle", "multi_needle", "aggregation", "pairs"],
         "sizes": [8000, 32000],
-        "items": 2,
+        "items": 1,
     },
     # A paper-style table with hosted models: 2^13 to 2^18 tokens (about 4 characters a token).
     "paper": {

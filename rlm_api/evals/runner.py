@@ -18,12 +18,19 @@ from flask import Flask
 from rlm_api.evals import store
 from rlm_api.evals.configs import EvalSpec
 from rlm_api.evals.submissions import build_items, check_models, plan_submissions
+from rlm_api.evals.tasks import TaskError, generators
 from rlm_shared.models import EvalRun
 
 
 def start(settings: Any, spec: EvalSpec, base: Path | None = None, owner: str | None = None) -> EvalRun:
     """Make the items, check every model, store the run and its queued executions (app context).
     Raises TaskError for bad tasks and ModelRefused for a model that may not be called."""
+    generated = [t for t in spec.tasks or [] if t in generators()]
+    largest = max(spec.sizes or [0])
+    if generated and largest > settings.max_context_size:  # refused before anything is generated
+        raise TaskError(
+            f"size {largest:,} is over MAX_CONTEXT_SIZE ({settings.max_context_size:,} characters)"
+        )
     items = build_items(spec, base)
     submissions = plan_submissions(settings, spec, items)
     check_models(settings, submissions)

@@ -44,7 +44,7 @@ def test_tiny_suite_report_scores_and_links(cli_env, finder, chunk_program, tmp_
     assert eval_rows[0] == 8
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| multi_needle | 6,000 | root program | 1.00 | 0.50 |" in markdown
-    assert f"(/executions/{report['items'][0]['execution_id']})" in markdown
+    assert f"(http://127.0.0.1:8000/executions/{report['items'][0]['execution_id']})" in markdown
     assert markdown in done.stdout
     svg = (tmp_path / "out" / "plot.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "multi_needle" in svg and "root program" in svg

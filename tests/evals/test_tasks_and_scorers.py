@@ -193,7 +193,7 @@ def test_the_document_set_is_read_when_the_install_has_it(tmp_path, monkeypatch)
 
 def test_a_spec_fills_from_its_suite_and_refuses_what_it_cannot_run():
     spec = EvalSpec(suite="small")
-    assert spec.tasks == list(GENERATED) and spec.sizes == [8000, 32000] and spec.items == 2
+    assert spec.tasks == list(GENERATED) and spec.sizes == [8000, 32000] and spec.items == 1
     with pytest.raises(ValueError, match="at most 2,000"):
         EvalSpec(tasks=["needle"], sizes=[1000] * 20, items=200)
     with pytest.raises(ValueError, match="same name"):

@@ -28,9 +28,10 @@ def aggregation(size: int, seed: int, count: int) -> list[TaskItem]:
     if size < 2000:
         raise TaskError(f"size {size}: the aggregation task needs at least 2,000 characters")
     rng = random.Random(f"aggregation/{seed}/{size}")
+    first = rng.randrange(len(QUESTIONS))  # three items ask the three kinds; one a seeded one
     items = []
     for index in range(count):
-        kind = QUESTIONS[index % len(QUESTIONS)]
+        kind = QUESTIONS[(first + index) % len(QUESTIONS)]
         weights = _weights(rng)
         labels, chances = list(weights), list(weights.values())
         while True:

@@ -109,6 +109,8 @@ def test_scorers_score_as_the_papers():
     assert scorers.score("contains_any", None, ["x"]) == 0.0
     assert scorers.score("exact", "Answer: Billing.", ["billing"]) == 1.0
     assert scorers.score("exact", "billing and refund", ["billing"]) == 0.0
+    assert scorers.score("comparison", "Billing is less common than refund.", ["less common than"]) == 1.0
+    assert scorers.score("comparison", "more common than, less common than", ["less common than"]) == 0.0
     assert scorers.score("numeric", "There are 12 of them.", ["14"]) == round(0.75**2, 4)
     assert scorers.score("numeric", "14", ["14"]) == 1.0 and scorers.score("numeric", "none", ["3"]) == 0.0
     # F1: 2 of 3 gold found, 1 wrong item in the reply: precision 2/3, recall 2/3.

@@ -4,7 +4,8 @@ questions).
 
 Scored as OOLONG scores them (Bertsch et al., 2025): a count by 0.75^|error| (`numeric`), a label
 by exact match (`exact`), a comparison by whether the reply holds the right phrase
-(`contains_any` over "more common than" / "less common than" / "same frequency as").
+(`comparison`: the one right phrase of "more common than" / "less common than" / "same
+frequency as").
 """
 
 from __future__ import annotations
@@ -81,5 +82,5 @@ def _question(kind: str, counts: Counter, rng: random.Random) -> tuple[str, tupl
         f"Is the topic {first} more common than, less common than, or the same frequency as the "
         f"topic {second}? Reply with one of: more common than, less common than, same frequency as.",
         (relation,),
-        "contains_any",
+        "comparison",
     )

@@ -123,6 +123,8 @@ def build_spec(options: dict[str, Any]) -> tuple[Any, Path | None]:
 @click.option(
     "--parallel", type=click.IntRange(1, 32), default=1, show_default=True, help="Executions at once."
 )
+@click.option("--server", help="Run it on a deployment instead (its URL): POST /api/evals, its workers.")
+@click.option("--token", envvar="RLM_API_TOKEN", help="Bearer token for --server (or RLM_API_TOKEN).")
 @click.option("--name", help="A name for the run.")
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Report folder (default: ./rlm-eval-<id>)."
@@ -142,10 +144,29 @@ def eval_command(**options: Any) -> None:
       rlm eval --task needle --task aggregation --sizes 32k,128k --items 3 --model openai/gpt-5-mini
       rlm eval --config compare.yaml --cache
       rlm eval --tasks-file my_questions.jsonl --strategy find --sub-model local/smollm2
+      rlm eval --suite small --server http://rlm.internal:8000 --token $TOKEN
     """
     if options["cache"]:
         os.environ["MODEL_CALL_CACHE"] = "true"
     spec, base = build_spec(options)
+    if options["server"]:
+        from rlm_api.cli.eval_remote import run_remote
+
+        if options["cache"]:
+            raise click.UsageError("--cache is the workers' setting on a deployment (MODEL_CALL_CACHE)")
+        if base is not None and spec.task_files:
+            spec.task_files = [str(base / f) for f in spec.task_files]
+        report = run_remote(
+            options["server"], options["token"], spec, lambda line: click.echo(line, err=True)
+        )
+        out = write_report(
+            report,
+            Path(options["out_dir"] or f"rlm-eval-{report['eval_id'][:8]}"),
+            options["server"].rstrip("/"),
+        )
+        click.echo(json.dumps(report, indent=2) if options["as_json"] else (out / "report.md").read_text())
+        click.echo(f"[rlm] report in {out}/ (report.md, report.json, plot.svg, plot.png)", err=True)
+        return
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
     from rlm_api.cli.shutdown import exit_now

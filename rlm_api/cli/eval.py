@@ -123,6 +123,8 @@ def build_spec(options: dict[str, Any]) -> tuple[Any, Path | None]:
 @click.option(
     "--parallel", type=click.IntRange(1, 32), default=1, show_default=True, help="Executions at once."
 )
+@click.option("--server", help="Run it on a deployment instead (its URL): POST /api/evals, its workers.")
+@click.option("--token", envvar="RLM_API_TOKEN", help="Bearer token for --server (or RLM_API_TOKEN).")
 @click.option("--name", help="A name for the run.")
 @click.option(
     "--out", "out_dir", type=click.Path(file_okay=False), help="Report folder (default: ./rlm-eval-<id>)."
@@ -142,12 +144,32 @@ def eval_command(**options: Any) -> None:
       rlm eval --task needle --task aggregation --sizes 32k,128k --items 3 --model openai/gpt-5-mini
       rlm eval --config compare.yaml --cache
       rlm eval --tasks-file my_questions.jsonl --strategy find --sub-model local/smollm2
+      rlm eval --suite small --server http://rlm.internal:8000 --token $TOKEN
     """
     if options["cache"]:
         os.environ["MODEL_CALL_CACHE"] = "true"
     spec, base = build_spec(options)
+    if options["server"]:
+        from rlm_api.cli.eval_remote import run_remote
+
+        if options["cache"]:
+            raise click.UsageError("--cache is the workers' setting on a deployment (MODEL_CALL_CACHE)")
+        if base is not None and spec.task_files:
+            spec.task_files = [str(base / f) for f in spec.task_files]
+        report = run_remote(
+            options["server"], options["token"], spec, lambda line: click.echo(line, err=True)
+        )
+        out = write_report(
+            report,
+            Path(options["out_dir"] or f"rlm-eval-{report['eval_id'][:8]}"),
+            options["server"].rstrip("/"),
+        )
+        click.echo(json.dumps(report, indent=2) if options["as_json"] else (out / "report.md").read_text())
+        click.echo(f"[rlm] report in {out}/ (report.md, report.json, plot.svg, plot.png)", err=True)
+        return
 
     from rlm_api.cli.local_app import embedded_database_url, open_app
+    from rlm_api.cli.shutdown import exit_now
     from rlm_api.evals import runner
     from rlm_api.evals.tasks import TaskError
     from rlm_api.model_checks import ModelRefused
@@ -164,37 +186,42 @@ def eval_command(**options: Any) -> None:
         except (TaskError, ModelRefused) as exc:
             raise click.UsageError(getattr(exc, "message", None) or str(exc)) from None
         run_id = run.id
-        models = {
-            i for i in (run.spec.get("configs") or []) for i in (i.get("sub_model"), i.get("model")) if i
-        }
+        models = runner.models_called(run_id)
         total = len(runner.store.run_items(run_id))
-    if local_model.available() and (not models or any(local_model.is_local(m) for m in models)):
-        local_model.warm_up()
+    if any(local_model.is_local(m) for m in models):
+        local_model.warm_up()  # the model loads while the first sandbox starts
     click.echo(f"[rlm] eval {run_id}: {total} executions", err=True)
-    runner.run_here(
-        app,
-        run_id,
-        options["parallel"],
-        on_done=lambda done, total: click.echo(f"[rlm] eval {run_id}: {done}/{total} done", err=True),
-    )
+    try:
+        runner.run_here(
+            app,
+            run_id,
+            options["parallel"],
+            on_done=lambda done, total: click.echo(f"[rlm] eval {run_id}: {done}/{total} done", err=True),
+        )
+    except KeyboardInterrupt:
+        from rlm_api.embedded import stop_all
+
+        stop_all("rlm eval interrupted from the terminal (Ctrl-C)", wait=2.0)
+        click.echo(f"rlm: eval {run_id} interrupted; its unfinished executions are cancelled", err=True)
+        exit_now(130)
     with app.app_context():
         run = runner.store.db.session.get(runner.EvalRun, run_id)
         report = run.report
-    out = write_report(report, Path(options["out_dir"] or f"rlm-eval-{run_id[:8]}"))
+    # Links in the Markdown open the traces in `rlm serve` (the same database).
+    base_url = f"http://127.0.0.1:{os.environ.get('PORT') or 8000}"
+    out = write_report(report, Path(options["out_dir"] or f"rlm-eval-{run_id[:8]}"), base_url)
     click.echo(json.dumps(report, indent=2) if options["as_json"] else (out / "report.md").read_text())
     click.echo(f"[rlm] report in {out}/ (report.md, report.json, plot.svg, plot.png)", err=True)
-    from rlm_api.cli.shutdown import exit_now
-
     exit_now(0)  # as `rlm run`: the local model server's threads would hold the interpreter's exit
 
 
-def write_report(report: dict[str, Any], out: Path) -> Path:
+def write_report(report: dict[str, Any], out: Path, base_url: str = "") -> Path:
     from rlm_api.evals import plot
     from rlm_api.evals.report import markdown
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    (out / "report.md").write_text(markdown(report, base_url), encoding="utf-8")
     (out / "plot.svg").write_bytes(plot.render(report, "svg"))
     (out / "plot.png").write_bytes(plot.render(report, "png"))
     return out

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from rlm_api.evals.tasks import TaskError
 from rlm_api.evals.tasks.user import TaskLine
+from rlm_api.schemas import Text
 
 #: The bundled suites: tasks, sizes (characters), items per task and size.
 SUITES: dict[str, dict[str, Any]] = {
@@ -32,7 +33,7 @@ SUITES: dict[str, dict[str, Any]] = {
     "small": {
         "tasks": ["needle", "multi_needle", "aggregation", "pairs"],
         "sizes": [8000, 32000],
-        "items": 2,
+        "items": 1,
     },
     # A paper-style table with hosted models: 2^13 to 2^18 tokens (about 4 characters a token).
     "paper": {
@@ -53,11 +54,11 @@ class EvalConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=200)
-    model: str | None = Field(None, max_length=200)
-    sub_model: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    model: Text | None = Field(None, min_length=1, max_length=200)
+    sub_model: Text | None = Field(None, min_length=1, max_length=200)
     strategy: str | None = None
-    root_code: str | None = Field(None, max_length=200_000)
+    root_code: Text | None = Field(None, min_length=1, max_length=200_000)
     chunk_size: int | None = Field(None, ge=100)
     max_iterations: int | None = Field(None, ge=1, le=200)
     max_recursion_depth: int | None = Field(None, ge=0, le=50)
@@ -104,10 +105,10 @@ class EvalSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, min_length=1, max_length=200)
     suite: str | None = None
     tasks: list[str] | None = None
-    task_files: list[str] = Field(default_factory=list)
+    task_files: list[Text] = Field(default_factory=list)
     #: Tasks given inline, as the lines of a task file would be (`input` only, no files).
     user_tasks: list[TaskLine] = Field(default_factory=list, max_length=2000)
     sizes: list[int] | None = None

@@ -33,6 +33,7 @@ def _figure(report: dict[str, Any]):  # noqa: ANN202 - a matplotlib Figure
             axes[1][column].plot(sizes, [r["cost_usd"] for r in mine], **style)
         axes[0][column].set_title(task)
         axes[0][column].set_ylim(-0.05, 1.05)
+        axes[1][column].set_ylim(bottom=0)
         for row in (0, 1):
             axes[row][column].set_xscale("log", base=2)
             axes[row][column].grid(True, alpha=0.3)

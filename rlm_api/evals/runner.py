@@ -18,12 +18,19 @@ from flask import Flask
 from rlm_api.evals import store
 from rlm_api.evals.configs import EvalSpec
 from rlm_api.evals.submissions import build_items, check_models, plan_submissions
+from rlm_api.evals.tasks import TaskError, generators
 from rlm_shared.models import EvalRun
 
 
 def start(settings: Any, spec: EvalSpec, base: Path | None = None, owner: str | None = None) -> EvalRun:
     """Make the items, check every model, store the run and its queued executions (app context).
     Raises TaskError for bad tasks and ModelRefused for a model that may not be called."""
+    generated = [t for t in spec.tasks or [] if t in generators()]
+    largest = max(spec.sizes or [0])
+    if generated and largest > settings.max_context_size:  # refused before anything is generated
+        raise TaskError(
+            f"size {largest:,} is over MAX_CONTEXT_SIZE ({settings.max_context_size:,} characters)"
+        )
     items = build_items(spec, base)
     submissions = plan_submissions(settings, spec, items)
     check_models(settings, submissions)
@@ -40,6 +47,21 @@ def launch(run: EvalRun) -> None:
             launch_execution(item.execution_id)
 
 
+def models_called(run_id: str) -> set[str]:
+    """The root and sub-models the run's executions name (app context)."""
+    import sqlalchemy as sa
+
+    from rlm_shared.models import EvalItem, Execution
+
+    rows = store.db.session.execute(
+        sa.select(Execution.root_model, Execution.sub_model)
+        .join(EvalItem, EvalItem.execution_id == Execution.id)
+        .where(EvalItem.eval_run_id == run_id)
+        .distinct()
+    )
+    return {model for row in rows for model in row}
+
+
 def run_here(
     app: Flask, run_id: str, parallel: int = 1, on_done: Callable[[int, int], None] | None = None
 ) -> None:
@@ -52,7 +74,11 @@ def run_here(
 
     def one(execution_id: str) -> None:
         nonlocal done
-        run_embedded(app, execution_id)
+        try:
+            run_embedded(app, execution_id)
+        except Exception as exc:  # the runner records engine failures; this is anything before
+            with app.app_context():
+                store.mark_failed(execution_id, f"internal error: {type(exc).__name__}: {exc}")
         done += 1
         if on_done:
             on_done(done, len(ids))

@@ -4,6 +4,9 @@
   OOLONG's comparison phrases).
 - `exact`: 1 if the reply, stripped of an "Answer:"/"Label:" prefix, quotes and end punctuation,
   is an accepted answer (OOLONG's labels).
+- `comparison`: 1 if the reply holds the accepted phrase and no other of "more common than",
+  "less common than", "same frequency as" (OOLONG matches the phrase; a reply listing all three
+  would pass that).
 - `numeric`: 0.75^|gold - reply| for the first number in the reply (OOLONG's counts).
 - `f1`: F1 of the accepted answers found in the reply (multi-needle recall and precision: an item
   of the reply that is no accepted answer counts against precision).
@@ -44,6 +47,14 @@ def exact(reply: str, answers: Sequence[str]) -> float:
     if not answers:
         return abstain(reply, answers)
     return float(_bare(reply) in {_bare(a) for a in answers})
+
+
+COMPARISONS = ("more common than", "less common than", "same frequency as")
+
+
+def comparison(reply: str, answers: Sequence[str]) -> float:
+    said = {phrase for phrase in COMPARISONS if phrase in plain(reply)}
+    return float(len(said) == 1 and said <= {plain(a) for a in answers})
 
 
 def numeric(reply: str, answers: Sequence[str]) -> float:
@@ -92,6 +103,7 @@ def abstain(reply: str, answers: Sequence[str]) -> float:
 SCORERS: dict[str, Callable[[str, Sequence[str]], float]] = {
     "contains_any": contains_any,
     "exact": exact,
+    "comparison": comparison,
     "numeric": numeric,
     "f1": f1,
     "pairs_f1": pairs_f1,

@@ -26,8 +26,8 @@ def cache_saved_usd() -> float:
 
 def create_run(name: str, spec: dict[str, Any], submissions: list[Submission], owner: str | None) -> EvalRun:
     """The run, one queued execution and one item per submission, committed together."""
+    spec = {**spec, "cache_saved_usd_at_start": cache_saved_usd()}  # the run's saving is the difference
     run = EvalRun(name=name, status="running", spec=spec, owner=owner)
-    run.spec = {**spec, "cache_saved_usd_at_start": cache_saved_usd()}
     db.session.add(run)
     db.session.flush()
     for seq, s in enumerate(submissions):
@@ -53,6 +53,17 @@ def create_run(name: str, spec: dict[str, Any], submissions: list[Submission], o
         )
     db.session.commit()
     return run
+
+
+def mark_failed(execution_id: str, error: str) -> None:
+    """Record an execution failed outside the engine (it never started), unless it ended."""
+    db.session.rollback()
+    db.session.execute(
+        sa.update(Execution)
+        .where(Execution.id == execution_id, Execution.status.in_(("queued", "running")))
+        .values(status="failed", error=error, finished_at=utcnow())
+    )
+    db.session.commit()
 
 
 def run_items(run_id: str) -> list[EvalItem]:

@@ -96,8 +96,10 @@ def plan_submissions(settings: Any, spec: EvalSpec, items: list[TaskItem]) -> li
     submissions: list[Submission] = []
     baselines: dict[tuple[str, int], EvalConfig] = {}
     for index, config in enumerate(spec.configs):
-        label = config.label(index)
         plan, options = config_plan(settings, config)
+        label = config.label(index)
+        if label == "default":  # nothing chosen: say what the environment's plan is
+            label = f"default: {plan.root_label or plan.root_model}, sub-calls {plan.sub_model}"
         for item in items:
             submissions.append(Submission(label, False, item, plan, options, item.input))
         if spec.baseline:

@@ -41,7 +41,7 @@ def test_an_eval_runs_on_the_workers_and_reports(stack_client, scripted):
         assert trace["nodes"][0]["kind"] == "root"
         assert item["links"]["trace"] == f"/executions/{item['execution_id']}"
     markdown = stack_client.get(body["links"]["report_markdown"])
-    assert markdown.status_code == 200 and "| needle | 6,000 | root program | 1.00 | 1.00 |" in markdown.text
+    assert markdown.status_code == 200 and "| needle | 6,000 | root program | 1.00 | 0.00 |" in markdown.text
     svg = stack_client.get(body["links"]["plot_svg"])
     assert svg.mimetype == "image/svg+xml" and b"multi_needle" in svg.data
     assert stack_client.get(body["links"]["plot_png"]).data.startswith(b"\x89PNG")
@@ -55,7 +55,13 @@ def test_bad_evals_are_4xx_naming_the_problem(client):
         ({"tasks": ["needle"], "sizes": [10]}, 422, "invalid_field", "sizes are characters"),
         ({"configs": [{"strategy": "guess"}]}, 422, "invalid_field", "unknown strategy 'guess'"),
         ({"task_files": ["/etc/passwd"]}, 422, "invalid_field", "cannot be read over HTTP"),
-        ({"tasks": ["needle"], "sizes": [60_000]}, 422, "invalid_eval", "MAX_CONTEXT_SIZE is 50,000"),
+        ({"tasks": ["needle"], "sizes": [60_000]}, 422, "invalid_eval", "over MAX_CONTEXT_SIZE (50,000"),
+        (
+            {"user_tasks": [{"id": "a", "input": "x" * 50_001, "question": "q", "answers": []}]},
+            422,
+            "invalid_eval",
+            "MAX_CONTEXT_SIZE is 50,000",
+        ),
         ({"tasks": ["needle"], "items": 200, "sizes": [1000] * 10}, 422, "invalid_field", "at most 2,000"),
         (
             {"user_tasks": [{"id": "a", "input_file": "x.txt", "question": "q", "answers": []}]},

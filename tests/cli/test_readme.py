@@ -90,7 +90,7 @@ def test_every_test_fetched_command_is_in_the_readme():
 
 def test_every_command_has_help_with_examples():
     runner = CliRunner()
-    names = ["run", "serve", "trace", "worker", "flower", "config", "healthcheck", "db upgrade"]
+    names = ["run", "serve", "trace", "worker", "flower", "config", "healthcheck", "db upgrade", "eval"]
     for name in names:
         result = runner.invoke(rlm_main, [*name.split(), "--help"])
         assert result.exit_code == 0, name

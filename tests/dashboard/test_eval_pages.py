@@ -64,6 +64,7 @@ def test_an_eval_page_fills_in_as_its_executions_finish(client, app):
     assert ("user", "480", "rlm &lt;b&gt;mini&lt;/b&gt;", "1.00", "1.00") in found
     assert ("user", "520", "rlm &lt;b&gt;mini&lt;/b&gt;", "0.00", "0.00") in found
     assert ("user", "480", "base model alone: openai/scripted-root", "1.00", "—") in found
+    assert summary.count('<td class="num">0 / 1</td>') == 4  # failures / items of each row
     assert f'src="/evals/{eval_id}/plot.svg"' in page
     with app.app_context():
         from rlm_api.database import db

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.cli.conftest import cli_env  # noqa: F401  (the fixture, shared)
+from tests.cli.test_serve import served  # noqa: F401  (`rlm serve` on a free port, shared)
 from tests.evals.scripts import CHUNK_PROGRAM, code_finder
 
 

@@ -7,7 +7,7 @@ import re
 
 from tests.support.scripted_model import user_text
 
-PLANTED = re.compile(r"secret access code for [A-Z][\w ]+? is ([A-Z]{2}-\d{4})")
+PLANTED = re.compile(r"secret access code for [\w ]+? is ([A-Z]{2}-\d{4})")
 
 #: Overlapping chunks, so a planted sentence is whole in at least one; each asked once.
 CHUNK_PROGRAM = """\
@@ -18,15 +18,15 @@ FINAL(", ".join(found) if found else "NONE")
 """
 CONFIG = "root program"
 BASELINE = "base model alone: openai/scripted-sub"
-#: The tiny suite at seed 0 (6,000 characters): the needle at depth 10 % (inside the baseline's
-#: 1,000-token window), three needles at 25/50/75 % (only the first inside it); aggregation and
-#: pairs (the scripted model knows nothing of topics or users).
+#: The tiny suite at seed 0 (6,000 characters): the needle at depth 50 % (past the baseline's
+#: 1,000-token window, ~1,800 characters), three needles at 25/50/75 % (only the first inside it);
+#: aggregation and pairs (the scripted model knows nothing of topics or users).
 EXPECTED = {
     (CONFIG, "needle"): 1.0,
     (CONFIG, "multi_needle"): 1.0,
     (CONFIG, "aggregation"): 0.0,
     (CONFIG, "pairs"): 0.0,
-    (BASELINE, "needle"): 1.0,
+    (BASELINE, "needle"): 0.0,
     (BASELINE, "multi_needle"): 0.5,
     (BASELINE, "aggregation"): 0.0,
     (BASELINE, "pairs"): 0.0,

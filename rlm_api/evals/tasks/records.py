@@ -31,16 +31,16 @@ LABELS: dict[str, tuple[str, ...]] = {
         "The screen of my {thing} freezes for a minute after it starts.",
     ),
     "account": (
-        "I cannot log in to my account since I changed my email address.",
-        "Please help me reset the password of the account linked to my {thing}.",
-        "How do I add a second user to my account for the {thing}?",
-        "My account was locked after three attempts to sign in from {city}.",
+        "I cannot log in since I changed my email address.",
+        "Please help me reset the password of the profile linked to my {thing}.",
+        "How do I add a second user to my login for the {thing}?",
+        "My sign-in was locked after three attempts from {city}.",
     ),
     "refund": (
         "I returned the {thing} two weeks ago and still have not got my money back.",
         "I would like my money back for the {thing}, it was not what I ordered.",
         "When will the {amount} for the cancelled {thing} order be returned to my card?",
-        "The {thing} broke after a day; I want a full refund rather than a repair.",
+        "The {thing} broke after a day; I want my money back rather than a repair.",
     ),
 }
 THINGS = ("headphones", "kettle", "router", "camera", "blender", "watch", "speaker", "lamp", "tablet")

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 from importlib import metadata
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rlm_api.evals.scorers import SCORERS
 from rlm_api.evals.tasks import TaskError, TaskItem
+from rlm_api.schemas import Text
 
 REAL_DOCS = Path(__file__).resolve().parent.parent / "data" / "real_docs.jsonl"
 
@@ -28,14 +30,14 @@ class TaskLine(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str
-    input: str | None = None
-    input_file: str | None = None
-    question: str
-    answers: list[str]
+    id: Text = Field(min_length=1, max_length=200)
+    input: Text | None = Field(None, min_length=1)
+    input_file: Text | None = None
+    question: Text = Field(min_length=1)
+    answers: list[Annotated[Text, Field(min_length=1)]]
     scorer: str = "contains_any"
-    split: str | None = None
-    kind: str | None = None
+    split: Text | None = Field(None, max_length=64)
+    kind: Text | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _one_input(self) -> TaskLine:

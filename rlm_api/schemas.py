@@ -318,7 +318,8 @@ class Trace(BaseModel):
 
 class ModelUsage(BaseModel):
     model: str
-    calls: int
+    calls: int = Field(description="Model calls answered (sub-calls cancelled before an answer are not).")
+    cancelled_calls: int = Field(0, description="Sub-calls stopped before the model answered them.")
     input_tokens: int
     output_tokens: int
     cost_usd: float
@@ -330,6 +331,9 @@ class Stats(BaseModel):
     total_input_tokens: int
     total_output_tokens: int
     total_cost_usd: float
+    no_answer_found: int = Field(
+        0, description="Executions that succeeded but found no answer (also counted in by_status.succeeded)."
+    )
     by_model: list[ModelUsage] = Field(description="Model calls (root turns and sub-calls) per model.")
 
 

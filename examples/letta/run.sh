@@ -59,10 +59,12 @@ PIDS+=($!)
 wait_http "http://127.0.0.1:$RLM_PORT/api/health" rlm 90
 echo "[letta example] rlm serve on 127.0.0.1:$RLM_PORT, scripted model on 127.0.0.1:$MODEL_PORT"
 
-# HOME: Letta keeps its SQLite database and settings under ~/.letta; a fresh one per run.
-env -i PATH="$LETTA_VENV/bin:/usr/bin:/bin" HOME="$WORK/letta-home" LANG=C.UTF-8 \
+# HOME: Letta keeps its SQLite database and settings under ~/.letta; a fresh one per run. It
+# writes openapi_letta.json into its working directory: the scratch folder, not the repository.
+mkdir -p "$WORK/letta-home"
+(cd "$WORK/letta-home" && exec env -i PATH="$LETTA_VENV/bin:/usr/bin:/bin" HOME="$WORK/letta-home" LANG=C.UTF-8 \
   OPENAI_API_KEY=scripted OPENAI_API_BASE="http://127.0.0.1:$MODEL_PORT/v1" \
-  "$LETTA_VENV/bin/letta" server --host 127.0.0.1 --port "$LETTA_PORT" > "$WORK/letta.log" 2>&1 &
+  "$LETTA_VENV/bin/letta" server --host 127.0.0.1 --port "$LETTA_PORT") > "$WORK/letta.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$LETTA_PORT/v1/health/" letta 180
 echo "[letta example] letta $("$LETTA_VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("letta"))') server on 127.0.0.1:$LETTA_PORT (SQLite)"

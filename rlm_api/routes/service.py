@@ -11,6 +11,7 @@ from rlm_api.health import health_report
 from rlm_api.launch import dispatch_mode
 from rlm_api.openapi import openapi_document
 from rlm_api.routes import bp
+from rlm_shared.live_totals import answered_model_call, cancelled_sub_call
 from rlm_shared.models import EXECUTION_STATUSES, MODEL_CALL_KINDS, Execution, TraceNode
 
 
@@ -33,7 +34,8 @@ def stats():
         owned(
             sa.select(
                 TraceNode.model,
-                sa.func.count(),
+                sa.func.count().filter(answered_model_call()),
+                sa.func.count().filter(cancelled_sub_call()),
                 sa.func.coalesce(sa.func.sum(TraceNode.input_tokens), 0),
                 sa.func.coalesce(sa.func.sum(TraceNode.output_tokens), 0),
                 sa.func.coalesce(sa.func.sum(TraceNode.cost_usd), 0.0),
@@ -45,6 +47,14 @@ def stats():
             Execution,
         )
     ).all()
+    no_answer = db.session.scalar(
+        owned(
+            sa.select(sa.func.count()).where(
+                Execution.status == "succeeded", Execution.answer_found.is_(False)
+            ),
+            Execution,
+        )
+    )
     by_status = dict.fromkeys(EXECUTION_STATUSES, 0)
     for status, count, *_ in totals:
         by_status[status] = int(count)
@@ -54,15 +64,17 @@ def stats():
         "total_input_tokens": sum(int(row[2]) for row in totals),
         "total_output_tokens": sum(int(row[3]) for row in totals),
         "total_cost_usd": round(sum(float(row[4]) for row in totals), 6),
+        "no_answer_found": int(no_answer or 0),
         "by_model": [
             {
                 "model": model,
                 "calls": int(calls),
+                "cancelled_calls": int(cancelled),
                 "input_tokens": int(tokens_in),
                 "output_tokens": int(tokens_out),
                 "cost_usd": round(float(cost), 6),
             }
-            for model, calls, tokens_in, tokens_out, cost in by_model
+            for model, calls, cancelled, tokens_in, tokens_out, cost in by_model
         ],
     }
 

@@ -168,3 +168,37 @@ def test_health_answers_503_quickly_when_the_broker_is_down(api_db_url):
     body = response.get_json()
     assert response.status_code == 503 and body["status"] == "down"
     assert body["database"]["ok"] and not body["broker"]["ok"] and "127.0.0.1:1" not in json.dumps(body)
+
+
+def test_stats_count_cancelled_sub_calls_apart_and_runs_without_an_answer(client, open_app):
+    """#32: by-model calls counted sub-calls cancelled before an answer; no-answer runs hid in "succeeded"."""
+    from rlm_api.database import db
+    from rlm_shared.contexts import store_context
+    from rlm_shared.models import Execution, TraceNode
+
+    with open_app.app_context():
+        context_id = store_context("text").id
+        execution = Execution(
+            context_id=context_id, user_query="q", root_model="m", sub_model="s", options={},
+            status="succeeded", final_answer="NONE", answer_found=False,
+        )  # fmt: skip
+        db.session.add(execution)
+        db.session.flush()
+        for i, status in enumerate(("succeeded", "failed", "cancelled", "cancelled")):
+            db.session.add(
+                TraceNode(
+                    id=f"{i:032d}", execution_id=execution.id, kind="llm_call", path=f"0.{i}", model="s",
+                    status=status, input_tokens=1, output_tokens=1,
+                )
+            )  # fmt: skip
+        db.session.add(
+            TraceNode(
+                id="9" * 32, execution_id=execution.id, kind="iteration", path="0", model="m", response="x"
+            )
+        )
+        db.session.commit()
+    stats = client.get("/api/stats").get_json()
+    by_model = {row["model"]: row for row in stats["by_model"]}
+    assert (by_model["s"]["calls"], by_model["s"]["cancelled_calls"]) == (2, 2)
+    assert (by_model["m"]["calls"], by_model["m"]["cancelled_calls"]) == (1, 0)
+    assert stats["no_answer_found"] == 1 and stats["by_status"]["succeeded"] == 1

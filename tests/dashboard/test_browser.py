@@ -264,3 +264,40 @@ def test_the_executions_list_names_each_input_and_shows_it_scrolls_on_a_phone(ap
         else:
             assert not hint.is_visible()
         page.close()
+
+
+def test_a_cancelled_run_is_neutral_and_its_timeline_draws_waits_apart(app, page_server, browser):
+    """A user's cancel: a grey note (no guard, no error box); calls that only waited in the queue
+    are hatched outlines, not full-length red bars. The screenshot is kept for a person to look at."""
+    from rlm_api.database import db
+    from rlm_shared.models import TraceNode
+    from tests.dashboard.builders import at, make_execution
+
+    built = make_execution(
+        app, status="cancelled", guard_hit="cancelled", error="interrupted from the terminal (Ctrl-C)",
+        final_answer=None, finished_at=at(9),
+    )  # fmt: skip
+    code_id = built.nodes["code"].id
+    with app.app_context():
+        for i, (started, finished, status) in enumerate(
+            [(5, 7, "succeeded"), (7, 9, "cancelled"), (None, 9, "cancelled"), (None, 9, "cancelled")]
+        ):
+            db.session.add(
+                TraceNode(
+                    id=f"w{i:031d}", execution_id=built.execution_id, parent_id=code_id, kind="llm_call",
+                    path=f"{built.nodes['code'].path}.00009{i}", depth=1, model="local/smollm2", status=status,
+                    queued_at=at(4), started_at=at(started) if started is not None else None, finished_at=at(finished),
+                    error=None if status == "succeeded" else "sub-call cancelled: interrupted",
+                )
+            )  # fmt: skip
+        db.session.commit()
+    page = browser.new_page(viewport={"width": DESKTOP, "height": 1100})
+    page.goto(f"{page_server}/executions/{built.execution_id}")
+    expect(page.locator(".cancelled-note")).to_contain_text("Cancelled: interrupted from the terminal")
+    assert page.locator("#execution-header .guard").count() == 0
+    assert page.locator("#execution-header .error-box").count() == 0
+    assert page.locator(".wf-wait.cancelled").count() == 2  # never ran: a wait, no bar
+    assert page.locator(".wf-bar.wf-cancelled").count() == 1  # ran, then cancelled: grey
+    page.locator("#execution-waterfall").screenshot(path=str(ARTIFACTS / "dashboard_timeline_cancelled.png"))
+    page.locator("#execution-header").screenshot(path=str(ARTIFACTS / "dashboard_header_cancelled.png"))
+    page.close()

@@ -32,13 +32,15 @@ class ModelRefused(Exception):
         return self.message
 
 
-def check_models(settings: Any, **models: str | None) -> None:
+def check_models(settings: Any, *, root_is_a_model: bool = True, **models: str | None) -> None:
     """Raise ModelRefused for the first named model that is not allowed or has no key.
 
     Pass the models the execution will call, by field name (`model=..., sub_model=...`), the one
     the user chose first (its refusal is the one they see); None (no model is called, e.g. a
     built-in strategy plays the root) is skipped. `model` is the root: the bundled 135M local
-    model is refused there, as is a `local/` name nothing here serves anywhere.
+    model is refused there, as is a `local/` name nothing here serves anywhere. With
+    `root_is_a_model=False` a program plays the root (a strategy, `root_code`): the `model` given
+    then only answers sub-calls, so a small local model is fine there.
     """
     policy = settings.model_policy()
     local_user = has_app_context() and dispatch_mode() == "embedded"
@@ -46,7 +48,7 @@ def check_models(settings: Any, **models: str | None) -> None:
         if model is None:
             continue
         try:
-            check_local(model, as_root=field == "model")
+            check_local(model, as_root=field == "model" and root_is_a_model)
             policy.check(model, local_user)
             check_credentials(model, settings.llm_api_base)
         except UnknownLocalModel as exc:

@@ -43,7 +43,11 @@ def check_plan_models(settings: Any, plan: RunPlan, model: str | None, sub_model
     # The model the user typed is checked first, so its refusal names it (not a default's).
     chosen_first = {"sub_model": plan.sub_model, "model": root} if sub_model and not model else {}
     try:
-        check_models(settings, **(chosen_first or {"model": root, "sub_model": plan.sub_model}))
+        check_models(
+            settings,
+            root_is_a_model=not plan.root_label,
+            **(chosen_first or {"model": root, "sub_model": plan.sub_model}),
+        )
     except ModelRefused as exc:
         chosen = {"model": "--model" if model else None, "sub_model": "--sub-model" if sub_model else None}
         option = chosen.get(exc.field)

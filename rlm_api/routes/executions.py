@@ -93,10 +93,10 @@ def _check_quota() -> None:
         )
 
 
-def _check_models(settings, root_model: str | None, sub_model: str) -> None:
+def _check_models(settings, root_model: str | None, sub_model: str, root_is_a_model: bool = True) -> None:
     """422 naming the model and the reason (MODEL_ALLOWLIST, a missing key) before anything is stored."""
     try:
-        check_models(settings, model=root_model, sub_model=sub_model)
+        check_models(settings, root_is_a_model=root_is_a_model, model=root_model, sub_model=sub_model)
     except ModelRefused as exc:
         raise APIError(422, exc.code, exc.message, [{"field": exc.field, "message": exc.message}]) from None
 
@@ -147,7 +147,10 @@ def submit_execution(
     options["skipped"] = skipped or []  # a record the server makes, whatever the request said
     # A fixed root program calls no root model: only a model that will be called is checked.
     _check_models(
-        _settings(), None if plan.root_label and not body.model else plan.root_model, plan.sub_model
+        _settings(),
+        None if plan.root_label and not body.model else plan.root_model,
+        plan.sub_model,
+        root_is_a_model=not plan.root_label,
     )
     if body.context is not None:
         check_context_size(body.context)

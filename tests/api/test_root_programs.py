@@ -51,7 +51,7 @@ def test_a_local_sub_model_is_accepted_and_reads_short_chunks(client, open_app):
     record = record_of(client, submit(client, sub_model="local/smollm2", strategy="search"))
     assert record["sub_model"] == "local/smollm2" and record["options"]["chunk_size"] == LOCAL_CHUNK_SIZE
 
-    record = record_of(client, submit(client, model="local/smollm2"))  # no SUB_MODEL: the root model's
+    record = record_of(client, submit(client, model="local/smollm2", strategy="search"))  # sub-calls: the root model's
     assert record["root_model"] == "local/smollm2" and record["options"]["chunk_size"] == LOCAL_CHUNK_SIZE
 
     record = record_of(client, submit(client, sub_model="local/smollm2", options={"chunk_size": 4000}))

@@ -18,6 +18,7 @@ from rlm_api.database import db
 from rlm_api.launch import launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.planning import plan_run
+from rlm_api.quota import QuotaExceeded, check_active_quota
 from rlm_api.schemas import ModelName
 from rlm_shared.contexts import context_size, store_context
 from rlm_shared.models import Execution, Session
@@ -36,6 +37,7 @@ class FormResult:
     values: dict[str, str] = field(default_factory=dict)
     created_id: str | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)
+    status: int = 400  # the page's status when there are errors (429 over the quota)
 
 
 def _context(form: Any, files: Any, result: FormResult) -> Any:
@@ -133,6 +135,12 @@ def start_execution(session: Session, form: Any) -> FormResult:
         )
     except ModelRefused as exc:
         result.errors[exc.field] = exc.message
+        return result
+    try:  # the API's quota, under the same lock (released by the commit below)
+        check_active_quota()
+    except QuotaExceeded as exc:
+        result.errors["user_query"] = f"{exc}; wait for one to finish"
+        result.status = 429
         return result
     execution = Execution(
         session_id=session.id,

@@ -10,13 +10,14 @@ import sqlalchemy as sa
 from flask import Response, current_app, request, stream_with_context
 
 from rlm_api.agents import agent_id_from_headers
-from rlm_api.auth import auth_enabled, current_owner, max_active_executions, owned
+from rlm_api.auth import current_owner, owned
 from rlm_api.database import db
 from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
 from rlm_api.launch import announce_cancelled, launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.planning import RunPlan, plan_run
+from rlm_api.quota import ACTIVE_STATUSES, QUOTA_RETRY_SECONDS, QuotaExceeded, check_active_quota
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, input_skipped, parse_body, parse_query
 from rlm_api.routes.pages import page
@@ -25,13 +26,10 @@ from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, Execut
 from rlm_api.serializers import execution_dict, execution_links, node_dict
 from rlm_shared.contexts import store_context
 from rlm_shared.models import Execution, Session, TraceNode
-from rlm_worker import metrics
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
 
 log = logging.getLogger("rlm.api")
-ACTIVE_STATUSES = ("queued", "running")
-QUOTA_RETRY_SECONDS = 5
 
 
 def _settings():
@@ -67,23 +65,12 @@ def get_owned_execution(execution_id: str) -> Execution:
 
 
 def _check_quota() -> None:
-    owner = current_owner()
-    if not auth_enabled() or owner is None:
-        return
-    active = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Execution)
-        .where(Execution.owner == owner, Execution.status.in_(ACTIVE_STATUSES))
-    )
-    limit = max_active_executions()
-    if (active or 0) >= limit:
-        metrics.guard_tripped("api_max_active_executions")
+    try:
+        check_active_quota()
+    except QuotaExceeded as exc:
         raise APIError(
-            429,
-            "quota_exceeded",
-            f"this token has {active} executions queued or running; the limit is {limit}",
-            headers={"Retry-After": str(QUOTA_RETRY_SECONDS)},
-        )
+            429, "quota_exceeded", str(exc), headers={"Retry-After": str(QUOTA_RETRY_SECONDS)}
+        ) from None
 
 
 def _check_models(settings, root_model: str | None, sub_model: str) -> None:

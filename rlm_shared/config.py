@@ -49,9 +49,16 @@ class Settings(BaseSettings):
         10_000, description="Files one input (a folder, an archive, uploads) may hold."
     )
     input_max_bytes: int = Field(
-        200_000_000, description="Bytes one input may expand to, counted as read (archives too)."
+        200_000_000,
+        description="Bytes one input may expand to, counted as read (archives, Office zips, PDF streams, text).",
     )
     input_max_archive_depth: int = Field(2, description="Archives inside archives, levels deep.")
+    input_convert_seconds: float = Field(
+        60.0, description="Wall-clock (and CPU) seconds one file's parser (PDF, Office, HTML) may run."
+    )
+    input_convert_memory_mb: int = Field(
+        1024, description="Memory (address space, MiB) one file's parser may use, in its own process."
+    )
     default_chunk_size: int = Field(50_000, description="Chunk size suggested to the root model.")
     max_recursion_depth: int = Field(10, description="Deepest rlm_query nesting.")
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")

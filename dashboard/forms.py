@@ -22,6 +22,7 @@ from rlm_api.quota import QuotaExceeded, check_active_quota
 from rlm_api.schemas import ModelName
 from rlm_shared.contexts import context_size, store_context
 from rlm_shared.models import Execution, Session
+from rlm_shared.storable import unstorable_field
 from rlm_shared.strategies import STRATEGIES
 from rlm_worker.documents import InputError, InputLimits, read_uploads
 from rlm_worker.engine.options import ExecutionOptions
@@ -57,8 +58,19 @@ def _context(form: Any, files: Any, result: FormResult) -> Any:
     return text if text.strip() else None
 
 
+def _refuse_unstorable(form: Any, result: FormResult) -> None:
+    """A field holding a NUL or a lone surrogate (Postgres stores neither) is an error on it."""
+    for name in form:
+        found = unstorable_field({name: form.get(name, "")})
+        if found:
+            result.errors[found[0]] = found[1]
+
+
 def create_session(form: Any, files: Any) -> FormResult:
     result = FormResult(values={"name": form.get("name", "")})
+    _refuse_unstorable(form, result)
+    if result.errors:
+        return result
     name = result.values["name"].strip()
     if not name:
         result.errors["name"] = "give the session a name"
@@ -111,6 +123,9 @@ def _model(result: FormResult, name: str) -> str | None:
 def start_execution(session: Session, form: Any) -> FormResult:
     keys = ("user_query", "model", "sub_model", "strategy", "max_iterations", "max_recursion_depth")
     result = FormResult(values={k: form.get(k, "") for k in (*keys, "timeout_seconds", "max_cost_usd")})
+    _refuse_unstorable(form, result)
+    if result.errors:
+        return result
     query = result.values["user_query"].strip()
     if not query:
         result.errors["user_query"] = "ask a question"

@@ -16,10 +16,27 @@ from sqlalchemy.engine import Engine as SAEngine
 
 from rlm_shared import tracing
 from rlm_shared.models import Execution, MemorySnapshot, TraceNode
+from rlm_shared.storable import NOTE, storable
 from rlm_worker.engine.types import TraceNode as EngineNode
 
 _NODE_COLUMNS = [c.name for c in TraceNode.__table__.columns]
 _UPDATABLE = [c for c in _NODE_COLUMNS if c not in ("id", "execution_id", "path", "parent_id", "seq", "kind")]
+_TEXT_COLUMNS = ("model", "prompt", "response", "code", "stdout", "stderr", "error")
+
+
+def storable_row(node: EngineNode) -> dict[str, Any]:
+    """The node's row with text Postgres refuses (NUL, lone surrogates: what a model's code may
+    print or answer) replaced by U+FFFD, and a note in its stderr saying how many were replaced."""
+    row = {k: v for k, v in node.to_dict().items() if k in _NODE_COLUMNS}
+    replaced = 0
+    for column in _TEXT_COLUMNS:
+        if row.get(column):
+            row[column], count = storable(row[column])
+            replaced += count
+    if replaced:
+        note = NOTE.format(count=replaced)
+        row["stderr"] = f"{row['stderr']}\n{note}" if row.get("stderr") else note
+    return row
 
 
 def _insert(engine: SAEngine, table: sa.Table):
@@ -58,6 +75,12 @@ def _node_upsert(engine: SAEngine):
     )
 
 
+def note_on_node(conn: sa.Connection, node_id: str, note: str) -> None:
+    """Append `note` to a stored node's stderr (where the trace shows what the run was told)."""
+    stderr = sa.func.coalesce(TraceNode.__table__.c.stderr + "\n", "") + note
+    conn.execute(sa.update(TraceNode.__table__).where(TraceNode.id == node_id).values(stderr=stderr))
+
+
 class SqlTraceSink:
     def __init__(self, engine: SAEngine) -> None:
         self.engine = engine
@@ -68,7 +91,7 @@ class SqlTraceSink:
     def _upsert_nodes(self, nodes: list[EngineNode]) -> None:
         if not nodes:
             return
-        rows = [{k: v for k, v in n.to_dict().items() if k in _NODE_COLUMNS} for n in nodes]
+        rows = [storable_row(n) for n in nodes]
         with self.nodes_engine.begin() as conn:
             conn.execute(_node_upsert(self.nodes_engine), rows)
         if tracing.node_spans is not None:  # OpenTelemetry on: finished nodes become spans
@@ -84,7 +107,10 @@ class SqlTraceSink:
         self._upsert_nodes(nodes)
 
     def memory_snapshot(self, execution_id: str, node_id: str | None, blocks: dict[str, str]) -> None:
+        blocks, replaced = storable(blocks)
         with self.engine.begin() as conn:
+            if replaced and node_id:
+                note_on_node(conn, node_id, NOTE.format(count=replaced) + " in the memory blocks")
             seq = next(self._counter(conn, execution_id))
             conn.execute(
                 sa.insert(MemorySnapshot.__table__),
@@ -92,6 +118,7 @@ class SqlTraceSink:
             )
 
     def execution_progress(self, execution_id: str, fields: dict[str, Any]) -> None:
+        fields, _ = storable(fields)
         with self.engine.begin() as conn:
             conn.execute(sa.update(Execution.__table__).where(Execution.id == execution_id).values(**fields))
 

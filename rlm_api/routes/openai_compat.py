@@ -32,6 +32,7 @@ from rlm_api.routes.inputs import load_json, validate
 from rlm_api.schemas import ExecuteRequest
 from rlm_api.serializers import execution_links
 from rlm_shared.models import Context, Execution, Session
+from rlm_shared.storable import unstorable_field
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
 log = logging.getLogger("rlm.api")
@@ -209,6 +210,9 @@ def _parse() -> ChatCompletionRequest:
     body = load_json(request.get_data(cache=False))
     if not isinstance(body, dict):
         raise ChatRequestError("the JSON body must be an object", None)
+    unstorable = unstorable_field(body)
+    if unstorable:
+        raise ChatRequestError(unstorable[1], unstorable[0])
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValueError as exc:  # pydantic's ValidationError

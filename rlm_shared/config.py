@@ -5,6 +5,7 @@ The README's configuration table documents exactly these fields.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -123,7 +124,11 @@ class Settings(BaseSettings):
         True, description="Serve Prometheus metrics: `/metrics` on the API, WORKER_METRICS_PORT on workers."
     )
     metrics_token: str | None = Field(
-        None, description="Bearer token every `/metrics` scrape must send; unset = open (keep it private)."
+        None, description="Bearer token every `/metrics` scrape must send (API and workers)."
+    )
+    metrics_open: bool = Field(
+        False,
+        description="Serve `/metrics` without a token while METRICS_TOKEN is unset; off = such scrapes get 401.",
     )
     worker_metrics_port: int | None = Field(
         None, description="Port a Celery worker serves `/metrics` on (all its pool processes); unset = none."
@@ -149,6 +154,21 @@ class Settings(BaseSettings):
             "timeout_seconds": self.execution_timeout,
             "chunk_size": self.default_chunk_size,
         }
+
+    def metric_model_names(self) -> frozenset[str]:
+        """The model names metrics may use as labels: the configured ones (DEFAULT_MODEL,
+        SUB_MODEL, MODEL_ALLOWLIST entries that are names rather than patterns, MODEL_PRICES,
+        alias targets). Any other model string a request sends is counted under `other`, so a
+        client cannot grow the series without bound."""
+        names = {self.default_model, self.sub_model or ""}
+        names |= {p.strip() for p in (self.model_allowlist or "").split(",") if not set(p) & set("*?[")}
+        if self.model_prices:
+            try:
+                names |= set(json.loads(self.model_prices))
+            except (ValueError, TypeError):
+                pass
+        names |= {target.removeprefix("rlm/") for target in self.model_aliases().values()}
+        return frozenset(name for name in names if name and name.isprintable())
 
     def model_policy(self) -> ModelPolicy:
         """The allow-list every entry point checks model strings against (see engine/model_policy.py)."""

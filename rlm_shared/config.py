@@ -111,6 +111,14 @@ class Settings(BaseSettings):
     api_max_active_executions: int = Field(
         20, description="Executions one API token may have queued or running at once."
     )
+    api_max_open_streams: int = Field(
+        4,
+        description="Event streams, /v1 answers, MCP calls and `wait`s one web process holds at once "
+        "(below gunicorn's 8 threads, so short requests always find one).",
+    )
+    api_max_streams_per_token: int = Field(
+        2, description="Of those, how many one API token (or one address, without tokens) may hold per web process."
+    )
     openai_compat_model_aliases: str | None = Field(
         None,
         description="Model names `/v1/chat/completions` accepts besides `rlm/<root model>`: "

@@ -17,9 +17,11 @@ import threading
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, request
+from werkzeug.wsgi import ClosingIterator
 
 from rlm_api.agents import agent_id_from_headers
 from rlm_api.auth import require_token
+from rlm_api.streams import take_slot
 
 bp = Blueprint("mcp", __name__)
 _lock = threading.Lock()
@@ -61,4 +63,15 @@ def _wsgi_app() -> Any:
 def endpoint() -> Any:
     require_token()
     agent_id_from_headers(request.headers)  # a bad x-agent-id is a 400 here, as on /api/execute
-    return _wsgi_app()  # Flask runs a WSGI callable as the response, streaming its body
+    held = take_slot()  # a tool call may wait minutes for its answer: 429 past the stream limits
+    adapter = _wsgi_app()
+
+    def answer(environ: Any, start_response: Any) -> Any:
+        """The SDK's response, giving the slot back when the WSGI server closes it."""
+        try:
+            return ClosingIterator(adapter(environ, start_response), [held.release])
+        except BaseException:
+            held.release()
+            raise
+
+    return answer  # Flask runs a WSGI callable as the response, streaming its body

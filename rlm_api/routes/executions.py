@@ -24,6 +24,7 @@ from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
+from rlm_api.streams import take_slot, try_slot
 from rlm_shared.contexts import store_context
 from rlm_shared.models import Execution, Session, TraceNode
 from rlm_worker.engine.options import ExecutionOptions
@@ -166,7 +167,12 @@ def execute():
     body = parse_body(ExecuteRequest)
     execution = submit_execution(body, agent_id=agent_id, skipped=input_skipped())
     cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
-    current = _wait_for(execution.id, min(body.wait or 0.0, cap))
+    held = try_slot() if body.wait else None  # no slot free: answer now rather than hold a thread
+    try:
+        current = _wait_for(execution.id, min(body.wait or 0.0, cap) if held else 0.0)
+    finally:
+        if held:
+            held.release()
     if current.is_finished and body.wait:
         return submitted_dict(current), 200
     return submitted_dict(current), 202, {"Location": execution_links(execution.id)["self"]}
@@ -221,6 +227,7 @@ def cancel_execution(execution_id: str):
 @bp.get("/executions/<execution_id>/events")
 def execution_events_stream(execution_id: str):
     get_owned_execution(execution_id)
+    held = take_slot()  # 429 past the process's or the token's limit of open streams
     db.session.rollback()  # no transaction held open for the stream's life
     config = current_app.config
     stream = execution_events(
@@ -229,7 +236,7 @@ def execution_events_stream(execution_id: str):
         max_seconds=float(config.get("API_EVENTS_MAX_SECONDS", 600)),
     )
     return Response(
-        stream_with_context(stream),
+        stream_with_context(held.held_while(stream)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -14,6 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 from werkzeug.datastructures import FileStorage
 
 from rlm_api.auth import current_owner
+from rlm_api.ceilings import over_ceiling
 from rlm_api.database import db
 from rlm_api.launch import launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
@@ -95,13 +96,20 @@ def create_session(form: Any, files: Any) -> FormResult:
 def _options(form: Any, errors: dict[str, str], planned: dict[str, Any]) -> dict[str, Any]:
     """The settings' defaults, then the plan's (strategy, chunk size), then the guards the form
     set (blank fields keep the default)."""
-    values: dict[str, Any] = {**current_app.config["RLM_SETTINGS"].execution_defaults(), **planned}
+    settings = current_app.config["RLM_SETTINGS"]
+    values: dict[str, Any] = {**settings.execution_defaults(), **planned}
+    chosen: dict[str, Any] = {}
     for name in ("max_iterations", "max_recursion_depth", "timeout_seconds", "max_cost_usd"):
         raw = (form.get(name) or "").strip()
         if raw:
-            values[name] = raw
+            values[name] = chosen[name] = raw
     try:
-        return ExecutionOptions(**values).model_dump()
+        options = ExecutionOptions(**values).model_dump()
+        too_high = over_ceiling(settings, {name: options[name] for name in chosen})
+        if too_high:
+            errors[too_high[0]] = too_high[1]
+            return {}
+        return options
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             errors[str(err["loc"][0])] = err["msg"]

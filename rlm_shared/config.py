@@ -111,13 +111,32 @@ class Settings(BaseSettings):
     api_max_active_executions: int = Field(
         20, description="Executions one API token may have queued or running at once."
     )
+    retention_days: float | None = Field(
+        None,
+        description="Days finished executions, their traces and snapshots, and unused contexts are kept; "
+        "`rlm db prune` (and the workers' reaper, hourly) delete older ones. Unset = keep all.",
+    )
+    ceiling_max_iterations: int = Field(200, description="Largest `max_iterations` a request may ask for.")
+    ceiling_max_recursion_depth: int = Field(20, description="Largest `max_recursion_depth` a request may ask for.")
+    ceiling_max_sub_calls: int = Field(20_000, description="Largest `max_sub_calls` a request may ask for.")
+    ceiling_max_total_tokens: int = Field(
+        50_000_000, description="Largest `max_total_tokens` a request may ask for."
+    )
+    ceiling_max_cost_usd: float = Field(100.0, description="Largest `max_cost_usd` a request may ask for.")
+    ceiling_timeout_seconds: float = Field(3600.0, description="Largest `timeout_seconds` a request may ask for.")
+    ceiling_output_limit: int = Field(200_000, description="Largest `output_limit` a request may ask for.")
+    ceiling_cell_timeout_seconds: float = Field(
+        600.0, description="Largest `cell_timeout_seconds` a request may ask for."
+    )
+    ceiling_cell_cpu_seconds: int = Field(300, description="Largest `cell_cpu_seconds` a request may ask for.")
+    ceiling_chunk_size: int = Field(2_000_000, description="Largest `chunk_size` a request may ask for.")
     api_max_open_streams: int = Field(
-        4,
+        6,
         description="Event streams, /v1 answers, MCP calls and `wait`s one web process holds at once "
         "(below gunicorn's 8 threads, so short requests always find one).",
     )
     api_max_streams_per_token: int = Field(
-        2, description="Of those, how many one API token (or one address, without tokens) may hold per web process."
+        3, description="Of those, how many one API token (or one address, without tokens) may hold per web process."
     )
     openai_compat_model_aliases: str | None = Field(
         None,

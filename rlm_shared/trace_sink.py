@@ -6,7 +6,9 @@ because agent threads and sub-call threads write concurrently.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import threading
 from functools import lru_cache
 from typing import Any
@@ -15,9 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine as SAEngine
 
 from rlm_shared import tracing
-from rlm_shared.models import Execution, MemorySnapshot, TraceNode
+from rlm_shared.models import Execution, MemoryContent, MemorySnapshot, TraceNode
 from rlm_shared.storable import NOTE, storable
 from rlm_worker.engine.types import TraceNode as EngineNode
+from rlm_worker.engine.types import utcnow
 
 _NODE_COLUMNS = [c.name for c in TraceNode.__table__.columns]
 _UPDATABLE = [c for c in _NODE_COLUMNS if c not in ("id", "execution_id", "path", "parent_id", "seq", "kind")]
@@ -75,6 +78,12 @@ def _node_upsert(engine: SAEngine):
     )
 
 
+def blocks_sha256(blocks: dict[str, str]) -> str:
+    """The content address of a set of memory blocks: the sha256 of their canonical JSON."""
+    canonical = json.dumps(blocks, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def note_on_node(conn: sa.Connection, node_id: str, note: str) -> None:
     """Append `note` to a stored node's stderr (where the trace shows what the run was told)."""
     stderr = sa.func.coalesce(TraceNode.__table__.c.stderr + "\n", "") + note
@@ -108,13 +117,19 @@ class SqlTraceSink:
 
     def memory_snapshot(self, execution_id: str, node_id: str | None, blocks: dict[str, str]) -> None:
         blocks, replaced = storable(blocks)
+        digest = blocks_sha256(blocks)
         with self.engine.begin() as conn:
             if replaced and node_id:
                 note_on_node(conn, node_id, NOTE.format(count=replaced) + " in the memory blocks")
             seq = next(self._counter(conn, execution_id))
+            # Stored once: a snapshot repeating blocks already stored only names them.
+            conn.execute(
+                _insert(self.engine, MemoryContent.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
+                {"sha256": digest, "blocks": blocks, "created_at": utcnow()},
+            )
             conn.execute(
                 sa.insert(MemorySnapshot.__table__),
-                {"execution_id": execution_id, "node_id": node_id, "seq": seq, "blocks": blocks},
+                {"execution_id": execution_id, "node_id": node_id, "seq": seq, "content_sha256": digest},
             )
 
     def execution_progress(self, execution_id: str, fields: dict[str, Any]) -> None:

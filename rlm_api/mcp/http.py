@@ -16,7 +16,7 @@ import os
 import threading
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.wsgi import ClosingIterator
 
 from rlm_api.agents import agent_id_from_headers
@@ -63,8 +63,14 @@ def _wsgi_app() -> Any:
 def endpoint() -> Any:
     require_token()
     agent_id_from_headers(request.headers)  # a bad x-agent-id is a 400 here, as on /api/execute
-    held = take_slot()  # a tool call may wait minutes for its answer: 429 past the stream limits
+    if request.method == "GET":
+        # The spec's optional stream for messages the server starts: this server starts none, and
+        # an idle stream would hold a web thread for as long as the client stays connected.
+        return Response("this server offers no GET stream", 405, {"Allow": "POST, DELETE"})
     adapter = _wsgi_app()
+    if request.method != "POST":
+        return adapter  # DELETE: ends a session at once
+    held = take_slot()  # a tool call may wait minutes for its answer: 429 past the stream limits
 
     def answer(environ: Any, start_response: Any) -> Any:
         """The SDK's response, giving the slot back when the WSGI server closes it."""

@@ -11,6 +11,7 @@ from flask import Response, current_app, request, stream_with_context
 
 from rlm_api.agents import agent_id_from_headers
 from rlm_api.auth import current_owner, owned
+from rlm_api.ceilings import over_ceiling
 from rlm_api.database import db
 from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
@@ -42,6 +43,10 @@ def planned(body: ExecuteRequest) -> tuple[RunPlan, dict]:
     options: the settings' defaults, then the plan's, then what the request set explicitly."""
     settings = _settings()
     chosen = body.options.model_dump(exclude_unset=True)
+    too_high = over_ceiling(settings, chosen)
+    if too_high:
+        field, message = f"options.{too_high[0]}", too_high[1]
+        raise APIError(422, "invalid_field", f"invalid {field}: {message}", [{"field": field, "message": message}])
     plan = plan_run(
         settings,
         body.model,

@@ -12,6 +12,7 @@ threads are what a stream takes.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from rlm_api.errors import APIError
 from rlm_shared.config import Settings
 from rlm_worker import metrics
 
+log = logging.getLogger("rlm.api.streams")
 T = TypeVar("T")
 RETRY_SECONDS = 5
 
@@ -40,8 +42,10 @@ class StreamSlots:
         """None when a slot was taken for `caller`, else why not (for the 429's message)."""
         with self._lock:
             if sum(self._held.values()) >= self.total:
+                log.warning("stream refused: this process holds %d of %d", sum(self._held.values()), self.total)
                 return f"this server holds its limit of {self.total} open streams and long waits per process"
             if self._held[caller] >= self.per_caller:
+                log.warning("stream refused: one caller holds %d of %d", self._held[caller], self.per_caller)
                 return f"this token already holds {self.per_caller} open streams or long waits (the limit)"
             self._held[caller] += 1
             return None

@@ -12,6 +12,8 @@ worker threads (`tools.py`), so one long question never blocks the loop.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import threading
 from typing import Any
@@ -59,6 +61,19 @@ def _wsgi_app() -> Any:
     return adapter
 
 
+def _calls_a_tool() -> bool:
+    """Whether this POST calls a tool (what may hold the thread for minutes). The body is read
+    here and put back for the SDK, which reads it from the WSGI environ."""
+    body = request.get_data(cache=True)
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False  # the SDK answers it with its own parse error
+    messages = message if isinstance(message, list) else [message]
+    return any(isinstance(m, dict) and m.get("method") == "tools/call" for m in messages)
+
+
 @bp.route("/mcp", methods=["GET", "POST", "DELETE"])
 def endpoint() -> Any:
     require_token()
@@ -68,8 +83,8 @@ def endpoint() -> Any:
         # an idle stream would hold a web thread for as long as the client stays connected.
         return Response("this server offers no GET stream", 405, {"Allow": "POST, DELETE"})
     adapter = _wsgi_app()
-    if request.method != "POST":
-        return adapter  # DELETE: ends a session at once
+    if request.method != "POST" or not _calls_a_tool():
+        return adapter  # DELETE, initialize, listing tools: answered at once
     held = take_slot()  # a tool call may wait minutes for its answer: 429 past the stream limits
 
     def answer(environ: Any, start_response: Any) -> Any:

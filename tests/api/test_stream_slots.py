@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from tests.api.conftest import ALICE, BOB, bearer, make_app  # noqa: F401 - BOB: the second token
+from tests.api.conftest import ALICE, bearer, make_app
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 CHAT = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from tests.api.conftest import ALICE, bearer, make_app
+from tests.api.conftest import ALICE, BOB, bearer, make_app
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 CHAT = {

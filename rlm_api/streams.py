@@ -4,8 +4,9 @@ The shipped gunicorn runs a few threads per process (gunicorn.conf.py); an SSE s
 `/v1/chat/completions` answer, an MCP tool call or a `wait=` submission holds one for as long as
 the execution runs. Forty streams from one tenant took every thread, and `/api/health` and every
 other tenant timed out (issue 30). So each process lends at most `API_MAX_OPEN_STREAMS` threads
-to such requests (the rest always serve short requests), and one token (or one address, with no
-tokens) at most `API_MAX_STREAMS_PER_TOKEN` of them; past either, the request gets a 429 at once
+to such requests (the rest always serve short requests), and one token (with no tokens set, the
+API is one user's and only the first limit applies) at most
+`API_MAX_STREAMS_PER_TOKEN` of them; past either, the request gets a 429 at once
 (a `wait=` submission just answers without waiting). Counts are per web process: a process's
 threads are what a stream takes.
 """
@@ -18,7 +19,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 
 from rlm_api.auth import current_owner
 from rlm_api.errors import APIError
@@ -28,6 +29,8 @@ from rlm_worker import metrics
 log = logging.getLogger("rlm.api.streams")
 T = TypeVar("T")
 RETRY_SECONDS = 5
+#: The caller when no tokens are configured: one user, held only to the process's limit.
+OPEN = "(open)"
 
 
 class StreamSlots:
@@ -44,7 +47,7 @@ class StreamSlots:
             if sum(self._held.values()) >= self.total:
                 log.warning("stream refused: this process holds %d of %d", sum(self._held.values()), self.total)
                 return f"this server holds its limit of {self.total} open streams and long waits per process"
-            if self._held[caller] >= self.per_caller:
+            if caller != OPEN and self._held[caller] >= self.per_caller:
                 log.warning("stream refused: one caller holds %d of %d", self._held[caller], self.per_caller)
                 return f"this token already holds {self.per_caller} open streams or long waits (the limit)"
             self._held[caller] += 1
@@ -66,7 +69,7 @@ def _slots() -> StreamSlots:
 
 
 def _caller() -> str:
-    return current_owner() or f"address:{request.remote_addr}"
+    return current_owner() or OPEN
 
 
 def try_slot() -> Slot | None:

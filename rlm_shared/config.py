@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         "(below gunicorn's 8 threads, so short requests always find one).",
     )
     api_max_streams_per_token: int = Field(
-        3, description="Of those, how many one API token (or one address, without tokens) may hold per web process."
+        3, description="Of those, how many one API token may hold per web process."
     )
     openai_compat_model_aliases: str | None = Field(
         None,

@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         "(below gunicorn's 8 threads, so short requests always find one).",
     )
     api_max_streams_per_token: int = Field(
-        3, description="Of those, how many one API token may hold per web process."
+        3, description="Of those, how many one API token may hold (over all web processes, counted in Redis in distributed mode)."
     )
     openai_compat_model_aliases: str | None = Field(
         None,

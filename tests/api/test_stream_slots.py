@@ -6,6 +6,7 @@ runs every request in one thread, inside the held stream's context.)"""
 from __future__ import annotations
 
 import json
+import time
 
 from tests.api.conftest import ALICE, BOB, bearer, make_app
 
@@ -58,3 +59,28 @@ def test_with_its_slot_taken_a_token_is_refused_a_second_long_request(api_db_url
     again = client.get(f"/api/executions/{execution_id}/events", headers=bearer(ALICE), buffered=False)
     assert again.status_code == 200  # the closed stream gave its slot back
     again.close()
+
+
+def test_a_tokens_streams_are_counted_across_processes_and_a_dead_ones_lapse(broker):
+    """Two processes' counters over one Redis see one count; the slots of a process that died
+    (never given back, never renewed) free themselves when their lease lapses."""
+    from rlm_api.streams import SharedCounts
+    from tests.support.services import wait_for
+
+    url = broker.connection_pool.connection_kwargs
+    redis_url = f"redis://{url['host']}:{url['port']}/{url['db']}"
+    first, second = SharedCounts(redis_url), SharedCounts(redis_url)
+    first.LEASE_SECONDS = second.LEASE_SECONDS = 1.0  # a dead process's slots lapse after 1 s
+    owner = "owner-across-processes"
+    broker.delete(SharedCounts.key(owner))
+    held = [first.take(owner, 3), second.take(owner, 3), first.take(owner, 3)]
+    assert all(isinstance(m, str) for m in held)
+    assert second.take(owner, 3) is False  # the limit holds over both processes
+    second.give_back(held[1])
+    again = second.take(owner, 3)
+    assert isinstance(again, str)  # a slot given back is free at once
+    time.sleep(2.5)  # past two leases: renewed slots stay held
+    assert second.take(owner, 3) is False
+    with first._lock:  # `first` dies: its two slots are neither given back nor renewed, and lapse
+        first._mine.clear()
+    assert wait_for(lambda: isinstance(m := second.take(owner, 3), str) and m, timeout=10, interval=0.2)

@@ -79,7 +79,16 @@ def test_a_tokens_streams_are_counted_across_processes_and_a_dead_ones_lapse(bro
     second.give_back(held[1])
     again = second.take(owner, 3)
     assert isinstance(again, str)  # a slot given back is free at once
-    time.sleep(2.5)  # past two leases: renewed slots stay held
+    # Wait (no fixed sleep) until every held lease has been renewed past two of its first terms:
+    # the slots taken above would have lapsed twice over by then had nobody renewed them.
+    past_two_leases = time.time() + 2 * first.LEASE_SECONDS
+    assert wait_for(
+        lambda: min(score for _m, score in broker.zrange(SharedCounts.key(owner), 0, -1, withscores=True))
+        > past_two_leases,
+        timeout=15,
+        interval=0.1,
+    )
+    assert time.time() > past_two_leases - first.LEASE_SECONDS  # the first terms are over
     assert second.take(owner, 3) is False
     with first._lock:  # `first` dies: its two slots are neither given back nor renewed, and lapse
         first._mine.clear()

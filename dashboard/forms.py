@@ -14,13 +14,16 @@ from pydantic import TypeAdapter, ValidationError
 from werkzeug.datastructures import FileStorage
 
 from rlm_api.auth import current_owner
+from rlm_api.ceilings import over_ceiling
 from rlm_api.database import db
 from rlm_api.launch import launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.planning import plan_run
+from rlm_api.quota import QuotaExceeded, check_active_quota
 from rlm_api.schemas import ModelName
 from rlm_shared.contexts import context_size, store_context
 from rlm_shared.models import Execution, Session
+from rlm_shared.storable import unstorable_field
 from rlm_shared.strategies import STRATEGIES
 from rlm_worker.documents import InputError, InputLimits, read_uploads
 from rlm_worker.engine.options import ExecutionOptions
@@ -36,6 +39,7 @@ class FormResult:
     values: dict[str, str] = field(default_factory=dict)
     created_id: str | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)
+    status: int = 400  # the page's status when there are errors (429 over the quota)
 
 
 def _context(form: Any, files: Any, result: FormResult) -> Any:
@@ -55,8 +59,19 @@ def _context(form: Any, files: Any, result: FormResult) -> Any:
     return text if text.strip() else None
 
 
+def _refuse_unstorable(form: Any, result: FormResult) -> None:
+    """A field holding a NUL or a lone surrogate (Postgres stores neither) is an error on it."""
+    for name in form:
+        found = unstorable_field({name: form.get(name, "")})
+        if found:
+            result.errors[found[0]] = found[1]
+
+
 def create_session(form: Any, files: Any) -> FormResult:
     result = FormResult(values={"name": form.get("name", "")})
+    _refuse_unstorable(form, result)
+    if result.errors:
+        return result
     name = result.values["name"].strip()
     if not name:
         result.errors["name"] = "give the session a name"
@@ -81,13 +96,20 @@ def create_session(form: Any, files: Any) -> FormResult:
 def _options(form: Any, errors: dict[str, str], planned: dict[str, Any]) -> dict[str, Any]:
     """The settings' defaults, then the plan's (strategy, chunk size), then the guards the form
     set (blank fields keep the default)."""
-    values: dict[str, Any] = {**current_app.config["RLM_SETTINGS"].execution_defaults(), **planned}
+    settings = current_app.config["RLM_SETTINGS"]
+    values: dict[str, Any] = {**settings.execution_defaults(), **planned}
+    chosen: dict[str, Any] = {}
     for name in ("max_iterations", "max_recursion_depth", "timeout_seconds", "max_cost_usd"):
         raw = (form.get(name) or "").strip()
         if raw:
-            values[name] = raw
+            values[name] = chosen[name] = raw
     try:
-        return ExecutionOptions(**values).model_dump()
+        options = ExecutionOptions(**values).model_dump()
+        too_high = over_ceiling(settings, {name: options[name] for name in chosen})
+        if too_high:
+            errors[too_high[0]] = too_high[1]
+            return {}
+        return options
     except ValidationError as exc:
         for err in exc.errors(include_url=False, include_input=False):
             errors[str(err["loc"][0])] = err["msg"]
@@ -109,6 +131,9 @@ def _model(result: FormResult, name: str) -> str | None:
 def start_execution(session: Session, form: Any) -> FormResult:
     keys = ("user_query", "model", "sub_model", "strategy", "max_iterations", "max_recursion_depth")
     result = FormResult(values={k: form.get(k, "") for k in (*keys, "timeout_seconds", "max_cost_usd")})
+    _refuse_unstorable(form, result)
+    if result.errors:
+        return result
     query = result.values["user_query"].strip()
     if not query:
         result.errors["user_query"] = "ask a question"
@@ -133,6 +158,12 @@ def start_execution(session: Session, form: Any) -> FormResult:
         )
     except ModelRefused as exc:
         result.errors[exc.field] = exc.message
+        return result
+    try:  # the API's quota, under the same lock (released by the commit below)
+        check_active_quota()
+    except QuotaExceeded as exc:
+        result.errors["user_query"] = f"{exc}; wait for one to finish"
+        result.status = 429
         return result
     execution = Execution(
         session_id=session.id,

@@ -18,7 +18,15 @@ from rlm_api.auth import owned
 from rlm_api.database import db
 from rlm_api.passages import HEAD_CHARS, TAIL_CHARS, Place, documents, locate
 from rlm_shared.live_totals import answered_model_call, cancelled_sub_call, stored_totals, trace_totals_many
-from rlm_shared.models import MODEL_CALL_KINDS, Context, Execution, MemorySnapshot, Session, TraceNode
+from rlm_shared.models import (
+    MODEL_CALL_KINDS,
+    Context,
+    Execution,
+    MemoryContent,
+    MemorySnapshot,
+    Session,
+    TraceNode,
+)
 from rlm_shared.strategies import helpers_source
 
 PREVIEW_CHARS = 160
@@ -162,8 +170,12 @@ def snapshot_index(execution_id: str) -> list[sa.Row]:
 def snapshot_blocks(snapshot_ids: list[int]) -> dict[int, dict[str, Any]]:
     if not snapshot_ids:
         return {}
-    stmt = sa.select(MemorySnapshot.id, MemorySnapshot.blocks).where(MemorySnapshot.id.in_(snapshot_ids))
-    return {row.id: row.blocks or {} for row in db.session.execute(stmt)}
+    stmt = (
+        sa.select(MemorySnapshot.id, MemorySnapshot.blocks, MemoryContent.blocks.label("shared"))
+        .join(MemoryContent, MemoryContent.sha256 == MemorySnapshot.content_sha256, isouter=True)
+        .where(MemorySnapshot.id.in_(snapshot_ids))
+    )  # the shared copy; rows older than revision 0006 hold their own
+    return {row.id: row.shared or row.blocks or {} for row in db.session.execute(stmt)}
 
 
 def executions_page(

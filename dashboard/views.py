@@ -209,7 +209,7 @@ def start_execution(session_id: str):
     session = _get_session(session_id)
     result = forms.start_execution(session, request.form)
     if result.errors:
-        return _render_session(session, result, 400)
+        return _render_session(session, result, result.status)
     return redirect(url_for("dashboard.execution", execution_id=result.created_id), code=303)
 
 

@@ -66,6 +66,9 @@ def create_app(overrides: dict[str, Any] | None = None, settings: Settings | Non
     from rlm_api.auth import init_auth
 
     init_auth(app)
+    from rlm_api.streams import init_streams
+
+    init_streams(app, settings)
     from rlm_shared.tracing import setup as setup_tracing
 
     setup_tracing(app)  # OpenTelemetry, when OTEL_TRACES_EXPORTER asks for it (docs/observability.md)

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
 from rlm_api.errors import APIError
@@ -135,15 +136,22 @@ def _authenticate_api(state: AuthState) -> None:
             headers={"WWW-Authenticate": 'Bearer realm="rlm"'},
         )
     g.setdefault(SESSION_KEY, owner)
+    try:
+        _count_request(state, owner)
+    except TooManyRequests as exc:
+        raise APIError(
+            429, "rate_limited", str(exc.description), headers={"Retry-After": str(exc.retry_after)}
+        ) from None
+
+
+def _count_request(state: AuthState, owner: str) -> None:
+    """One request against the token's `API_RATE_LIMIT`, whichever way in it came (API, form)."""
     assert state.limiter is not None
     retry_after = state.limiter.hit(owner)
     if retry_after is not None:
         metrics.guard_tripped("api_rate_limit")
-        raise APIError(
-            429,
-            "rate_limited",
-            f"this token may make {state.limiter.rate}; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
+        raise TooManyRequests(
+            f"this token may make {state.limiter.rate}; retry in {retry_after} s", retry_after=retry_after
         )
 
 
@@ -155,6 +163,7 @@ def _require_login(state: AuthState) -> Response | None:
     g.setdefault(SESSION_KEY, owner)
     if request.method not in ("GET", "HEAD", "OPTIONS"):
         csrf.protect()
+        _count_request(state, owner)  # a form post starts what an API call would: the same rate
     return None
 
 

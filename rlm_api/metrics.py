@@ -26,6 +26,7 @@ UNMATCHED = "(unmatched)"
 def init_metrics(app: Flask, settings: Settings) -> None:
     app.before_request(_start_clock)
     app.after_request(_observe)
+    metrics.set_model_names(settings.metric_model_names())  # this app's settings name the models
     if not settings.metrics_enabled:
         return
     extra = []
@@ -33,7 +34,12 @@ def init_metrics(app: Flask, settings: Settings) -> None:
         extra.append(metrics.QueueDepthCollector(settings.celery_broker_url, (ROOT_QUEUE, LLM_QUEUE)))
     # Built at the first scrape, not now: a Celery worker builds this app before it chooses
     # its multiprocess directory, and nothing may create a metric before that.
-    app.extensions["rlm_metrics"] = {"collectors": extra, "registry": None, "token": settings.metrics_token}
+    app.extensions["rlm_metrics"] = {
+        "collectors": extra,
+        "registry": None,
+        "token": settings.metrics_token,
+        "open": settings.metrics_open,
+    }
     app.register_blueprint(bp)
 
 
@@ -55,6 +61,14 @@ def scrape() -> Response:
 
     state = current_app.extensions["rlm_metrics"]
     token = state["token"]
+    if not token and not state["open"]:
+        raise APIError(
+            401,
+            "unauthorized",
+            "metrics need a token: set METRICS_TOKEN and send Authorization: Bearer <METRICS_TOKEN> "
+            "(or METRICS_OPEN=true to serve them without one)",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     if token:
         sent = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(sent, f"Bearer {token}".encode()):

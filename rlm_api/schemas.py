@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from rlm_shared.models import EXECUTION_STATUSES, NODE_KINDS
 from rlm_shared.strategies import STRATEGIES
 from rlm_worker.engine.local_model import is_local
+from rlm_worker.engine.memory import blocks_problem
 from rlm_worker.engine.options import ExecutionOptions, refuse_tool_fields
 
 #: Ids are uuid4 hex; anything else cannot name a row, so it is a 404 or a 422, never a query.
@@ -116,10 +117,19 @@ class SessionCreate(BaseModel):
     name: Annotated[Text, Field(min_length=1, max_length=200)]
     context: ContextValue | None = None
     memory: dict[Annotated[Text, Field(max_length=200)], Text] = Field(
-        default_factory=dict, description="Initial memory blocks, label -> text."
+        default_factory=dict, description="Initial memory blocks, label -> text (the engine's limits)."
     )
 
     _no_tools = model_validator(mode="before")(refuse_tool_fields)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_within_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        """The limits the model's own memory edits keep (rlm_worker/engine/memory.py)."""
+        problem = blocks_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class ExecuteRequest(BaseModel):

@@ -5,6 +5,7 @@ The README's configuration table documents exactly these fields.
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -49,9 +50,16 @@ class Settings(BaseSettings):
         10_000, description="Files one input (a folder, an archive, uploads) may hold."
     )
     input_max_bytes: int = Field(
-        200_000_000, description="Bytes one input may expand to, counted as read (archives too)."
+        200_000_000,
+        description="Bytes one input may expand to, counted as read (archives, Office zips, PDF streams, text).",
     )
     input_max_archive_depth: int = Field(2, description="Archives inside archives, levels deep.")
+    input_convert_seconds: float = Field(
+        60.0, description="Wall-clock (and CPU) seconds one file's parser (PDF, Office, HTML) may run."
+    )
+    input_convert_memory_mb: int = Field(
+        1024, description="Memory (address space, MiB) one file's parser may use, in its own process."
+    )
     default_chunk_size: int = Field(50_000, description="Chunk size suggested to the root model.")
     max_recursion_depth: int = Field(10, description="Deepest rlm_query nesting.")
     max_iterations: int = Field(30, description="Root-loop iterations before a forced final answer.")
@@ -160,6 +168,37 @@ class Settings(BaseSettings):
     api_max_active_executions: int = Field(
         20, description="Executions one API token may have queued or running at once."
     )
+    retention_days: float | None = Field(
+        None,
+        description="Days finished executions, their traces and snapshots, and unused contexts are kept; "
+        "`rlm db prune` (and the workers' reaper, hourly) delete older ones. Unset = keep all.",
+    )
+    ceiling_max_iterations: int = Field(200, description="Largest `max_iterations` a request may ask for.")
+    ceiling_max_recursion_depth: int = Field(20, description="Largest `max_recursion_depth` a request may ask for.")
+    ceiling_max_sub_calls: int = Field(20_000, description="Largest `max_sub_calls` a request may ask for.")
+    ceiling_max_total_tokens: int = Field(
+        50_000_000, description="Largest `max_total_tokens` a request may ask for."
+    )
+    ceiling_max_cost_usd: float = Field(100.0, description="Largest `max_cost_usd` a request may ask for.")
+    ceiling_timeout_seconds: float = Field(3600.0, description="Largest `timeout_seconds` a request may ask for.")
+    ceiling_output_limit: int = Field(200_000, description="Largest `output_limit` a request may ask for.")
+    ceiling_cell_timeout_seconds: float = Field(
+        600.0, description="Largest `cell_timeout_seconds` a request may ask for."
+    )
+    ceiling_cell_cpu_seconds: int = Field(300, description="Largest `cell_cpu_seconds` a request may ask for.")
+    ceiling_chunk_size: int = Field(2_000_000, description="Largest `chunk_size` a request may ask for.")
+    ceiling_max_tool_calls: int = Field(1_000, description="Largest `max_tool_calls` a request may ask for.")
+    ceiling_max_ranking_seconds: float = Field(
+        300.0, description="Largest `max_ranking_seconds` a request may ask for."
+    )
+    api_max_open_streams: int = Field(
+        6,
+        description="Event streams, /v1 answers, MCP calls and `wait`s one web process holds at once "
+        "(below gunicorn's 8 threads, so short requests always find one).",
+    )
+    api_max_streams_per_token: int = Field(
+        3, description="Of those, how many one API token may hold (over all web processes, counted in Redis in distributed mode)."
+    )
     openai_compat_model_aliases: str | None = Field(
         None,
         description="Model names `/v1/chat/completions` accepts besides `rlm/<root model>`: "
@@ -173,7 +212,11 @@ class Settings(BaseSettings):
         True, description="Serve Prometheus metrics: `/metrics` on the API, WORKER_METRICS_PORT on workers."
     )
     metrics_token: str | None = Field(
-        None, description="Bearer token every `/metrics` scrape must send; unset = open (keep it private)."
+        None, description="Bearer token every `/metrics` scrape must send (API and workers)."
+    )
+    metrics_open: bool = Field(
+        False,
+        description="Serve `/metrics` without a token while METRICS_TOKEN is unset; off = such scrapes get 401.",
     )
     worker_metrics_port: int | None = Field(
         None, description="Port a Celery worker serves `/metrics` on (all its pool processes); unset = none."
@@ -212,6 +255,21 @@ class Settings(BaseSettings):
         than SANDBOX_MEMORY_TOTAL_MB holds at SANDBOX_MEMORY_MB each (at least one)."""
         by_memory = max(1, self.sandbox_memory_total_mb // self.sandbox_memory_mb)
         return min(self.max_sandboxes_per_process, by_memory)
+
+    def metric_model_names(self) -> frozenset[str]:
+        """The model names metrics may use as labels: the configured ones (DEFAULT_MODEL,
+        SUB_MODEL, MODEL_ALLOWLIST entries that are names rather than patterns, MODEL_PRICES,
+        alias targets). Any other model string a request sends is counted under `other`, so a
+        client cannot grow the series without bound."""
+        names = {self.default_model, self.sub_model or ""}
+        names |= {p.strip() for p in (self.model_allowlist or "").split(",") if not set(p) & set("*?[")}
+        if self.model_prices:
+            try:
+                names |= set(json.loads(self.model_prices))
+            except (ValueError, TypeError):
+                pass
+        names |= {target.removeprefix("rlm/") for target in self.model_aliases().values()}
+        return frozenset(name for name in names if name and name.isprintable())
 
     def model_policy(self) -> ModelPolicy:
         """The allow-list every entry point checks model strings against (see engine/model_policy.py)."""

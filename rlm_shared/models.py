@@ -161,8 +161,22 @@ class TraceNode(Base):
         return None
 
 
+class MemoryContent(Base):
+    """A set of memory blocks, stored once by the sha256 of its canonical JSON: every child run
+    writes a snapshot, and most repeat blocks already stored (issue 30: 40 children of one
+    `rlm_query_batched` wrote 430 MB of copies). Snapshots refer to it by hash."""
+
+    __tablename__ = "memory_contents"
+
+    sha256: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    blocks: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
+
+
 class MemorySnapshot(Base):
-    """The memory blocks after a step, so the dashboard can diff consecutive steps."""
+    """The memory blocks after a step, so the dashboard can diff consecutive steps. The blocks
+    are in `memory_contents` (`content_sha256`); rows written before revision 0006 hold their own
+    copy in `blocks`."""
 
     __tablename__ = "memory_snapshots"
     __table_args__ = (sa.Index("ix_memory_snapshots_execution_seq", "execution_id", "seq"),)
@@ -173,7 +187,10 @@ class MemorySnapshot(Base):
     )
     node_id: Mapped[str | None] = mapped_column(sa.String(32))
     seq: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
-    blocks: Mapped[dict[str, Any]] = mapped_column(JSONType, nullable=False, default=dict)
+    blocks: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    content_sha256: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("memory_contents.sha256"), nullable=True, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(TZDateTime, default=_now, nullable=False)
 
 

@@ -6,7 +6,9 @@ because agent threads and sub-call threads write concurrently.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import threading
 from functools import lru_cache
 from typing import Any
@@ -15,11 +17,29 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine as SAEngine
 
 from rlm_shared import tracing
-from rlm_shared.models import Execution, MemorySnapshot, TraceNode
+from rlm_shared.models import Execution, MemoryContent, MemorySnapshot, TraceNode
+from rlm_shared.storable import NOTE, storable
 from rlm_worker.engine.types import TraceNode as EngineNode
+from rlm_worker.engine.types import utcnow
 
 _NODE_COLUMNS = [c.name for c in TraceNode.__table__.columns]
 _UPDATABLE = [c for c in _NODE_COLUMNS if c not in ("id", "execution_id", "path", "parent_id", "seq", "kind")]
+_TEXT_COLUMNS = ("model", "prompt", "response", "code", "stdout", "stderr", "error")
+
+
+def storable_row(node: EngineNode) -> dict[str, Any]:
+    """The node's row with text Postgres refuses (NUL, lone surrogates: what a model's code may
+    print or answer) replaced by U+FFFD, and a note in its stderr saying how many were replaced."""
+    row = {k: v for k, v in node.to_dict().items() if k in _NODE_COLUMNS}
+    replaced = 0
+    for column in _TEXT_COLUMNS:
+        if row.get(column):
+            row[column], count = storable(row[column])
+            replaced += count
+    if replaced:
+        note = NOTE.format(count=replaced)
+        row["stderr"] = f"{row['stderr']}\n{note}" if row.get("stderr") else note
+    return row
 
 
 def _insert(engine: SAEngine, table: sa.Table):
@@ -58,6 +78,18 @@ def _node_upsert(engine: SAEngine):
     )
 
 
+def blocks_sha256(blocks: dict[str, str]) -> str:
+    """The content address of a set of memory blocks: the sha256 of their canonical JSON."""
+    canonical = json.dumps(blocks, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def note_on_node(conn: sa.Connection, node_id: str, note: str) -> None:
+    """Append `note` to a stored node's stderr (where the trace shows what the run was told)."""
+    stderr = sa.func.coalesce(TraceNode.__table__.c.stderr + "\n", "") + note
+    conn.execute(sa.update(TraceNode.__table__).where(TraceNode.id == node_id).values(stderr=stderr))
+
+
 class SqlTraceSink:
     def __init__(self, engine: SAEngine) -> None:
         self.engine = engine
@@ -68,7 +100,7 @@ class SqlTraceSink:
     def _upsert_nodes(self, nodes: list[EngineNode]) -> None:
         if not nodes:
             return
-        rows = [{k: v for k, v in n.to_dict().items() if k in _NODE_COLUMNS} for n in nodes]
+        rows = [storable_row(n) for n in nodes]
         with self.nodes_engine.begin() as conn:
             conn.execute(_node_upsert(self.nodes_engine), rows)
         if tracing.node_spans is not None:  # OpenTelemetry on: finished nodes become spans
@@ -84,14 +116,24 @@ class SqlTraceSink:
         self._upsert_nodes(nodes)
 
     def memory_snapshot(self, execution_id: str, node_id: str | None, blocks: dict[str, str]) -> None:
+        blocks, replaced = storable(blocks)
+        digest = blocks_sha256(blocks)
         with self.engine.begin() as conn:
+            if replaced and node_id:
+                note_on_node(conn, node_id, NOTE.format(count=replaced) + " in the memory blocks")
             seq = next(self._counter(conn, execution_id))
+            # Stored once: a snapshot repeating blocks already stored only names them.
+            conn.execute(
+                _insert(self.engine, MemoryContent.__table__).on_conflict_do_nothing(index_elements=["sha256"]),
+                {"sha256": digest, "blocks": blocks, "created_at": utcnow()},
+            )
             conn.execute(
                 sa.insert(MemorySnapshot.__table__),
-                {"execution_id": execution_id, "node_id": node_id, "seq": seq, "blocks": blocks},
+                {"execution_id": execution_id, "node_id": node_id, "seq": seq, "content_sha256": digest},
             )
 
     def execution_progress(self, execution_id: str, fields: dict[str, Any]) -> None:
+        fields, _ = storable(fields)
         with self.engine.begin() as conn:
             conn.execute(sa.update(Execution.__table__).where(Execution.id == execution_id).values(**fields))
 

@@ -39,6 +39,18 @@ CHECK_TRACE_HEADER = "rlm_check_trace"
 _BROKER_DOWN = (BrokerUnreachable, RedisConnectionError, RedisTimeoutError, ConnectionError)
 
 
+#: Words of a database error's text: the statement and its parameters (other rows, the schema).
+_DATABASE_TEXT = ("[SQL:", "[parameters:", "psycopg", "sqlalchemy")
+
+
+def _public(failure: object) -> str:
+    """A failed task's text as the model's code may read it: never a database error's own words."""
+    text = str(failure)
+    if any(word in text for word in _DATABASE_TEXT):
+        return "a database write failed (the details are in the worker's log)"
+    return text
+
+
 def _failed(calls: list[LLMCall], reason: str) -> list[LLMCallOutcome]:
     return [LLMCallOutcome(node_id=c.node_id, text=None, error=reason, model=c.model) for c in calls]
 
@@ -129,7 +141,7 @@ class CeleryDispatcher:
             if isinstance(value, list):
                 outcomes.extend(LLMCallOutcome.from_dict(item) for item in value)
             elif index in done:
-                outcomes.extend(_failed(batch, f"sub-call task failed: {value}"))
+                outcomes.extend(_failed(batch, f"sub-call task failed: {_public(value)}"))
             else:
                 outcomes.extend(_failed(batch, f"sub-call not run: {reason}"))
         return outcomes

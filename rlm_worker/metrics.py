@@ -92,24 +92,49 @@ def metrics() -> _Metrics:
     return _metrics
 
 
+# -- model labels ---------------------------------------------------------------------------------
+#: The label of a model not among the configured names (Settings.metric_model_names).
+OTHER_MODEL = "other"
+_model_names: frozenset[str] | None = None
+
+
+def set_model_names(names: frozenset[str] | None) -> None:
+    """The model names that may be labels (None: read them from the environment's settings)."""
+    global _model_names
+    _model_names = names
+
+
+def model_label(model: str | None) -> str:
+    """`model` when it is a configured name, else `other`: a request may name any `openai/<...>`
+    string, and each distinct label would be a new series (and a NUL in one breaks the format)."""
+    global _model_names
+    if not model:
+        return "unknown"
+    if _model_names is None:
+        from rlm_shared.config import get_settings
+
+        _model_names = get_settings().metric_model_names()
+    return model if model in _model_names else OTHER_MODEL
+
+
 # -- what the adapters record ---------------------------------------------------------------------
 def execution_finished(status: str, strategy: str | None) -> None:
     metrics().executions.labels(status=status, strategy=strategy or "none").inc()
 
 
 def subcall_finished(model: str | None, queue: str, seconds: float) -> None:
-    metrics().subcall_seconds.labels(model=model or "unknown", queue=queue).observe(max(0.0, seconds))
+    metrics().subcall_seconds.labels(model=model_label(model), queue=queue).observe(max(0.0, seconds))
 
 
 def model_replied(model: str, input_tokens: int, output_tokens: int, cost_usd: float) -> None:
-    m = metrics()
+    m, model = metrics(), model_label(model)
     m.tokens.labels(model=model, direction="input").inc(max(0, input_tokens))
     m.tokens.labels(model=model, direction="output").inc(max(0, output_tokens))
     m.cost.labels(model=model).inc(max(0.0, cost_usd))
 
 
 def model_failed(model: str, kind: str) -> None:
-    metrics().model_errors.labels(model=model, kind=kind).inc()
+    metrics().model_errors.labels(model=model_label(model), kind=kind).inc()
 
 
 def guard_tripped(guard: str) -> None:

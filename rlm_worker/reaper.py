@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine as SAEngine
 from rlm_shared.config import Settings
 from rlm_shared.models import Execution
 from rlm_shared.queues import ROOT_QUEUE, RUN_EXECUTION_TASK
+from rlm_shared.retention import prune
 from rlm_worker import metrics
 from rlm_worker.engine.types import utcnow
 from rlm_worker.stop_notices import announce_stopped
@@ -27,6 +29,8 @@ log = logging.getLogger("rlm.reaper")
 
 #: A queued execution not picked up for this long is sent again (its message may be lost).
 REQUEUE_AFTER_SECONDS = 60.0
+#: How often a worker applies RETENTION_DAYS (rlm_shared/retention.py).
+PRUNE_EVERY_SECONDS = 3600.0
 #: Grace beyond an execution's own timeout before a lapsed one is marked timed out.
 TIMEOUT_GRACE_SECONDS = 30.0
 
@@ -129,8 +133,15 @@ class Reaper(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        last_prune = 0.0
         while not self.stopped.wait(self.settings.reaper_interval):
             try:
                 reap_once(self.engine, self.celery, self.settings)
             except Exception as exc:  # the database or broker may be restarting; try next round
                 log.warning("reaper round failed: %s", exc)
+            if self.settings.retention_days is not None and time.monotonic() - last_prune >= PRUNE_EVERY_SECONDS:
+                last_prune = time.monotonic()
+                try:  # every worker may do it: a prune finding nothing to delete is cheap
+                    log.info("retention: %s", prune(self.engine, self.settings.retention_days).summary())
+                except Exception as exc:
+                    log.warning("retention prune failed: %s", type(exc).__name__)

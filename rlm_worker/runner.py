@@ -24,8 +24,9 @@ from rlm_shared.contexts import load_context
 from rlm_shared.database import database
 from rlm_shared.live_totals import trace_totals
 from rlm_shared.models import FINISHED_STATUSES, Context, Execution, Session, TraceNode
+from rlm_shared.storable import NOTE, storable
 from rlm_shared.strategies import root_program
-from rlm_shared.trace_sink import SqlTraceSink
+from rlm_shared.trace_sink import SqlTraceSink, note_on_node
 from rlm_worker import metrics
 from rlm_worker.engine.compaction import CompactionPolicy
 from rlm_worker.engine.loop import Engine, ExecutionRequest, ExecutionResult
@@ -56,6 +57,18 @@ STOPPED_CANCELLED = "the REPL was killed: the execution was cancelled"
 STOPPED_TIME_LIMIT = "the REPL was killed: the execution's time limit was reached"
 
 T = TypeVar("T")
+
+#: What a tenant reads when a write failed: never the database's own message (it quotes the SQL).
+OUTCOME_NOT_STORED = "internal error: the run's outcome could not be stored (the details are in the worker's log)"
+DATABASE_ERROR = "internal error: a database write failed (the details are in the worker's log)"
+
+
+def tenant_error(exc: BaseException) -> str:
+    """The `error` a tenant reads for a crash: the exception's own words, unless it comes from the
+    database, whose messages hold SQL statements and parameters (other rows' text, our schema)."""
+    if isinstance(exc, sa.exc.SQLAlchemyError) or type(exc).__module__.startswith("psycopg"):
+        return DATABASE_ERROR
+    return f"internal error: {type(exc).__name__}: {exc}"
 
 
 def database_down(exc: BaseException) -> bool:
@@ -355,12 +368,18 @@ def run_execution(execution_id: str, make_dispatcher: DispatcherFactory) -> str 
         except Exception as exc:  # the engine failing is a failed execution, never a lost one
             log.exception("execution %s crashed", execution_id)
             database.session.rollback()
-            error = f"internal error: {type(exc).__name__}: {exc}"
-            if not _finish(execution_id, attempt, status="failed", error=error):
+            if not _finish(execution_id, attempt, status="failed", error=tenant_error(exc)):
                 return None
             metrics.execution_finished("failed", strategy)
             return "failed"
-    status = in_transaction(lambda: _store_result(execution_id, attempt, result))
+    try:
+        status = in_transaction(lambda: _store_result(execution_id, attempt, result))
+    except Exception:  # never leave it `running` (and counted in the quota) past its time limit
+        log.exception("execution %s: its outcome could not be stored", execution_id)
+        if not _finish(execution_id, attempt, status="failed", error=OUTCOME_NOT_STORED):
+            return None
+        metrics.execution_finished("failed", strategy)
+        return "failed"
     if status is not None:
         metrics.execution_finished(status, strategy)
         if result.guard_hit:
@@ -393,10 +412,13 @@ def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> s
         )
         return None
     cancelled = execution.status == "cancelled"
+    (final_answer, error, memory, variables), replaced = storable(
+        (result.final_answer, result.error, result.memory, result.variables)
+    )
     execution.status = "cancelled" if cancelled else result.status
-    execution.final_answer = result.final_answer
+    execution.final_answer = final_answer
     execution.answer_found = None if cancelled else result.answer_found
-    execution.error = execution.error if cancelled else result.error
+    execution.error = execution.error if cancelled else error
     execution.guard_hit = result.guard_hit
     execution.forced_final = result.forced_final
     execution.iterations = result.iterations
@@ -415,8 +437,11 @@ def _store_result(execution_id: str, attempt: int, result: ExecutionResult) -> s
     if execution.session_id:
         session = database.session.get(Session, execution.session_id)
         if session is not None:
-            session.memory = result.memory
-            session.variables = result.variables
+            session.memory = memory
+            session.variables = variables
+    if replaced and result.root_node_id:
+        where = "in the answer, the memory blocks or the session's variables"
+        note_on_node(database.session.connection(), result.root_node_id, f"{NOTE.format(count=replaced)} {where}")
     return execution.status
 
 

@@ -26,15 +26,16 @@ log = logging.getLogger("rlm.metrics")
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 
-def bearer_protected(app: WsgiApp, token: str | None) -> WsgiApp:
-    """`app`, answering 401 unless the request carries `Authorization: Bearer <token>` (when set)."""
-    if not token:
+def bearer_protected(app: WsgiApp, token: str | None, open_without_token: bool = False) -> WsgiApp:
+    """`app`, answering 401 unless the request carries `Authorization: Bearer <token>`. Without a
+    token it answers only when the operator opted out (METRICS_OPEN), else 401 to everyone."""
+    if not token and open_without_token:
         return app
-    expected = f"Bearer {token}".encode()
+    expected = f"Bearer {token}".encode() if token else None
 
     def protected(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         sent = environ.get("HTTP_AUTHORIZATION", "").encode()
-        if hmac.compare_digest(sent, expected):
+        if expected is not None and hmac.compare_digest(sent, expected):
             return app(environ, start_response)
         start_response(
             "401 Unauthorized",
@@ -47,7 +48,7 @@ def bearer_protected(app: WsgiApp, token: str | None) -> WsgiApp:
     return protected
 
 
-def serve_metrics(port: int, token: str | None, host: str = "0.0.0.0") -> Any:
+def serve_metrics(port: int, token: str | None, host: str = "0.0.0.0", open_without_token: bool = False) -> Any:
     """Serve this worker's metrics on `host:port` from a daemon thread; returns the server."""
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -57,7 +58,7 @@ def serve_metrics(port: int, token: str | None, host: str = "0.0.0.0") -> Any:
         def log_message(self, format: str, *args: Any) -> None:  # scrapes every few seconds: no log
             pass
 
-    app = bearer_protected(make_wsgi_app(metrics.exposition_registry()), token)
+    app = bearer_protected(make_wsgi_app(metrics.exposition_registry()), token, open_without_token)
     server = make_server(host, port, app, ThreadingWSGIServer, handler_class=QuietHandler)
     threading.Thread(target=server.serve_forever, name="rlm-metrics", daemon=True).start()
     return server
@@ -74,7 +75,9 @@ def _start_server(**_: Any) -> None:
     if not settings.metrics_enabled or not settings.worker_metrics_port:
         return
     try:
-        serve_metrics(settings.worker_metrics_port, settings.metrics_token)
+        serve_metrics(
+            settings.worker_metrics_port, settings.metrics_token, open_without_token=settings.metrics_open
+        )
     except OSError as exc:  # a port in use must not stop the worker from working
         log.error("metrics: cannot listen on port %s: %s", settings.worker_metrics_port, exc)
         return

@@ -74,7 +74,7 @@ def test_the_heads_rlm_run_reads_without_alembic_are_alembics():
     from rlm_api.cli.local_app import migration_heads
 
     assert migration_heads(MIGRATIONS_DIR) == set(ScriptDirectory(MIGRATIONS_DIR).get_heads())
-    assert migration_heads(MIGRATIONS_DIR) == {"0007_trace_node_queued_at"}
+    assert migration_heads(MIGRATIONS_DIR) == {"0008_memory_contents"}
 
 
 #: Runs the migrations with plain Alembic, then reports whether anything imported Flask.
@@ -103,6 +103,6 @@ def test_plain_alembic_migrates_with_the_shared_models_and_no_flask(backend, tmp
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip().splitlines()[-1] == "[]"
-        assert "0007_trace_node_queued_at" in flask_db(url, "current").stdout  # Flask-Migrate sees it too
+        assert "0008_memory_contents" in flask_db(url, "current").stdout  # Flask-Migrate sees it too
     finally:
         drop()

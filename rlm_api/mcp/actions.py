@@ -25,6 +25,7 @@ from rlm_api.schemas import ID_PATTERN, ExecuteRequest
 from rlm_api.serializers import execution_links
 from rlm_shared.live_totals import totals_for
 from rlm_shared.models import Execution, Session, TraceNode
+from rlm_shared.storable import unstorable_field
 from rlm_worker.documents import InputError, InputLimits, read_path
 
 #: Root-level steps a trace summary lists (the rest are counted).
@@ -50,6 +51,9 @@ def submit(
     arguments: dict[str, Any], agent_id: str | None, context_id: str | None = None, skipped=None
 ) -> str:
     """Validate `arguments` as a `POST /api/execute` body and start the execution; its id."""
+    unstorable = unstorable_field(arguments)
+    if unstorable:
+        raise Refused(unstorable[1])
     try:
         body = ExecuteRequest.model_validate({k: v for k, v in arguments.items() if v is not None})
         return submit_execution(body, agent_id=agent_id, context_id=context_id, skipped=skipped).id
@@ -70,6 +74,9 @@ def readable_context(context_id: str) -> str:
 def read_files(path: str) -> tuple[Any, list[dict[str, str]]]:
     """The context of a file or folder under MCP_FILES_ROOT, and the files skipped in it."""
     settings = current_app.config["RLM_SETTINGS"]
+    unstorable = unstorable_field({"path": path})
+    if unstorable:
+        raise Refused(unstorable[1])
     try:
         target = resolve_under_root(settings.mcp_files_root, path)
     except FileRefused as exc:

@@ -12,14 +12,18 @@ worker threads (`tools.py`), so one long question never blocks the loop.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import threading
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, request
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.wsgi import ClosingIterator
 
 from rlm_api.agents import agent_id_from_headers
 from rlm_api.auth import require_token
+from rlm_api.streams import take_slot
 
 bp = Blueprint("mcp", __name__)
 _lock = threading.Lock()
@@ -57,8 +61,38 @@ def _wsgi_app() -> Any:
     return adapter
 
 
+def _calls_a_tool() -> bool:
+    """Whether this POST calls a tool (what may hold the thread for minutes). The body is read
+    here and put back for the SDK, which reads it from the WSGI environ."""
+    body = request.get_data(cache=True)
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return False  # the SDK answers it with its own parse error
+    messages = message if isinstance(message, list) else [message]
+    return any(isinstance(m, dict) and m.get("method") == "tools/call" for m in messages)
+
+
 @bp.route("/mcp", methods=["GET", "POST", "DELETE"])
 def endpoint() -> Any:
     require_token()
     agent_id_from_headers(request.headers)  # a bad x-agent-id is a 400 here, as on /api/execute
-    return _wsgi_app()  # Flask runs a WSGI callable as the response, streaming its body
+    if request.method == "GET":
+        # The spec's optional stream for messages the server starts: this server starts none, and
+        # an idle stream would hold a web thread for as long as the client stays connected.
+        return Response("this server offers no GET stream", 405, {"Allow": "POST, DELETE"})
+    adapter = _wsgi_app()
+    if request.method != "POST" or not _calls_a_tool():
+        return adapter  # DELETE, initialize, listing tools: answered at once
+    held = take_slot()  # a tool call may wait minutes for its answer: 429 past the stream limits
+
+    def answer(environ: Any, start_response: Any) -> Any:
+        """The SDK's response, giving the slot back when the WSGI server closes it."""
+        try:
+            return ClosingIterator(adapter(environ, start_response), [held.release])
+        except BaseException:
+            held.release()
+            raise
+
+    return answer  # Flask runs a WSGI callable as the response, streaming its body

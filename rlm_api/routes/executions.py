@@ -10,29 +10,29 @@ import sqlalchemy as sa
 from flask import Response, current_app, request, stream_with_context
 
 from rlm_api.agents import agent_id_from_headers
-from rlm_api.auth import auth_enabled, current_owner, max_active_executions, owned
+from rlm_api.auth import current_owner, owned
+from rlm_api.ceilings import over_ceiling
 from rlm_api.database import db
 from rlm_api.errors import APIError, not_found
 from rlm_api.events import execution_events
 from rlm_api.launch import announce_cancelled, launch_execution
 from rlm_api.model_checks import ModelRefused, check_models
 from rlm_api.planning import RunPlan, plan_run
+from rlm_api.quota import ACTIVE_STATUSES, QUOTA_RETRY_SECONDS, QuotaExceeded, check_active_quota
 from rlm_api.routes import bp
 from rlm_api.routes.inputs import check_context_size, input_skipped, parse_body, parse_query
 from rlm_api.routes.pages import page
 from rlm_api.routes.sessions import get_owned_session
 from rlm_api.schemas import ID_PATTERN, MAX_WAIT_SECONDS, ExecuteRequest, ExecutionQuery
 from rlm_api.serializers import execution_dict, execution_links, node_dict
+from rlm_api.streams import take_slot, try_slot
 from rlm_shared.contexts import store_context
 from rlm_shared.live_totals import trace_totals_many
 from rlm_shared.models import Execution, Session, TraceNode
-from rlm_worker import metrics
 from rlm_worker.engine.options import ExecutionOptions
 from rlm_worker.engine.types import utcnow
 
 log = logging.getLogger("rlm.api")
-ACTIVE_STATUSES = ("queued", "running")
-QUOTA_RETRY_SECONDS = 5
 
 
 def _settings():
@@ -44,6 +44,10 @@ def planned(body: ExecuteRequest) -> tuple[RunPlan, dict]:
     options: the settings' defaults, then the plan's, then what the request set explicitly."""
     settings = _settings()
     chosen = body.options.model_dump(exclude_unset=True)
+    too_high = over_ceiling(settings, chosen)
+    if too_high:
+        field, message = f"options.{too_high[0]}", too_high[1]
+        raise APIError(422, "invalid_field", f"invalid {field}: {message}", [{"field": field, "message": message}])
     plan = plan_run(
         settings,
         body.model,
@@ -74,23 +78,12 @@ def get_owned_execution(execution_id: str) -> Execution:
 
 
 def _check_quota() -> None:
-    owner = current_owner()
-    if not auth_enabled() or owner is None:
-        return
-    active = db.session.scalar(
-        sa.select(sa.func.count())
-        .select_from(Execution)
-        .where(Execution.owner == owner, Execution.status.in_(ACTIVE_STATUSES))
-    )
-    limit = max_active_executions()
-    if (active or 0) >= limit:
-        metrics.guard_tripped("api_max_active_executions")
+    try:
+        check_active_quota()
+    except QuotaExceeded as exc:
         raise APIError(
-            429,
-            "quota_exceeded",
-            f"this token has {active} executions queued or running; the limit is {limit}",
-            headers={"Retry-After": str(QUOTA_RETRY_SECONDS)},
-        )
+            429, "quota_exceeded", str(exc), headers={"Retry-After": str(QUOTA_RETRY_SECONDS)}
+        ) from None
 
 
 def _check_models(settings, root_model: str | None, sub_model: str, root_is_a_model: bool = True) -> None:
@@ -189,7 +182,12 @@ def execute():
     body = parse_body(ExecuteRequest)
     execution = submit_execution(body, agent_id=agent_id, skipped=input_skipped())
     cap = float(current_app.config.get("API_MAX_WAIT_SECONDS", MAX_WAIT_SECONDS))
-    current = _wait_for(execution.id, min(body.wait or 0.0, cap))
+    held = try_slot() if body.wait else None  # no slot free: answer now rather than hold a thread
+    try:
+        current = _wait_for(execution.id, min(body.wait or 0.0, cap) if held else 0.0)
+    finally:
+        if held:
+            held.release()
     if current.is_finished and body.wait:
         return submitted_dict(current), 200
     return submitted_dict(current), 202, {"Location": execution_links(execution.id)["self"]}
@@ -245,6 +243,7 @@ def cancel_execution(execution_id: str):
 @bp.get("/executions/<execution_id>/events")
 def execution_events_stream(execution_id: str):
     get_owned_execution(execution_id)
+    held = take_slot()  # 429 past the process's or the token's limit of open streams
     db.session.rollback()  # no transaction held open for the stream's life
     config = current_app.config
     stream = execution_events(
@@ -253,7 +252,7 @@ def execution_events_stream(execution_id: str):
         max_seconds=float(config.get("API_EVENTS_MAX_SECONDS", 600)),
     )
     return Response(
-        stream_with_context(stream),
+        stream_with_context(held.held_while(stream)),
         mimetype="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -20,6 +20,7 @@ from werkzeug.datastructures import FileStorage
 
 from rlm_api.errors import APIError
 from rlm_shared.contexts import context_size
+from rlm_shared.storable import unstorable_field
 from rlm_worker.documents import InputError, InputLimits, InputTooLarge, read_uploads
 from rlm_worker.documents.text import decode_text
 
@@ -131,8 +132,19 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc) or "(body)"
 
 
+def refuse_unstorable(data: Any) -> None:
+    """422 `invalid_field` naming the field that holds a NUL or a lone surrogate (Postgres stores
+    neither; see `rlm_shared.storable`)."""
+    found = unstorable_field(data)
+    if found:
+        field, message = found
+        raise APIError(422, "invalid_field", message, [{"field": field, "message": message}])
+
+
 def validate(schema: type[ModelT], data: Any) -> ModelT:
-    """400 `missing_field` naming every missing field; 422 `invalid_field` for the rest."""
+    """400 `missing_field` naming every missing field; 422 `invalid_field` for the rest (and
+    for text that cannot be stored)."""
+    refuse_unstorable(data)
     try:
         return schema.model_validate(data)
     except ValidationError as exc:

@@ -31,7 +31,9 @@ from rlm_api.routes.executions import _wait_for, submit_execution
 from rlm_api.routes.inputs import load_json, validate
 from rlm_api.schemas import ExecuteRequest
 from rlm_api.serializers import execution_links
+from rlm_api.streams import take_slot
 from rlm_shared.models import Context, Execution, Session
+from rlm_shared.storable import unstorable_field
 
 bp = Blueprint("openai_compat", __name__, url_prefix="/v1")
 log = logging.getLogger("rlm.api")
@@ -209,6 +211,9 @@ def _parse() -> ChatCompletionRequest:
     body = load_json(request.get_data(cache=False))
     if not isinstance(body, dict):
         raise ChatRequestError("the JSON body must be an object", None)
+    unstorable = unstorable_field(body)
+    if unstorable:
+        raise ChatRequestError(unstorable[1], unstorable[0])
     try:
         return ChatCompletionRequest.model_validate(body)
     except ValueError as exc:  # pydantic's ValidationError
@@ -282,18 +287,26 @@ def _created(execution: Execution) -> int:
 def chat_completions():
     chat = _parse()
     body, context_id = execution_request(chat)
-    execution = submit_execution(body, context_id=context_id)
+    held = take_slot()  # the answer holds a thread until the run ends: 429 past the stream limits
+    try:
+        execution = submit_execution(body, context_id=context_id)
+    except BaseException:
+        held.release()
+        raise
     execution_id, created, wait = execution.id, _created(execution), _wait_seconds(execution)
     if chat.stream:
         include_usage = bool(chat.stream_options and chat.stream_options.include_usage)
         db.session.rollback()  # no transaction held open for the stream's life
         stream = completion_chunks(execution_id, chat.model, created, include_usage, wait)
         return Response(
-            stream_with_context(stream),
+            stream_with_context(held.held_while(stream)),
             mimetype="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", EXECUTION_HEADER: execution_id},
         )
-    current = _wait_for(execution_id, wait)
+    try:
+        current = _wait_for(execution_id, wait)
+    finally:
+        held.release()
     if current.status != "succeeded":
         status, code, _, message = failure(current)
         return openai_error(status, message, code, execution_id=current.id)

@@ -45,22 +45,40 @@ class Budget:
         """All of `stream`, counted; InputTooLarge as soon as the input passes `max_bytes`."""
         parts = []
         while chunk := stream.read(CHUNK):
-            self._count(len(chunk))
+            self.count(len(chunk))
             parts.append(chunk)
         return b"".join(parts)
 
     def drain(self, stream: BinaryIO) -> None:
         """Count `stream` without keeping it (checks an office file's zip before a parser opens it)."""
         while chunk := stream.read(CHUNK):
-            self._count(len(chunk))
+            self.count(len(chunk))
 
-    def _count(self, size: int) -> None:
+    def count(self, size: int) -> None:
         self.bytes += size
         if self.bytes > self.limits.max_bytes:
             raise InputTooLarge(
                 f"{self.label}: expands to more than {self.limits.max_bytes:,} bytes "
                 "(INPUT_MAX_BYTES; a zip bomb?); refused"
             )
+
+
+class NotRegularFile(OSError):
+    """A FIFO, a device or a socket: opening one can block forever or read without end."""
+
+
+def open_regular_file(path: Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file. Opened without blocking first and checked
+    on the open descriptor, so a FIFO swapped in after a check cannot hang the reader."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(f"{path}: not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def is_ignored(name: str) -> bool:
@@ -168,8 +186,11 @@ def folder_entries(root: Path, budget: Budget) -> Iterator[Entry]:
                 continue
             budget.count_file()
             try:
-                with path.open("rb") as stream:
+                with open_regular_file(path) as stream:
                     data = budget.read(stream)
+            except NotRegularFile:
+                yield Skipped(relative, "not a regular file")
+                continue
             except OSError as exc:
                 yield Skipped(relative, f"cannot be read ({exc.strerror or exc})")
                 continue

@@ -136,7 +136,7 @@ def convert(fmt: str, data: bytes) -> str:
     """The text of `data` read as `fmt`; ConversionFailed with a short reason if it cannot be."""
     try:
         return CONVERTERS[fmt](data)
-    except ConversionFailed:
+    except (ConversionFailed, MemoryError):  # MemoryError: the limited child's cap, reported as such
         raise
     except Exception as exc:  # a broken file: the parser's message is the reason
         detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

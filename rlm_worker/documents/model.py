@@ -22,10 +22,18 @@ class InputLimits:
     max_files: int = 10_000
     max_bytes: int = 200_000_000
     max_archive_depth: int = 2
+    convert_seconds: float = 60.0  # one file's parser, wall clock (and CPU)
+    convert_memory_bytes: int = 1 << 30  # one file's parser, address space
 
     @classmethod
     def from_settings(cls, settings: Any) -> InputLimits:
-        return cls(settings.input_max_files, settings.input_max_bytes, settings.input_max_archive_depth)
+        return cls(
+            settings.input_max_files,
+            settings.input_max_bytes,
+            settings.input_max_archive_depth,
+            settings.input_convert_seconds,
+            settings.input_convert_memory_mb << 20,
+        )
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,16 @@ from pathlib import Path
 from rlm_worker.documents.archives import (
     Budget,
     Entry,
+    NotRegularFile,
     archive_entries,
     check_zip_expansion,
     folder_entries,
+    open_regular_file,
     safe_member_name,
 )
-from rlm_worker.documents.converters import OFFICE_FORMATS, ConversionFailed, convert
+from rlm_worker.documents.converters import OFFICE_FORMATS, ConversionFailed
 from rlm_worker.documents.formats import detect_format
+from rlm_worker.documents.limited import PARSED_FORMATS, convert_limited
 from rlm_worker.documents.model import (
     ConvertedInput,
     Document,
@@ -29,6 +32,7 @@ from rlm_worker.documents.model import (
     InputTooLarge,
     Skipped,
 )
+from rlm_worker.documents.pdf_streams import count_pdf_streams
 
 HEAD_BYTES = 512
 
@@ -41,10 +45,12 @@ def read_path(path: str | Path, limits: InputLimits | None = None) -> ConvertedI
     if path.is_dir():
         return _collect(label, folder_entries(path, budget), budget, depth=0, required=True)
     try:
-        with path.open("rb") as stream:
+        with open_regular_file(path) as stream:
             data = Budget(budget.limits, label).read(stream)  # the file itself is not expansion
     except FileNotFoundError:
         raise InputError(f"{label}: no such file or folder") from None
+    except NotRegularFile:
+        raise InputError(f"{label}: not a regular file (a FIFO, a device or a socket); refused") from None
     except OSError as exc:
         raise InputError(f"{label}: cannot be read ({exc.strerror or exc})") from None
     return _single(path.name, label, data, budget)
@@ -94,10 +100,14 @@ def _document(name: str, data: bytes, budget: Budget) -> Document | Skipped:
         return Skipped(name, "empty")
     if fmt in OFFICE_FORMATS:
         check_zip_expansion(data, budget)
+    elif fmt == "pdf":
+        count_pdf_streams(data, budget.count)
     try:
-        text = convert(fmt, data).replace("\x00", "")
+        text = convert_limited(fmt, data, budget.limits, name).replace("\x00", "")
     except ConversionFailed as exc:
         return Skipped(name, str(exc))
+    if fmt in PARSED_FORMATS:
+        budget.count(len(text))  # what a parser made of the file is expansion too
     if not text.strip():
         return Skipped(name, "no text in it")
     return Document(name, fmt, text)

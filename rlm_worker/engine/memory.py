@@ -12,6 +12,23 @@ class MemoryError_(Exception):
     """A memory edit the model asked for cannot be done (unknown label, block full, ...)."""
 
 
+MAX_LABEL = 64
+
+
+def blocks_problem(blocks: dict[str, str], limit: int = DEFAULT_BLOCK_LIMIT) -> str | None:
+    """Why `blocks` break the limits an edit from the model's code must keep (labels of 1 to 64
+    characters, at most 32 blocks, each at most `limit` characters), or None. Every way blocks
+    enter (a new session over the API, a session loaded for a run) checks the same limits."""
+    if len(set(blocks) | {"learnings"}) > MAX_BLOCKS:  # `learnings` always exists
+        return f"{len(blocks)} memory blocks; at most {MAX_BLOCKS} (with `learnings`)"
+    for label, text in blocks.items():
+        if not label or len(label) > MAX_LABEL:
+            return f"memory labels are 1 to {MAX_LABEL} characters ({str(label)[:70]!r})"
+        if len(text) > limit:
+            return f"memory block {label!r} holds {len(text):,} characters; the limit is {limit:,}"
+    return None
+
+
 class MemoryBlocks:
     """A thread-safe set of labelled blocks. `learnings` always exists."""
 
@@ -19,8 +36,10 @@ class MemoryBlocks:
         self._lock = threading.Lock()
         self._limit = limit
         self._blocks: dict[str, str] = {"learnings": ""}
-        for label, text in (blocks or {}).items():
-            self._blocks[str(label)] = str(text)
+        for label, text in (blocks or {}).items():  # blocks stored before the limits: cut to them
+            label, text = str(label)[:MAX_LABEL], str(text)[-limit:]
+            if label and (label in self._blocks or len(self._blocks) < MAX_BLOCKS):
+                self._blocks[label] = text
 
     def snapshot(self) -> dict[str, str]:
         with self._lock:
@@ -70,8 +89,8 @@ class MemoryBlocks:
                 self._blocks["learnings"] = merged[-self._limit :]
 
     def _check(self, label: str, text: str) -> None:
-        if not label or len(label) > 64:
-            raise MemoryError_("memory labels are 1 to 64 characters")
+        if not label or len(label) > MAX_LABEL:
+            raise MemoryError_(f"memory labels are 1 to {MAX_LABEL} characters")
         if label not in self._blocks and len(self._blocks) >= MAX_BLOCKS:
             raise MemoryError_(f"at most {MAX_BLOCKS} memory blocks")
         if len(text) > self._limit:

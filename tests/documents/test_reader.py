@@ -6,6 +6,8 @@ import io
 import json
 import os
 import resource
+import threading
+import time
 
 import pytest
 
@@ -17,6 +19,7 @@ from tests.support.documents import (
     UTF16_TEXT,
     docx_bytes,
     pdf_bytes,
+    pdf_flate_bomb,
     pptx_bytes,
     tar_bytes,
     write_mixed_folder,
@@ -220,3 +223,51 @@ def test_the_html_title_is_its_own_line_apart_from_the_navigation():
     assert lines[0] == "BSD License"
     assert lines[1] == "" and lines[2].startswith("[Home](/)")
     assert "# The BSD License" in lines and "Redistribution is permitted." in lines
+
+
+def test_the_red_team_pdf_bomb_is_refused_within_seconds_without_filling_memory():
+    """Issue 30: 20 pages whose FlateDecode streams inflate to 60 MB each, about 1.2 MB on disk.
+    The streams count against INPUT_MAX_BYTES before any parser opens the file."""
+    bomb = pdf_flate_bomb(pages=20, inflated_bytes=60_000_000)
+    assert 1_000_000 < len(bomb) < 1_500_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.monotonic()
+    with pytest.raises(InputTooLarge, match=r"bomb.pdf: expands to more than 200,000,000 bytes"):
+        read_uploads([("bomb.pdf", bomb)], InputLimits())  # the default budget
+    assert time.monotonic() - started < 10
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 100
+
+
+def test_a_parser_past_its_memory_or_time_is_stopped_and_refused():
+    """Under the byte budget, a PDF can still make its parser build millions of operations: the
+    parser runs in a child process with a memory cap and a wall-clock kill."""
+    heavy = pdf_flate_bomb(pages=1, inflated_bytes=8_000_000, operator=b"BT /F1 12 Tf (A) Tj ET ")
+    started = time.monotonic()
+    with pytest.raises(InputTooLarge, match=r"heavy.pdf: took more than 2 s to read \(INPUT_CONVERT_SECONDS\)"):
+        read_uploads([("heavy.pdf", heavy)], InputLimits(convert_seconds=2))
+    assert time.monotonic() - started < 8
+    with pytest.raises(InputTooLarge, match=r"heavy.pdf: needs more than 120 MiB to read \(INPUT_CONVERT_MEMORY"):
+        read_uploads([("heavy.pdf", heavy)], InputLimits(convert_memory_bytes=120 << 20))
+    # the text a parser makes counts against the budget too
+    many_pages = pdf_bytes(["word " * 400] * 5)
+    with pytest.raises(InputTooLarge, match=r"expands to more than 5,000 bytes"):
+        read_uploads([("long.pdf", many_pages)], InputLimits(max_bytes=5_000))
+
+
+def test_a_named_fifo_is_refused_at_once_never_opened_for_a_blocking_read(tmp_path):
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_path(fifo)
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert outcome, "read_path blocked on a FIFO"
+    assert isinstance(outcome[0], InputError) and "not a regular file" in str(outcome[0])

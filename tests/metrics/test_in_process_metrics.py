@@ -60,7 +60,11 @@ def assert_one_media_type(header: str) -> None:
 
 def test_an_embedded_execution_is_counted_in_process(db_url, scripted, embedded_model):
     app = make_app(
-        db_url, config={"RLM_DISPATCH": "embedded"}, llm_api_base=scripted.url, llm_api_key="scripted"
+        db_url,
+        config={"RLM_DISPATCH": "embedded"},
+        llm_api_base=scripted.url,
+        llm_api_key="scripted",
+        metrics_open=True,
     )
     client = app.test_client()
     before = scrape(client)
@@ -103,8 +107,11 @@ def test_metrics_route_follows_its_settings(db_url):
     assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "unauthorized"
     assert locked.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert scrape(locked, Authorization="Bearer s3cret-metrics")
+    # Without a token, only an operator's explicit opt-out serves them (issue 30).
+    closed = make_app(db_url).test_client().get("/metrics")
+    assert closed.status_code == 401 and "METRICS_TOKEN" in closed.get_json()["error"]["message"]
     # A 404 is one series, whatever path was asked for.
-    open_client = make_app(db_url).test_client()
+    open_client = make_app(db_url, metrics_open=True).test_client()
     for path in ("/no/such/page-1", "/no/such/page-2"):
         open_client.get(path)
     samples = scrape(open_client)
@@ -120,7 +127,7 @@ def test_metrics_route_follows_its_settings(db_url):
 def test_queue_depth_counts_messages_waiting_in_redis(db_url):
     broker = f"redis://{REDIS_HOST}:{REDIS_PORT}/{QUEUE_DB}"
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=QUEUE_DB).flushdb()
-    app = make_app(db_url, celery_broker_url=broker)
+    app = make_app(db_url, celery_broker_url=broker, metrics_open=True)
     client = app.test_client()
     celery = app.extensions["celery"]
     assert value(scrape(client), "rlm_queue_depth", queue=ROOT_QUEUE) == 0
@@ -138,6 +145,31 @@ def test_queue_depth_counts_messages_waiting_in_redis(db_url):
 
 
 def test_an_unreachable_broker_leaves_the_scrape_working(db_url):
-    client = make_app(db_url, celery_broker_url="redis://127.0.0.1:9/0").test_client()
+    client = make_app(db_url, celery_broker_url="redis://127.0.0.1:9/0", metrics_open=True).test_client()
     samples = scrape(client)
     assert ("rlm_queue_depth", (("queue", ROOT_QUEUE),)) not in samples
+
+
+def test_model_labels_are_the_configured_names_and_other(db_url):
+    """A request may name any `openai/<...>` model: each would be a new series (and a NUL breaks
+    the exposition format). Only configured names are labels; the rest count as `other`."""
+    from rlm_worker import metrics
+
+    client = make_app(
+        db_url, metrics_open=True, model_allowlist="openai/scripted-*,openai/listed-model"
+    ).test_client()
+    before = scrape(client)
+    for model in ("openai/listed-model", "openai/scripted-root", "openai/x\x00y", "openai/unlisted-1"):
+        metrics.model_replied(model, 3, 2, 0.0)
+    metrics.model_failed("openai/unlisted-2", "Timeout")
+    after = scrape(client)
+
+    def grew(**labels: str) -> float:
+        return value(after, "rlm_model_tokens_total", **labels) - value(before, "rlm_model_tokens_total", **labels)
+
+    assert grew(model="openai/listed-model", direction="input") == 3  # an exact allow-list entry
+    assert grew(model="openai/scripted-root", direction="input") == 3  # DEFAULT_MODEL
+    assert grew(model="other", direction="input") == 6  # a pattern's match is not a name
+    assert value(after, "rlm_model_errors_total", model="other", kind="Timeout") >= 1
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "\x00" not in text and "unlisted" not in text and "x\\x00y" not in text

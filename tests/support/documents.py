@@ -150,3 +150,30 @@ def write_mixed_folder(root: Path) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     return facts
+
+
+def pdf_flate_bomb(pages: int = 20, inflated_bytes: int = 60_000_000, operator: bytes = b" ") -> bytes:
+    """The red team's PDF (issue 30): `pages` pages whose FlateDecode content streams inflate to
+    `inflated_bytes` each, about 1.2 MB on disk for 20 of 60 MB of spaces. With an `operator`
+    (`b"0 0 m "`) the parser has that many operations to build, not just bytes to skip."""
+    import zlib
+
+    stream = zlib.compress(operator * (inflated_bytes // len(operator)), 9)
+    resources = "/Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> >>"
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>"]
+    kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(pages))
+    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>".encode())
+    for i in range(pages):
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] {resources} /Contents {4 + 2 * i} 0 R >>".encode())
+        objects.append(f"<< /Length {len(stream)} /Filter /FlateDecode >>\nstream\n".encode() + stream + b"\nendstream")
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(f"{number} 0 obj\n".encode() + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
+    out.writelines(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
+    return out.getvalue()

@@ -41,7 +41,7 @@ def cluster():
     cluster = HostCluster(
         llm_hosts=3,
         llm_threads=4,
-        latency=0.4,
+        latency=1.0,  # long enough that every host holds calls in each wave, even on a loaded machine
         extra_env={
             # Waves of 64 calls (messages of 8), so the fan-out lasts long enough to kill a host in it.
             "SUBCALL_INFLIGHT_PER_EXECUTION": "64",

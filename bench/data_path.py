@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import programs, stage_clock
+from bench.fanout import cpu_seconds
 from bench.stack import tree_pids
 from bench.workload import make_context
 from tests.support.host_cluster import HostCluster
@@ -49,19 +50,6 @@ STAGES = (
     "request receipt", "hashing", "storing", "root's load", "REPL start", "publish", "fan-out",
     "leaf batch", "trace writes", "final write",
 )  # fmt: skip
-CLK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu(pids: list[int]) -> float:
-    """User + system CPU of these processes, with their reaped children's (sandboxes), in seconds."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += sum(int(f) for f in fields[11:15])
-    return ticks / CLK
 
 
 def _rss_kb(pid: int) -> int:
@@ -140,7 +128,7 @@ class DataPathBench:
         prompt_chars = len("How many chunks is this? Reply with a number.\n\n") + -(-chars // calls)
         self.cluster.http("POST", "/bench/reset", json={})
         groups = self.groups()
-        cpu_before = {name: _cpu(tree_pids(pid)) for name, pid in groups.items()}
+        cpu_before = {name: cpu_seconds(tree_pids(pid), reaped_children=True) for name, pid in groups.items()}
         redis_before, pg_before = self._redis_bytes(), self._pg()
         idle = {name: max((_rss_kb(p) for p in tree_pids(pid)), default=0) for name, pid in groups.items()}
         sampler = PeakSampler(groups)
@@ -159,7 +147,7 @@ class DataPathBench:
             " AND status <> 'succeeded' GROUP BY error",
             execution_id,
         )
-        cpu = {name: _cpu(tree_pids(pid)) - cpu_before[name] for name, pid in groups.items()}
+        cpu = {name: cpu_seconds(tree_pids(pid), reaped_children=True) - cpu_before[name] for name, pid in groups.items()}
         redis_after, pg_after = self._redis_bytes(), self._pg()
         finished = _epoch(execution["finished_at"])
         upload = accepted - submitted

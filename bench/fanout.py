@@ -30,15 +30,17 @@ class FanoutRun:
     by_process: dict[str, float] = field(default_factory=dict)  # CPU ms per sub-call of each kind of process
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far, from /proc (gone processes count 0)."""
+def cpu_seconds(pids: list[int], reaped_children: bool = False) -> float:
+    """User + system CPU of these processes so far, from /proc (gone processes count 0); with
+    `reaped_children`, also that of their children already waited for (a worker's sandboxes)."""
+    last = 15 if reaped_children else 13
     ticks = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])
+        ticks += sum(int(f) for f in fields[11:last])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -67,11 +69,11 @@ ENGINE = ("llm workers", "root worker", "API")
 def run_ours(stack: BenchStack, context: str, chunks: int) -> FanoutRun:
     stack.reset_model()
     groups = _by_process(stack)
-    before = {kind: _cpu_seconds(pids) for kind, pids in groups.items()}
+    before = {kind: cpu_seconds(pids) for kind, pids in groups.items()}
     done = stack.run(programs.query("fanout", chunks), context)
     groups["Postgres"] = sorted(set(groups["Postgres"]) | set(_by_process(stack)["Postgres"]))  # new backends
     by_process = {
-        kind: (_cpu_seconds(pids) - before.get(kind, 0.0)) / chunks * 1000 for kind, pids in groups.items()
+        kind: (cpu_seconds(pids) - before.get(kind, 0.0)) / chunks * 1000 for kind, pids in groups.items()
     }
     cpu = sum(by_process[kind] for kind in ENGINE) * chunks / 1000
     report = json.loads(done.execution["final_answer"])

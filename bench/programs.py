@@ -31,15 +31,18 @@ started = clock() if clock else None
 """
 _SECONDS = "seconds = (clock() - started).total_seconds() if clock else None"
 
-FANOUT = (
-    """```repl
-"""
-    + _CLOCK
-    + """
+#: Split the input into {n} chunks and ask about each one in one batch (the fan-out under test).
+_FAN_OUT = """
 size = -(-len(context) // {n})
 chunks = [context[i:i + size] for i in range(0, len(context), size)]
 answers = llm_query_batched(["How many chunks is this? Reply with a number.\\n\\n" + c for c in chunks])
 """
+
+FANOUT = (
+    """```repl
+"""
+    + _CLOCK
+    + _FAN_OUT
     + _SECONDS
     + """
 answer["content"] = json.dumps({{"count": sum(1 for a in answers if a.strip() == "1"), "calls": len(answers), "seconds": seconds}})
@@ -94,11 +97,7 @@ FANOUT_AND_CHILD = (
     """```repl
 """
     + _CLOCK
-    + """
-size = -(-len(context) // {n})
-chunks = [context[i:i + size] for i in range(0, len(context), size)]
-answers = llm_query_batched(["How many chunks is this? Reply with a number.\\n\\n" + c for c in chunks])
-"""
+    + _FAN_OUT
     + _SECONDS
     + """
 child = rlm_query("Run the child program. bench-program:small_batch:4", context=chunks[0])
